@@ -1,0 +1,72 @@
+//! The linkage: a node's one shared, mutable word.
+//!
+//! All of a node's state changes are CASes of the wrapper pointer in its
+//! linkage. The linkage is reference counted separately from user handles:
+//! parents' child lists hold it strongly, bundled children refer to it
+//! weakly (so a tree has no reference cycles).
+
+use crate::packet::Packet;
+use crate::serial::{self, Serial};
+use crate::sync::ArcCell;
+use crate::wrapper::PacketWrapper;
+use std::any::TypeId;
+use std::sync::Arc;
+
+#[doc(hidden)]
+pub struct Linkage {
+    pub(crate) slot: ArcCell<PacketWrapper>,
+    pub(crate) payload_type: TypeId,
+    pub(crate) type_name: &'static str,
+}
+
+impl Linkage {
+    pub(crate) fn new(packet: Packet, payload_type: TypeId, type_name: &'static str) -> Arc<Self> {
+        let serial: Serial = serial::next(0);
+        Arc::new(Linkage {
+            slot: ArcCell::new(PacketWrapper::priority(Arc::new(packet), serial)),
+            payload_type,
+            type_name,
+        })
+    }
+
+    /// One load of the current wrapper.
+    #[inline]
+    pub(crate) fn load(&self) -> Arc<PacketWrapper> {
+        self.slot.load()
+    }
+}
+
+impl Drop for Linkage {
+    /// A node that nobody references any more still owns the packets of the
+    /// children bundled into it. Hand each such child its packet back (a
+    /// priority wrapper), so that children kept alive elsewhere keep their
+    /// state. Only children can still reach this linkage (weakly, and the
+    /// weak upgrade already fails), so our own wrapper is stable here.
+    fn drop(&mut self) {
+        let me: *const Linkage = self;
+        let w = self.slot.load();
+        let Some(packet) = w.packet.as_ref() else {
+            return;
+        };
+        let Some(children) = packet.children.as_ref() else {
+            return;
+        };
+        for (child, slot) in children.nodes.iter().zip(children.slots.iter()) {
+            let Some(sub) = slot else { continue };
+            loop {
+                let cw = child.load();
+                let mine = cw
+                    .bundled_by
+                    .as_ref()
+                    .is_some_and(|p| std::ptr::eq(p.as_ptr(), me));
+                if !mine {
+                    break;
+                }
+                let next = PacketWrapper::priority(sub.clone(), serial::next(cw.serial));
+                if child.slot.compare_exchange(&cw, next).is_ok() {
+                    break;
+                }
+            }
+        }
+    }
+}

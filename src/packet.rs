@@ -1,0 +1,220 @@
+//! Packets: the immutable versions of a node's state.
+//!
+//! A [`Packet`] holds one node's payload and, when the node has children,
+//! the list of its children with one slot per child. A slot holds the
+//! child's packet when the child is *bundled* into this packet, or nothing
+//! (a void slot: the child's packet lives elsewhere, e.g. under the other
+//! parent of a hard link, or it has not been collected yet).
+//!
+//! Packets reachable from a published wrapper are never mutated. A
+//! transaction path-copies them: `Arc::make_mut` clones a packet that is
+//! shared with anyone else and mutates in place one that only the
+//! transaction can see, which is exactly copy-on-write.
+
+use crate::linkage::Linkage;
+use smallvec::SmallVec;
+use std::any::Any;
+use std::sync::Arc;
+
+/// Type-erased payload with the one operation the STM needs: a deep copy.
+pub(crate) trait PayloadObj: Any + Send + Sync {
+    fn clone_obj(&self) -> Arc<dyn PayloadObj>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Clone + Send + Sync + 'static> PayloadObj for T {
+    fn clone_obj(&self) -> Arc<dyn PayloadObj> {
+        Arc::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// One child slot per listed child; inline for small fan-outs.
+pub(crate) type Slots = SmallVec<[Option<Arc<Packet>>; 8]>;
+
+/// The children of a node: who they are, and their bundled packets.
+#[derive(Clone)]
+pub(crate) struct Children {
+    /// Strong references: a child lives as long as some version lists it.
+    /// Shared between packet versions; copied only when the list changes.
+    pub(crate) nodes: Arc<Vec<Arc<Linkage>>>,
+    /// `slots[i]` is the packet of `nodes[i]`, or `None` (void).
+    pub(crate) slots: Slots,
+}
+
+impl Children {
+    /// Position of `child` in this list, trying `hint` first.
+    pub(crate) fn position(&self, child: &Linkage, hint: usize) -> Option<usize> {
+        let p: *const Linkage = child;
+        if self.nodes.get(hint).is_some_and(|n| Arc::as_ptr(n) == p) {
+            return Some(hint);
+        }
+        self.nodes.iter().position(|n| Arc::as_ptr(n) == p)
+    }
+}
+
+/// One immutable version of a node's state.
+#[derive(Clone)]
+pub(crate) struct Packet {
+    pub(crate) payload: Arc<dyn PayloadObj>,
+    pub(crate) children: Option<Arc<Children>>,
+    /// Some descendant slot may be absent or out of date: this packet is not
+    /// a snapshot of the subtree until it is bundled again.
+    pub(crate) missing: bool,
+}
+
+impl Packet {
+    pub(crate) fn leaf(payload: Arc<dyn PayloadObj>) -> Packet {
+        Packet {
+            payload,
+            children: None,
+            missing: false,
+        }
+    }
+
+    /// True when this packet is a complete, consistent subtree version.
+    #[inline]
+    pub(crate) fn is_complete(&self) -> bool {
+        !self.missing || self.children.is_none()
+    }
+
+    /// A copy that differs only in its `missing` flag.
+    pub(crate) fn with_missing(&self, missing: bool) -> Packet {
+        Packet {
+            missing,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn child_count(&self) -> usize {
+        self.children.as_ref().map_or(0, |c| c.nodes.len())
+    }
+}
+
+/// Finds the packet of `target` inside the tree rooted at `root` (which is
+/// the packet of `root_link`). Skips void slots, so with hard links the one
+/// slot that holds the packet is found. Iterative: deep trees cannot
+/// overflow the stack.
+pub(crate) fn find<'a>(
+    root_link: &Linkage,
+    root: &'a Arc<Packet>,
+    target: &Linkage,
+) -> Option<&'a Arc<Packet>> {
+    if std::ptr::eq(root_link, target) {
+        return Some(root);
+    }
+    let t: *const Linkage = target;
+    let mut stack: SmallVec<[&'a Arc<Packet>; 16]> = SmallVec::new();
+    stack.push(root);
+    while let Some(p) = stack.pop() {
+        let Some(ch) = p.children.as_ref() else {
+            continue;
+        };
+        for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+            if let Some(s) = slot {
+                if Arc::as_ptr(n) == t {
+                    return Some(s);
+                }
+                if s.children.is_some() {
+                    stack.push(s);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Slot indices leading from `root` to `target` (empty for the root).
+pub(crate) fn find_path(
+    root_link: &Linkage,
+    root: &Arc<Packet>,
+    target: &Linkage,
+) -> Option<SmallVec<[u32; 8]>> {
+    if std::ptr::eq(root_link, target) {
+        return Some(SmallVec::new());
+    }
+    let t: *const Linkage = target;
+    // Depth-first with an explicit stack of (packet, next child index).
+    let mut stack: SmallVec<[(&Arc<Packet>, usize); 16]> = SmallVec::new();
+    stack.push((root, 0));
+    while let Some(top) = stack.last_mut() {
+        let (p, i) = (top.0, top.1);
+        let ch = match p.children.as_ref() {
+            Some(ch) if i < ch.nodes.len() => ch,
+            _ => {
+                stack.pop();
+                continue;
+            }
+        };
+        top.1 += 1;
+        if let Some(s) = &ch.slots[i] {
+            if Arc::as_ptr(&ch.nodes[i]) == t {
+                let mut path: SmallVec<[u32; 8]> =
+                    stack.iter().map(|(_, j)| (*j - 1) as u32).collect();
+                // The last entry's index already points past `i`.
+                debug_assert_eq!(*path.last().unwrap(), i as u32);
+                path.shrink_to_fit();
+                return Some(path);
+            }
+            if s.children.is_some() {
+                stack.push((s, 0));
+            }
+        }
+    }
+    None
+}
+
+/// Every void slot of the tree names a node whose packet is present in
+/// another slot of the same tree (the Phase-4 gate for hard links).
+pub(crate) fn all_sub_reachable(root: &Packet) -> bool {
+    let mut present: Vec<*const Linkage> = Vec::new();
+    let mut void: Vec<*const Linkage> = Vec::new();
+    let mut stack: Vec<&Packet> = vec![root];
+    while let Some(p) = stack.pop() {
+        let Some(ch) = p.children.as_ref() else {
+            continue;
+        };
+        for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+            match slot {
+                Some(s) => {
+                    present.push(Arc::as_ptr(n));
+                    stack.push(s);
+                }
+                None => void.push(Arc::as_ptr(n)),
+            }
+        }
+    }
+    void.iter().all(|v| present.contains(v))
+}
+
+impl Packet {
+    /// The payload as `P`. Callers only ask for the type the node was
+    /// created with (typed handles), so a mismatch is a bug in this crate.
+    #[inline]
+    pub(crate) fn payload<P: 'static>(&self) -> &P {
+        let obj: &dyn PayloadObj = &*self.payload;
+        obj.as_any()
+            .downcast_ref::<P>()
+            .expect("payload type is fixed at node creation")
+    }
+
+    /// The payload as `&mut P`, copying it first if anyone else shares it.
+    #[inline]
+    pub(crate) fn payload_mut<P: 'static>(&mut self) -> &mut P {
+        if Arc::get_mut(&mut self.payload).is_none() {
+            let obj: &dyn PayloadObj = &*self.payload;
+            self.payload = obj.clone_obj();
+        }
+        let obj: &mut dyn PayloadObj =
+            Arc::get_mut(&mut self.payload).expect("uniquely owned after the copy");
+        obj.as_any_mut()
+            .downcast_mut::<P>()
+            .expect("payload type is fixed at node creation")
+    }
+}

@@ -1,0 +1,163 @@
+//! Publishing a transaction: `CommitStart`, `CommitParent`, `CommitRead`,
+//! `CommitTryCAS`, `CommitDone`.
+//!
+//! A transaction on node N read N's packet (`old`) and built a new one
+//! (`new`) that shares every untouched subtree. Because the descendants are
+//! bundled into N's packet, one CAS on N's linkage publishes all of them.
+//! When N itself is bundled into an ancestor, the commit unbundles it
+//! ([`super::unbundle`]) and the unbundle's last CAS installs `new`.
+
+use super::{CommitResult, Frame, Next, Outcome, UnbundleFrame, UnbundleMode, UnbundleResult};
+use crate::linkage::Linkage;
+use crate::packet::Packet;
+use crate::serial;
+use crate::wrapper::PacketWrapper;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitPc {
+    Start,
+    Parent,
+    Read,
+    TryCas,
+    Done,
+}
+
+pub(crate) struct CommitFrame {
+    pub(crate) node: Arc<Linkage>,
+    pub(crate) old: Arc<Packet>,
+    pub(crate) new: Arc<Packet>,
+    /// Wrapper the snapshot was read from, when the node had priority then.
+    pub(crate) snap_wrapper: Option<Arc<PacketWrapper>>,
+    /// Wrapper loaded by `commit_read` for `commit_try_cas`.
+    read_wrapper: Option<Arc<PacketWrapper>>,
+    pub(crate) pc: CommitPc,
+    result: CommitResult,
+    /// CAS attempts that failed without the transaction being invalid.
+    pub(crate) cas_retries: u32,
+}
+
+impl CommitFrame {
+    pub(crate) fn new(
+        node: Arc<Linkage>,
+        old: Arc<Packet>,
+        new: Arc<Packet>,
+        snap_wrapper: Option<Arc<PacketWrapper>>,
+    ) -> Self {
+        CommitFrame {
+            node,
+            old,
+            new,
+            snap_wrapper,
+            read_wrapper: None,
+            pc: CommitPc::Start,
+            result: CommitResult::Conflict,
+            cas_retries: 0,
+        }
+    }
+
+    pub(crate) fn step(&mut self, returned: Option<Outcome>) -> Next {
+        match self.pc {
+            CommitPc::Start => commit_start(self),
+            CommitPc::Parent => commit_parent(self),
+            CommitPc::Read => commit_read(self, returned),
+            CommitPc::TryCas => commit_try_cas(self),
+            CommitPc::Done => commit_done(self),
+        }
+    }
+
+    fn finish(&mut self, result: CommitResult) -> Next {
+        self.result = result;
+        self.pc = CommitPc::Done;
+        Next::Stay
+    }
+}
+
+/// Chooses the first commit step (no shared-memory operation). An
+/// unmodified transaction commits without any CAS.
+/// TLA+: CommitStart
+pub(crate) fn commit_start(f: &mut CommitFrame) -> Next {
+    if Arc::ptr_eq(&f.old, &f.new) {
+        return f.finish(CommitResult::Committed);
+    }
+    f.pc = if f.snap_wrapper.is_some() {
+        CommitPc::Parent
+    } else {
+        CommitPc::Read
+    };
+    Next::Stay
+}
+
+/// CAS against the wrapper the snapshot was read from: the common case,
+/// where nothing happened to the node since the snapshot.
+/// TLA+: CommitParent
+pub(crate) fn commit_parent(f: &mut CommitFrame) -> Next {
+    let expected = f.snap_wrapper.take().expect("chosen by commit_start");
+    let next = PacketWrapper::priority(f.new.clone(), serial::next(expected.serial));
+    match f.node.slot.compare_exchange(&expected, next) {
+        Ok(()) => f.finish(CommitResult::Committed),
+        Err(_) => {
+            f.cas_retries += 1;
+            f.pc = CommitPc::Read;
+            Next::Stay
+        }
+    }
+}
+
+/// Loads the node's wrapper: still our packet (CAS it), someone else's
+/// packet (conflict), or bundled (unbundle with our new packet).
+/// TLA+: CommitRead
+pub(crate) fn commit_read(f: &mut CommitFrame, returned: Option<Outcome>) -> Next {
+    if let Some(outcome) = returned {
+        return match outcome {
+            Outcome::Unbundle(UnbundleResult::NewSubvalue(_)) => {
+                f.finish(CommitResult::Committed)
+            }
+            Outcome::Unbundle(UnbundleResult::SubvalueChanged) => {
+                f.finish(CommitResult::Conflict)
+            }
+            _ => {
+                f.cas_retries += 1;
+                Next::Stay
+            }
+        };
+    }
+    let w = f.node.load();
+    if w.has_priority() {
+        if Arc::ptr_eq(w.own_packet(), &f.old) {
+            f.read_wrapper = Some(w);
+            f.pc = CommitPc::TryCas;
+            return Next::Stay;
+        }
+        return f.finish(CommitResult::Conflict);
+    }
+    Next::Call(Frame::Unbundle(UnbundleFrame::new(
+        f.node.clone(),
+        w,
+        UnbundleMode::Commit {
+            old: f.old.clone(),
+            new: f.new.clone(),
+        },
+    )))
+}
+
+/// CAS against the wrapper `commit_read` loaded.
+/// TLA+: CommitTryCAS
+pub(crate) fn commit_try_cas(f: &mut CommitFrame) -> Next {
+    let expected = f.read_wrapper.take().expect("loaded by commit_read");
+    let next = PacketWrapper::priority(f.new.clone(), serial::next(expected.serial));
+    match f.node.slot.compare_exchange(&expected, next) {
+        Ok(()) => f.finish(CommitResult::Committed),
+        Err(_) => {
+            f.cas_retries += 1;
+            f.pc = CommitPc::Read;
+            Next::Stay
+        }
+    }
+}
+
+/// Reports the result (no shared-memory operation).
+/// TLA+: CommitDone
+pub(crate) fn commit_done(f: &mut CommitFrame) -> Next {
+    Next::Return(Outcome::Commit(f.result))
+}

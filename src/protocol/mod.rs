@@ -1,0 +1,172 @@
+//! The protocol as explicit step functions.
+//!
+//! Every action of the TLA+ spec (`tla/`) is one function here with the
+//! action's name in snake_case, tagged `/// TLA+: ActionName`. Each step
+//! performs at most one shared-memory operation on one linkage (a load or a
+//! CAS) plus local work, and says what comes next. The state of an
+//! operation is a plain value ([`Operation`]): a stack of frames, one per
+//! nested sub-operation (a bundle inside a snapshot, a recursive bundle of
+//! a child, an unbundle inside a commit). Recursion never uses the Rust
+//! call stack, so a test can hold several operations and interleave their
+//! steps in any order it likes.
+
+pub(crate) mod bundle;
+pub(crate) mod commit;
+pub(crate) mod dynamic;
+pub(crate) mod snapshot;
+pub(crate) mod unbundle;
+
+use crate::packet::Packet;
+use crate::wrapper::PacketWrapper;
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+pub(crate) use bundle::BundleFrame;
+pub(crate) use commit::CommitFrame;
+pub(crate) use snapshot::SnapshotFrame;
+pub(crate) use unbundle::{UnbundleFrame, UnbundleMode};
+
+use crate::linkage::Linkage;
+
+/// One level of an operation in progress.
+pub(crate) enum Frame {
+    Snapshot(SnapshotFrame),
+    Bundle(BundleFrame),
+    Unbundle(UnbundleFrame),
+    Commit(CommitFrame),
+}
+
+/// What a finished frame hands to the frame below it.
+pub(crate) enum Outcome {
+    Snapshot(SnapResult),
+    Bundle(BundleResult),
+    Unbundle(UnbundleResult),
+    Commit(CommitResult),
+}
+
+/// A completed snapshot: the packet, and the wrapper it was read from when
+/// the node had priority (a later commit can CAS against it directly).
+pub(crate) struct SnapResult {
+    pub(crate) packet: Arc<Packet>,
+    pub(crate) wrapper: Option<Arc<PacketWrapper>>,
+}
+
+pub(crate) enum BundleResult {
+    /// The node now has priority with this (bundled) wrapper.
+    Success(Arc<PacketWrapper>),
+    Disturbed,
+}
+
+/// New wrappers an unbundle installed, so an enclosing bundle that is
+/// working on one of those linkages can follow its own node's new version.
+pub(crate) type Installed = SmallVec<[(Arc<Linkage>, Arc<PacketWrapper>); 4]>;
+
+pub(crate) enum UnbundleResult {
+    /// The node's packet, read inside an ancestor's bundle without any CAS.
+    Found(Arc<Packet>),
+    /// The node has priority now.
+    NewSubvalue(Installed),
+    /// The node is already inside the bundle being built (hard link).
+    Collided,
+    /// Commit only: the node's packet is no longer the one the transaction read.
+    SubvalueChanged,
+    Disturbed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitResult {
+    Committed,
+    Conflict,
+}
+
+/// What a step asks the driver to do next.
+pub(crate) enum Next {
+    /// Run the same frame again (its `pc` says which step).
+    Stay,
+    /// Push a sub-operation; its outcome is handed back to this frame.
+    Call(Frame),
+    /// This frame is finished.
+    Return(Outcome),
+}
+
+/// An operation in progress: a plain value a test can hold and step.
+pub(crate) struct Operation {
+    stack: Vec<Frame>,
+    returned: Option<Outcome>,
+    done: Option<Outcome>,
+    /// Steps taken so far (for tests and statistics).
+    pub(crate) steps: u64,
+}
+
+impl Operation {
+    pub(crate) fn new(root: Frame) -> Self {
+        let mut stack = Vec::with_capacity(4);
+        stack.push(root);
+        Operation {
+            stack,
+            returned: None,
+            done: None,
+            steps: 0,
+        }
+    }
+
+    /// An operation whose root frame has already asked for `sub`.
+    pub(crate) fn with_call(root: Frame, sub: Frame) -> Self {
+        let mut op = Operation::new(root);
+        op.stack.push(sub);
+        op
+    }
+
+    /// Runs one step. Returns true once the operation has finished.
+    pub(crate) fn step(&mut self) -> bool {
+        if self.done.is_some() {
+            return true;
+        }
+        let returned = self.returned.take();
+        let top = self
+            .stack
+            .last_mut()
+            .expect("an unfinished operation has a frame");
+        self.steps += 1;
+        let next = match top {
+            Frame::Snapshot(f) => f.step(returned),
+            Frame::Bundle(f) => f.step(returned),
+            Frame::Unbundle(f) => f.step(returned),
+            Frame::Commit(f) => f.step(returned),
+        };
+        match next {
+            Next::Stay => false,
+            Next::Call(frame) => {
+                self.stack.push(frame);
+                false
+            }
+            Next::Return(outcome) => {
+                self.stack.pop();
+                if self.stack.is_empty() {
+                    self.done = Some(outcome);
+                    true
+                } else {
+                    self.returned = Some(outcome);
+                    false
+                }
+            }
+        }
+    }
+
+    /// Depth of the frame stack (nested sub-operations).
+    #[cfg(test)]
+    pub(crate) fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// Steps until finished and returns the outcome.
+    pub(crate) fn run(mut self) -> Outcome {
+        while !self.step() {}
+        self.done.take().expect("finished")
+    }
+
+    /// The outcome, once [`step`](Self::step) returned true.
+    pub(crate) fn into_outcome(self) -> Option<Outcome> {
+        self.done
+    }
+}

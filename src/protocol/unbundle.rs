@@ -1,0 +1,248 @@
+//! Giving a bundled node priority again: `UnbundleWalk`,
+//! `UnbundleCASAncestors`, `UnbundleCASChild`.
+//!
+//! Walk up the `bundled_by` chain one linkage per step to the first
+//! ancestor with priority, locate the node's packet down that chain, then
+//! CAS every ancestor on the chain, root first, to a copy of its packet
+//! marked missing, and finally CAS the node itself to a priority wrapper.
+//! Marking the ancestors first is what keeps everybody consistent: a
+//! concurrent bundle of an ancestor fails its next CAS and starts over,
+//! and nobody ever treats the stale slot left inside an ancestor as a
+//! snapshot, because the ancestor is missing.
+
+use super::{Installed, Next, Outcome, UnbundleResult};
+use crate::linkage::Linkage;
+use crate::packet::Packet;
+use crate::serial::{self, Serial};
+use crate::wrapper::PacketWrapper;
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// Why the node is being unbundled, which decides what it ends up holding.
+pub(crate) enum UnbundleMode {
+    /// A snapshot of the node: read-only if its packet is found complete.
+    Snapshot,
+    /// Phase 1 of a bundle with this serial: always take priority, but
+    /// report a collision if the node is already inside that bundle.
+    Bundle { serial: Serial },
+    /// Take priority with the packet found (no conflict check).
+    Promote,
+    /// A transaction's commit: the node must still hold `old`; it gets `new`.
+    Commit {
+        old: Arc<Packet>,
+        new: Arc<Packet>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnbundlePc {
+    Walk,
+    CasAncestors,
+    CasChild,
+}
+
+/// Safety net against a corrupted (cyclic) parent chain: never walk forever.
+const MAX_CHAIN: usize = 4096;
+
+pub(crate) struct UnbundleFrame {
+    pub(crate) target: Arc<Linkage>,
+    pub(crate) target_wrapper: Arc<PacketWrapper>,
+    pub(crate) mode: UnbundleMode,
+    pub(crate) pc: UnbundlePc,
+    /// Ancestors as walked, nearest first: (linkage, wrapper seen).
+    chain: SmallVec<[(Arc<Linkage>, Arc<PacketWrapper>); 4]>,
+    /// The target's packet, once located.
+    found: Option<Arc<Packet>>,
+    /// Replacement wrappers for `chain` (same indices).
+    copies: SmallVec<[Arc<PacketWrapper>; 4]>,
+    /// Next chain index to CAS (counts down to 0, root first).
+    cas_pos: usize,
+    installed: Installed,
+}
+
+impl UnbundleFrame {
+    pub(crate) fn new(
+        target: Arc<Linkage>,
+        target_wrapper: Arc<PacketWrapper>,
+        mode: UnbundleMode,
+    ) -> Self {
+        debug_assert!(!target_wrapper.has_priority());
+        UnbundleFrame {
+            target,
+            target_wrapper,
+            mode,
+            pc: UnbundlePc::Walk,
+            chain: SmallVec::new(),
+            found: None,
+            copies: SmallVec::new(),
+            cas_pos: 0,
+            installed: SmallVec::new(),
+        }
+    }
+
+    pub(crate) fn step(&mut self, returned: Option<Outcome>) -> Next {
+        debug_assert!(returned.is_none(), "unbundle starts no sub-operation");
+        match self.pc {
+            UnbundlePc::Walk => unbundle_walk(self),
+            UnbundlePc::CasAncestors => unbundle_cas_ancestors(self),
+            UnbundlePc::CasChild => unbundle_cas_child(self),
+        }
+    }
+
+    /// Wrapper of chain level `j` (0 = the target itself).
+    fn level_wrapper(&self, j: usize) -> &Arc<PacketWrapper> {
+        if j == 0 {
+            &self.target_wrapper
+        } else {
+            &self.chain[j - 1].1
+        }
+    }
+
+    fn level_link(&self, j: usize) -> &Arc<Linkage> {
+        if j == 0 {
+            &self.target
+        } else {
+            &self.chain[j - 1].0
+        }
+    }
+
+    /// With `chain` ending at a priority ancestor, finds the packet of every
+    /// level below it. `None` when a bundled level has no packet anywhere.
+    fn locate(&self) -> Option<SmallVec<[Arc<Packet>; 4]>> {
+        let k = self.chain.len();
+        // packets[j] = packet of level j (0 = target, k = priority root).
+        let mut packets: SmallVec<[Arc<Packet>; 4]> = SmallVec::new();
+        packets.resize(k + 1, self.chain[k - 1].1.own_packet().clone());
+        for j in (0..k).rev() {
+            let upper = packets[j + 1].clone();
+            let w = self.level_wrapper(j);
+            let link = self.level_link(j);
+            let in_upper = upper.children.as_ref().and_then(|ch| {
+                ch.position(link, w.index)
+                    .and_then(|i| ch.slots[i].clone())
+            });
+            packets[j] = match (in_upper, &w.packet) {
+                (Some(p), _) => p,
+                // Not (yet / any more) listed there: the carried packet of a
+                // limbo wrapper is the node's state.
+                (None, Some(carried)) => carried.clone(),
+                (None, None) => return None,
+            };
+        }
+        Some(packets)
+    }
+
+    fn prepare_cas(&mut self, packets: &[Arc<Packet>]) {
+        self.copies = self
+            .chain
+            .iter()
+            .enumerate()
+            .map(|(i, (_, w))| {
+                let copy = packets[i + 1].with_missing(true);
+                PacketWrapper::priority(Arc::new(copy), serial::next(w.serial))
+            })
+            .collect();
+        self.found = Some(packets[0].clone());
+        if self.chain.is_empty() {
+            self.pc = UnbundlePc::CasChild;
+        } else {
+            self.cas_pos = self.chain.len() - 1;
+            self.pc = UnbundlePc::CasAncestors;
+        }
+    }
+}
+
+fn ret(r: UnbundleResult) -> Next {
+    Next::Return(Outcome::Unbundle(r))
+}
+
+/// Loads the next ancestor up the chain; once it has priority, locates the
+/// node's packet and decides what to do.
+/// TLA+: UnbundleWalk
+pub(crate) fn unbundle_walk(f: &mut UnbundleFrame) -> Next {
+    let lower = f.level_wrapper(f.chain.len()).clone();
+    let parent = lower.bundled_by.as_ref().and_then(|w| w.upgrade());
+    let Some(parent) = parent else {
+        // The parent is gone. Only a carried packet can still be current,
+        // and only the target's own (ancestors above were not reached).
+        if f.chain.is_empty() {
+            if let Some(carried) = &lower.packet {
+                let packets = [carried.clone()];
+                return decide(f, &packets);
+            }
+        }
+        return ret(UnbundleResult::Disturbed);
+    };
+    if f.chain.len() >= MAX_CHAIN || Arc::ptr_eq(&parent, &f.target) {
+        return ret(UnbundleResult::Disturbed);
+    }
+    let pw = parent.load();
+    if let UnbundleMode::Bundle { serial } = f.mode {
+        if pw.serial == serial {
+            return ret(UnbundleResult::Collided);
+        }
+    }
+    let root = pw.has_priority();
+    f.chain.push((parent, pw));
+    if !root {
+        return Next::Stay;
+    }
+    match f.locate() {
+        Some(packets) => decide(f, &packets),
+        None => ret(UnbundleResult::Disturbed),
+    }
+}
+
+fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>]) -> Next {
+    let found = &packets[0];
+    match &f.mode {
+        UnbundleMode::Snapshot if found.is_complete() => {
+            return ret(UnbundleResult::Found(found.clone()));
+        }
+        UnbundleMode::Commit { old, .. } if !Arc::ptr_eq(old, found) => {
+            return ret(UnbundleResult::SubvalueChanged);
+        }
+        _ => {}
+    }
+    f.prepare_cas(packets);
+    Next::Stay
+}
+
+/// CASes one ancestor (root first) to a copy of its packet marked missing.
+/// TLA+: UnbundleCASAncestors
+pub(crate) fn unbundle_cas_ancestors(f: &mut UnbundleFrame) -> Next {
+    let i = f.cas_pos;
+    let (link, expected) = &f.chain[i];
+    let next = f.copies[i].clone();
+    match link.slot.compare_exchange(expected, next.clone()) {
+        Ok(()) => {
+            f.installed.push((link.clone(), next));
+            if i == 0 {
+                f.pc = UnbundlePc::CasChild;
+            } else {
+                f.cas_pos -= 1;
+            }
+            Next::Stay
+        }
+        Err(_) => ret(UnbundleResult::Disturbed),
+    }
+}
+
+/// CASes the node itself to priority, holding its found (or new) packet.
+/// TLA+: UnbundleCASChild
+pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame) -> Next {
+    let packet = match &f.mode {
+        UnbundleMode::Commit { new, .. } => new.clone(),
+        _ => f.found.clone().expect("located before the CAS"),
+    };
+    let last = f.chain.first().map_or(f.target_wrapper.serial, |c| c.1.serial);
+    let next = PacketWrapper::priority(packet, serial::next(last.max(f.target_wrapper.serial)));
+    match f.target.slot.compare_exchange(&f.target_wrapper, next.clone()) {
+        Ok(()) => {
+            let mut installed = std::mem::take(&mut f.installed);
+            installed.push((f.target.clone(), next));
+            ret(UnbundleResult::NewSubvalue(installed))
+        }
+        Err(_) => ret(UnbundleResult::Disturbed),
+    }
+}

@@ -1,0 +1,149 @@
+//! Synchronisation shim: the real atomics, or loom's model of them.
+//!
+//! Everything the protocol shares between threads goes through this module,
+//! so that `RUSTFLAGS="--cfg loom" cargo test --test loom` explores the
+//! interleavings of the very code that ships. Under loom, memory
+//! reclamation is replaced by deliberately leaking retired wrappers: loom
+//! bounds every model to a handful of operations, and a leak is the one
+//! reclamation scheme that can never free memory too early.
+
+use std::sync::Arc;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicPtr, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicPtr, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;
+
+#[cfg(not(loom))]
+type Guard = crossbeam_epoch::Guard;
+#[cfg(loom)]
+struct Guard;
+
+#[inline]
+fn pin() -> Guard {
+    #[cfg(not(loom))]
+    {
+        crossbeam_epoch::pin()
+    }
+    #[cfg(loom)]
+    {
+        Guard
+    }
+}
+
+/// A raw `Arc` pointer that may cross into the epoch collector.
+struct Retired<T>(*const T);
+// SAFETY: the pointer came from `Arc::<T>::into_raw` with `T: Send + Sync`,
+// so the strong reference it stands for may be dropped on any thread.
+unsafe impl<T: Send + Sync> Send for Retired<T> {}
+
+impl<T> Retired<T> {
+    fn release(self) {
+        // SAFETY: `self.0` is a strong reference produced by `Arc::into_raw`
+        // and owned by this value alone (see `ArcCell::compare_exchange`).
+        drop(unsafe { Arc::from_raw(self.0) });
+    }
+}
+
+#[inline]
+fn retire<T: Send + Sync + 'static>(guard: &Guard, ptr: *const T) {
+    let retired = Retired(ptr);
+    #[cfg(not(loom))]
+    guard.defer(move || retired.release());
+    #[cfg(loom)]
+    {
+        let _ = guard;
+        std::mem::forget(retired);
+    }
+}
+
+/// Failed [`ArcCell::compare_exchange`]: the value that was offered, handed
+/// back, and the value the cell held at the moment of the attempt.
+pub(crate) struct CasFailure<T> {
+    pub(crate) offered: Arc<T>,
+    pub(crate) actual: Arc<T>,
+}
+
+/// An atomic slot holding one `Arc<T>`: the shape of a KAME `Linkage`.
+///
+/// Readers pin the epoch, load the pointer and take a strong count; writers
+/// replace the pointer with one CAS and defer the release of the old strong
+/// count until no pinned reader can still be looking at it. Identity is
+/// pointer identity: because the caller of `compare_exchange` holds a strong
+/// reference to the expected value, its address cannot be reused, so there
+/// is no ABA.
+pub(crate) struct ArcCell<T: Send + Sync + 'static> {
+    ptr: AtomicPtr<T>,
+}
+
+impl<T: Send + Sync + 'static> ArcCell<T> {
+    pub(crate) fn new(value: Arc<T>) -> Self {
+        ArcCell {
+            ptr: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
+        }
+    }
+
+    /// Loads the current value (one shared-memory load).
+    #[inline]
+    pub(crate) fn load(&self) -> Arc<T> {
+        let _guard = pin();
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: `p` came from `Arc::into_raw` and the cell owns one strong
+        // count of it. That count is released only through `retire`, which
+        // defers the release until every currently pinned thread (this one
+        // included) has unpinned, so the allocation is alive here.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        }
+    }
+
+    /// Replaces `current` by `new` if the cell still holds `current`
+    /// (one CAS). On failure returns the offered value and what the cell held.
+    #[inline]
+    pub(crate) fn compare_exchange(
+        &self,
+        current: &Arc<T>,
+        new: Arc<T>,
+    ) -> Result<(), CasFailure<T>> {
+        let guard = pin();
+        let newp = Arc::into_raw(new).cast_mut();
+        match self.ptr.compare_exchange(
+            Arc::as_ptr(current).cast_mut(),
+            newp,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(old) => {
+                retire(&guard, old);
+                Ok(())
+            }
+            Err(actual) => {
+                // SAFETY: `newp` was never published, so we still own the
+                // strong count `into_raw` gave us. `actual` is protected by
+                // the guard exactly as in `load`.
+                unsafe {
+                    let offered = Arc::from_raw(newp);
+                    Arc::increment_strong_count(actual);
+                    Err(CasFailure {
+                        offered,
+                        actual: Arc::from_raw(actual),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for ArcCell<T> {
+    fn drop(&mut self) {
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: `&mut self` means no thread can load from this cell any
+        // more; the cell's own strong count is released exactly once here.
+        drop(unsafe { Arc::from_raw(p) });
+    }
+}

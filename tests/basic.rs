@@ -1,0 +1,135 @@
+//! Single-threaded behaviour of the public API.
+
+use kame_stm::{Node, TreeError};
+
+#[test]
+fn single_node_commit_and_snapshot() {
+    let n = Node::new(1u32);
+    assert_eq!(n.snapshot()[&n], 1);
+    let shot = n.iterate_commit(|tr| tr[&n] += 41);
+    assert_eq!(shot[&n], 42);
+    assert_eq!(n.snapshot()[&n], 42);
+}
+
+#[test]
+fn two_level_tree() {
+    let p = Node::new(0i64);
+    let a = Node::new(1i64);
+    let b = Node::new(String::from("b"));
+    p.insert(&a).unwrap();
+    p.insert(&b).unwrap();
+    let s = p.snapshot();
+    assert_eq!(s[&a], 1);
+    assert_eq!(s[&b], "b");
+    assert_eq!(s.children(&p).unwrap().count(), 2);
+    p.iterate_commit(|tr| {
+        tr[&a] += 1;
+        tr[&b].push('!');
+    });
+    let s = p.snapshot();
+    assert_eq!((s[&a], s[&b].as_str()), (2, "b!"));
+    // Direct child commit (unbundles a) then root snapshot again.
+    a.iterate_commit(|tr| tr[&a] *= 10);
+    assert_eq!(a.snapshot()[&a], 20);
+    assert_eq!(p.snapshot()[&a], 20);
+    assert_eq!(p.snapshot()[&b], "b!");
+}
+
+#[test]
+fn three_level_tree() {
+    let g = Node::new(0u8);
+    let p = Node::new(0u8);
+    let c1 = Node::new(0u32);
+    let c2 = Node::new(0u32);
+    p.insert(&c1).unwrap();
+    p.insert(&c2).unwrap();
+    g.insert(&p).unwrap();
+    for i in 0..10u32 {
+        g.iterate_commit(|tr| {
+            tr[&c1] += 1;
+            tr[&c2] += 1;
+        });
+        c1.iterate_commit(|tr| tr[&c1] += 1);
+        p.iterate_commit(|tr| tr[&c2] += 1);
+        let s = g.snapshot();
+        assert_eq!(s[&c1], 2 * (i + 1));
+        assert_eq!(s[&c2], 2 * (i + 1));
+    }
+}
+
+#[test]
+fn errors_instead_of_panics() {
+    let p = Node::new(0u8);
+    let a = Node::new(0u8);
+    let stranger = Node::new(0u8);
+    p.insert(&a).unwrap();
+    assert!(p.snapshot().get(&stranger).is_err());
+    assert_eq!(p.release(&stranger), Err(TreeError::NotAChild));
+    assert_eq!(p.insert(&a), Err(TreeError::AlreadyChild));
+    assert_eq!(a.insert(&p), Err(TreeError::Cycle));
+    assert_eq!(p.insert(&p), Err(TreeError::Cycle));
+    let g = Node::new(0u8);
+    g.insert(&p).unwrap();
+    assert_eq!(a.insert(&g), Err(TreeError::Cycle));
+}
+
+#[test]
+fn online_insert_release_swap() {
+    let p = Node::new(0u8);
+    let a = Node::new(5u32);
+    let b = Node::new(7u32);
+    p.iterate_commit(|tr| {
+        tr.insert_online(&p, &a).unwrap();
+        tr[&a] += 1;
+        tr.insert_online(&p, &b).unwrap();
+    });
+    let s = p.snapshot();
+    assert_eq!((s[&a], s[&b]), (6, 7));
+    let names: Vec<_> = s.children(&p).unwrap().collect();
+    assert!(names[0] == a && names[1] == b);
+    p.iterate_commit(|tr| tr.swap(&p, &a, &b).unwrap());
+    let names: Vec<_> = p.snapshot().children(&p).unwrap().collect();
+    assert!(names[0] == b && names[1] == a);
+    p.release(&a).unwrap();
+    assert!(!p.snapshot().contains(&a));
+    assert_eq!(a.snapshot()[&a], 6);
+    a.iterate_commit(|tr| tr[&a] += 1);
+    assert_eq!(a.snapshot()[&a], 7);
+    p.insert(&a).unwrap();
+    assert_eq!(p.snapshot()[&a], 7);
+}
+
+#[test]
+fn hard_link_two_parents() {
+    let r = Node::new(0u8);
+    let p1 = Node::new(0u8);
+    let p2 = Node::new(0u8);
+    let x = Node::new(0u32);
+    r.insert(&p1).unwrap();
+    r.insert(&p2).unwrap();
+    p1.insert(&x).unwrap();
+    p2.insert(&x).unwrap();
+    for _ in 0..5 {
+        r.iterate_commit(|tr| tr[&x] += 1);
+        p1.iterate_commit(|tr| tr[&x] += 1);
+        p2.iterate_commit(|tr| tr[&x] += 1);
+        x.iterate_commit(|tr| tr[&x] += 1);
+    }
+    assert_eq!(r.snapshot()[&x], 20);
+    assert_eq!(p1.snapshot()[&x], 20);
+    assert_eq!(p2.snapshot()[&x], 20);
+}
+
+#[test]
+fn dropped_parent_hands_packets_back() {
+    let c = Node::new(3u32);
+    {
+        let p = Node::new(0u8);
+        p.insert(&c).unwrap();
+        p.iterate_commit(|tr| tr[&c] += 1);
+        assert_eq!(p.snapshot()[&c], 4);
+    }
+    assert_eq!(c.snapshot()[&c], 4);
+    c.iterate_commit(|tr| tr[&c] += 1);
+    assert_eq!(c.snapshot()[&c], 5);
+}
