@@ -56,3 +56,15 @@ pub use node::{AsNode, Node, NodeRef};
 pub use serial::Serial;
 pub use snapshot::Snapshot;
 pub use transaction::Transaction;
+
+/// Runs deferred memory reclamation on this thread.
+///
+/// Replaced versions are freed once no thread can still be reading them;
+/// that happens lazily as threads take snapshots and commit. Call this in
+/// leak checks (e.g. after joining all worker threads) to reclaim eagerly.
+pub fn collect_garbage() {
+    #[cfg(not(loom))]
+    for _ in 0..4 {
+        crossbeam_epoch::pin().flush();
+    }
+}

@@ -7,9 +7,11 @@
 //! 3. CAS each collected child that had priority to a bundled reference;
 //! 4. CAS the node to the same packet marked complete.
 //!
-//! Children that were already bundled into this node are skipped in phase
-//! 3: their packets already live in this node's packet, and any change to
-//! them has to CAS this node first, which phase 4 would notice.
+//! Phase 3 CASes *every* collected child, also one that was already bundled
+//! into this node (it is re-stamped with this bundle's serial). Skipping it
+//! would be wrong: an unbundle of that child may have CASed this node to a
+//! missing copy *before* this bundle read it, with its final CAS on the
+//! child still to come; only a CAS on the child itself orders the two.
 
 use super::{
     BundleResult, Frame, Installed, Next, Outcome, UnbundleFrame, UnbundleMode, UnbundleResult,
@@ -32,8 +34,8 @@ pub(crate) enum BundlePc {
 /// A child's packet as collected in phase 1.
 pub(crate) struct Collected {
     packet: Option<Arc<Packet>>,
-    /// The child's priority wrapper, which phase 3 must turn into a bundled
-    /// reference; `None` when there is nothing to CAS.
+    /// The child's wrapper as seen in phase 1, which phase 3 turns into a
+    /// bundled reference; `None` for a void slot.
     wrapper: Option<Arc<PacketWrapper>>,
 }
 
@@ -49,7 +51,14 @@ pub(crate) struct BundleFrame {
     collected: SmallVec<[Collected; 8]>,
     /// Some slot is void or some collected packet is missing.
     incomplete: bool,
+    /// This node and the nodes of the enclosing bundle frames (addresses):
+    /// a child whose bundled chain reaches one of them is already inside
+    /// the bundle being built.
+    pub(crate) in_progress: InProgress,
 }
+
+/// Addresses of the linkages being bundled by one operation (compared only).
+pub(crate) type InProgress = SmallVec<[usize; 4]>;
 
 impl BundleFrame {
     pub(crate) fn new(
@@ -57,8 +66,12 @@ impl BundleFrame {
         wrapper: Arc<PacketWrapper>,
         serial: Serial,
         is_root: bool,
+        enclosing: &[usize],
     ) -> Self {
+        let mut in_progress: InProgress = enclosing.iter().copied().collect();
+        in_progress.push(Arc::as_ptr(&node) as usize);
         BundleFrame {
+            in_progress,
             node,
             wrapper,
             serial,
@@ -100,12 +113,13 @@ impl BundleFrame {
         }
     }
 
-    /// Our own unbundle may have CASed this node to a missing copy (same
-    /// slots): follow it, or phase 2 would fail against ourselves.
+    /// Our own unbundle may have CASed this node from exactly the wrapper
+    /// we work on to a missing copy of it (same slots): follow it, or phase
+    /// 2 would fail against ourselves.
     fn adopt(&mut self, installed: &Installed) {
-        for (l, w) in installed {
-            if Arc::ptr_eq(l, &self.node) {
-                self.wrapper = w.clone();
+        for (l, old, new) in installed {
+            if Arc::ptr_eq(l, &self.node) && Arc::ptr_eq(old, &self.wrapper) {
+                self.wrapper = new.clone();
             }
         }
     }
@@ -163,21 +177,37 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
             f.push(Some(p), Some(cw));
             return Next::Stay;
         }
-        return Next::Call(Frame::Bundle(BundleFrame::new(child, cw, f.serial, false)));
+        return Next::Call(Frame::Bundle(BundleFrame::new(
+            child,
+            cw,
+            f.serial,
+            false,
+            &f.in_progress,
+        )));
     }
     if cw.is_bundled_by(&f.node) {
         let slot = f.children().slots[f.idx].clone();
         if let Some(p) = slot.filter(|p| p.is_complete()) {
-            f.push(Some(p), None);
+            f.push(Some(p), Some(cw));
             return Next::Stay;
         }
+        // Our own slot for it is stale or void: give it priority back (this
+        // CASes our node too; `adopt` follows that).
+        return Next::Call(Frame::Unbundle(UnbundleFrame::new(
+            child,
+            cw,
+            UnbundleMode::Promote,
+        )));
     }
-    // Bundled elsewhere, in limbo, or our slot for it is stale: bring it
-    // back to priority first (detecting a second path into this bundle).
+    // Bundled elsewhere or in limbo: bring it back to priority first, unless
+    // it is already inside this bundle by another path (hard link).
     Next::Call(Frame::Unbundle(UnbundleFrame::new(
         child,
         cw,
-        UnbundleMode::Bundle { serial: f.serial },
+        UnbundleMode::Bundle {
+            serial: f.serial,
+            in_progress: f.in_progress.clone(),
+        },
     )))
 }
 
@@ -206,7 +236,8 @@ pub(crate) fn bundle_phase2(f: &mut BundleFrame) -> Next {
     }
 }
 
-/// Turns one collected priority child into a bundled reference.
+/// Turns one collected child into a bundled reference stamped with this
+/// bundle's serial.
 /// TLA+: BundlePhase3
 pub(crate) fn bundle_phase3(f: &mut BundleFrame) -> Next {
     while f.idx < f.collected.len() && f.collected[f.idx].wrapper.is_none() {

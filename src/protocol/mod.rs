@@ -59,7 +59,9 @@ pub(crate) enum BundleResult {
 
 /// New wrappers an unbundle installed, so an enclosing bundle that is
 /// working on one of those linkages can follow its own node's new version.
-pub(crate) type Installed = SmallVec<[(Arc<Linkage>, Arc<PacketWrapper>); 4]>;
+/// Each entry: (linkage, the wrapper it replaced, the new wrapper).
+pub(crate) type Installed =
+    SmallVec<[(Arc<Linkage>, Arc<PacketWrapper>, Arc<PacketWrapper>); 4]>;
 
 pub(crate) enum UnbundleResult {
     /// The node's packet, read inside an ancestor's bundle without any CAS.

@@ -92,6 +92,7 @@ pub(crate) fn snap_check(f: &mut SnapshotFrame, returned: Option<Outcome>) -> Ne
             w,
             bundle_serial,
             true,
+            &[],
         )));
     }
     Next::Call(Frame::Unbundle(UnbundleFrame::new(

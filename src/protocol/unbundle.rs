@@ -10,6 +10,7 @@
 //! and nobody ever treats the stale slot left inside an ancestor as a
 //! snapshot, because the ancestor is missing.
 
+use super::bundle::InProgress;
 use super::{Installed, Next, Outcome, UnbundleResult};
 use crate::linkage::Linkage;
 use crate::packet::Packet;
@@ -23,8 +24,12 @@ pub(crate) enum UnbundleMode {
     /// A snapshot of the node: read-only if its packet is found complete.
     Snapshot,
     /// Phase 1 of a bundle with this serial: always take priority, but
-    /// report a collision if the node is already inside that bundle.
-    Bundle { serial: Serial },
+    /// report a collision if the node is already inside that bundle (an
+    /// ancestor carries the serial or is one of the nodes being bundled).
+    Bundle {
+        serial: Serial,
+        in_progress: InProgress,
+    },
     /// Take priority with the packet found (no conflict check).
     Promote,
     /// A transaction's commit: the node must still hold `old`; it gets `new`.
@@ -177,8 +182,12 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame) -> Next {
         return ret(UnbundleResult::Disturbed);
     }
     let pw = parent.load();
-    if let UnbundleMode::Bundle { serial } = f.mode {
-        if pw.serial == serial {
+    if let UnbundleMode::Bundle {
+        serial,
+        in_progress,
+    } = &f.mode
+    {
+        if pw.serial == *serial || in_progress.contains(&(Arc::as_ptr(&parent) as usize)) {
             return ret(UnbundleResult::Collided);
         }
     }
@@ -216,7 +225,7 @@ pub(crate) fn unbundle_cas_ancestors(f: &mut UnbundleFrame) -> Next {
     let next = f.copies[i].clone();
     match link.slot.compare_exchange(expected, next.clone()) {
         Ok(()) => {
-            f.installed.push((link.clone(), next));
+            f.installed.push((link.clone(), expected.clone(), next));
             if i == 0 {
                 f.pc = UnbundlePc::CasChild;
             } else {
@@ -240,7 +249,7 @@ pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame) -> Next {
     match f.target.slot.compare_exchange(&f.target_wrapper, next.clone()) {
         Ok(()) => {
             let mut installed = std::mem::take(&mut f.installed);
-            installed.push((f.target.clone(), next));
+            installed.push((f.target.clone(), f.target_wrapper.clone(), next));
             ret(UnbundleResult::NewSubvalue(installed))
         }
         Err(_) => ret(UnbundleResult::Disturbed),

@@ -1,0 +1,75 @@
+//! Shared test payloads: leak accounting by live-copy counting.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Counts live payload copies and the sum of their values.
+#[derive(Default, Debug)]
+pub struct Tracker {
+    pub live: AtomicI64,
+    pub total: AtomicI64,
+}
+
+impl Tracker {
+    pub fn new() -> Arc<Tracker> {
+        Arc::new(Tracker::default())
+    }
+
+    /// Waits (by running reclamation, never by sleeping) until every copy
+    /// is gone; returns the live count it settled at.
+    pub fn settle(&self) -> i64 {
+        for _ in 0..10_000 {
+            kame_stm::collect_garbage();
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return 0;
+            }
+            std::thread::yield_now();
+        }
+        self.live.load(Ordering::SeqCst)
+    }
+}
+
+/// A payload that counts its live copies in a [`Tracker`].
+#[derive(Debug)]
+pub struct Counted {
+    pub x: i64,
+    tracker: Arc<Tracker>,
+}
+
+impl Counted {
+    pub fn new(x: i64, tracker: &Arc<Tracker>) -> Self {
+        tracker.live.fetch_add(1, Ordering::SeqCst);
+        tracker.total.fetch_add(x, Ordering::SeqCst);
+        Counted {
+            x,
+            tracker: tracker.clone(),
+        }
+    }
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        Counted::new(self.x, &self.tracker)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.tracker.live.fetch_sub(1, Ordering::SeqCst);
+        self.tracker.total.fetch_sub(self.x, Ordering::SeqCst);
+    }
+}
+
+impl std::ops::AddAssign<i64> for Counted {
+    fn add_assign(&mut self, d: i64) {
+        self.tracker.total.fetch_add(d, Ordering::SeqCst);
+        self.x += d;
+    }
+}
+
+impl std::ops::SubAssign<i64> for Counted {
+    fn sub_assign(&mut self, d: i64) {
+        *self += -d;
+    }
+}
