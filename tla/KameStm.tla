@@ -13,13 +13,16 @@
 (* stack does (src/protocol/mod.rs).                                       *)
 (*                                                                         *)
 (* Workload: every thread runs MaxCommits iterations.  In one iteration a  *)
-(* thread in RootThreads runs a transaction at the root incrementing both  *)
-(* leaves, a thread in MidThreads (3 levels only) one at P incrementing    *)
-(* both leaves, and a thread in LeafThreads one transaction at each leaf   *)
-(* incrementing it.  A transaction = snapshot (SnapRead, SnapCheck, bundle *)
-(* or unbundle frames), the closure (local), commit (CommitStart ...       *)
+(* thread in RootThreads runs a transaction at the root incrementing every *)
+(* leaf it lists, a thread in MidThreads (3 levels only) one at P, a       *)
+(* thread in LeafThreads one transaction at each leaf incrementing it, and *)
+(* the thread in DynThreads (2 levels only) first a transaction at P that  *)
+(* inserts C1 (Online: insert_online, else insert) and last one that       *)
+(* releases C1 again.  A transaction = snapshot (SnapRead, SnapCheck,      *)
+(* bundle / unbundle frames), the closure (local, except the dynamic       *)
+(* steps InsertReadChild ... ReleaseCASChild), commit (CommitStart ...     *)
 (* CommitDone); a conflict retries with a fresh snapshot (transaction.rs   *)
-(* drive()).                                                               *)
+(* drive()).  Static configs have DynThreads = {} and Detached = {}.       *)
 (*                                                                         *)
 (* Granularity: every action performs at most one load or one CAS of one  *)
 (* linkage, as the Rust step does.  Rust steps that touch no shared memory *)
@@ -46,6 +49,9 @@ CONSTANTS
     RootThreads,  \* threads running a transaction at the root each iteration
     MidThreads,   \* threads running a transaction at P (Levels = 3 only)
     LeafThreads,  \* threads running one transaction per leaf each iteration
+    DynThreads,   \* the thread inserting and releasing C1 (at most one)
+    Detached,     \* leaves not yet children of P at the start
+    Online,       \* TRUE: insert_online (child in limbo), FALSE: insert
     MaxCommits,   \* iterations per thread
     Levels,       \* 2 or 3
     Privilege,    \* FALSE = the `no-privilege` feature
@@ -55,28 +61,36 @@ CONSTANTS
                   \* node, a bundle follows the new wrapper only if the
                   \* unbundle replaced the very wrapper the bundle holds
                   \* (else: disturbed); FALSE: it always follows (FINDINGS #2)
+    LimboReady,   \* TRUE: insert_read_child takes a child in limbo under the
+                  \* inserting parent as ready (its carried packet); FALSE: it
+                  \* unbundles it (Promote), which CASes P (FINDINGS #3)
     Null          \* model value
 
 ASSUME Levels \in {2, 3}
 ASSUME Threads = 1..Cardinality(Threads) /\ Threads # {}
-ASSUME RootThreads \cup MidThreads \cup LeafThreads = Threads
+ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads = Threads
 ASSUME Levels = 2 => MidThreads = {}
+ASSUME Cardinality(DynThreads) <= 1 /\ Online \in BOOLEAN
+ASSUME Detached \subseteq {"C1", "C2"} /\ (Detached # {} => Levels = 2)
+ASSUME DynThreads # {} => "C1" \in Detached
 ASSUME MaxCommits \in Nat \ {0}
 ASSUME Privilege \in BOOLEAN
 ASSUME RestampBundled \in BOOLEAN
 ASSUME SafeAdopt \in BOOLEAN
+ASSUME LimboReady \in BOOLEAN
 
 VARIABLES
     linkage,      \* [Nodes -> Wrapper]: the one atomic word of each node
     serial,       \* [Threads -> Serial]: the thread-local Lamport serial (serial.rs)
     pc,           \* [Threads -> step name]: the next step of the top frame
-    target,       \* [Threads -> Nodes \cup {Null}]: node of the current transaction
+    target,       \* [Threads -> Job \cup {Null}]: the current transaction (a node, "ins", "rel")
     local,        \* [Threads -> Local]: the operation's frames and results
     budget,       \* [Threads -> 0..MaxCommits]: iterations left
     queue,        \* [Threads -> SUBSET Nodes]: transactions left in this iteration
-    priorityTag   \* [Nodes -> Null \cup <<iter, tid>>]
+    priorityTag,  \* [Nodes -> Null \cup <<iter, tid>>]
+    credit        \* [Leaves -> Nat]: ghost, increments published so far
 
-vars == <<linkage, serial, pc, target, local, budget, queue, priorityTag>>
+vars == <<linkage, serial, pc, target, local, budget, queue, priorityTag, credit>>
 
 -----------------------------------------------------------------------------
 (* The tree *)
@@ -86,11 +100,17 @@ RootNode == IF Levels = 2 THEN "P" ELSE "G"
 Inner    == IF Levels = 2 THEN {"P"} ELSE {"G", "P"}
 Nodes    == Inner \cup Leaves
 
-\* Children in list order (the Rust Children::nodes order).
-Kids(n) == CASE n = "P" -> <<"C1", "C2">>
+\* Children at the start, in list order (the Rust Children::nodes order).
+Kids(n) == CASE n = "P" -> SelectSeq(<<"C1", "C2">>, LAMBDA c : c \notin Detached)
              [] n = "G" -> <<"P">>
              [] OTHER   -> <<>>
 KidSet(n) == {Kids(n)[i] : i \in DOMAIN Kids(n)}
+DynChild == "C1"
+
+\* The children a packet lists, in list order (inserts append; with one
+\* dynamic child this is the fixed order C1, C2).
+ListOf(p) == SelectSeq(<<"P", "C1", "C2">>, LAMBDA c : c \in DOMAIN p.sub)
+IndexIn(p, c) == CHOOSE i \in DOMAIN ListOf(p) : ListOf(p)[i] = c
 ParentOf(n) == CASE n \in Leaves            -> "P"
                  [] n = "P" /\ Levels = 3   -> "G"
                  [] OTHER                   -> Null
@@ -116,13 +136,15 @@ GenMany(tls, lasts) ==
 
 -----------------------------------------------------------------------------
 (* Packets and wrappers (packet.rs, wrapper.rs).                           *)
-(* Packet  = [id, pay, sub, missing]; sub = [KidSet(n) -> Packet \cup {Null}] *)
-(*           for an inner node (Null = void slot), <<>> for a leaf.        *)
-(* Wrapper = [pkt, by, ser]: priority (by = Null, pkt # Null) or bundled   *)
-(*           (by = the parent, pkt = Null).                                *)
+(* Packet  = [id, pay, sub, missing]; sub = [listed children -> Packet \cup *)
+(*           {Null}] (Null = void slot); <<>> for a leaf.                  *)
+(* Wrapper = [pkt, by, ser]: priority (by = Null, pkt # Null), bundled     *)
+(*           (by = the parent, pkt = Null) or limbo (by = the parent, pkt  *)
+(*           = the carried packet).                                        *)
 
 PW(p, s)  == [pkt |-> p, by |-> Null, ser |-> s]
 BW(n, s)  == [pkt |-> Null, by |-> n, ser |-> s]
+LW(n, s, p) == [pkt |-> p, by |-> n, ser |-> s]
 HasPri(w) == w.by = Null
 
 \* Packet::is_complete
@@ -140,9 +162,22 @@ NewPkt(p, n, s) ==
     IF n \in Leaves THEN [p EXCEPT !.pay = @ + 1, !.id = s]
     ELSE [p EXCEPT !.id = s, !.sub = [c \in DOMAIN @ |-> NewPkt(@[c], c, s)]]
 
+\* Leaves whose payload NewPkt(p, n, s) increments.
+RECURSIVE LeavesIn(_, _)
+LeavesIn(p, n) == IF n \in Leaves THEN {n} ELSE UNION {LeavesIn(p.sub[c], c) : c \in DOMAIN p.sub}
+
+\* The versions the dynamic transactions publish (Transaction::insert_impl
+\* marks the path missing and appends the child; release removes it).
+InsPkt(p, slot, s) == [p EXCEPT !.id = s, !.missing = TRUE, !.sub = @ @@ (DynChild :> slot)]
+RelPkt(p, s) ==
+    LET d == DOMAIN p.sub \ {DynChild} IN
+    [p EXCEPT !.id = s, !.sub = [c \in d |-> @[c]], !.missing = IF d = {} THEN FALSE ELSE @]
+
+\* A node as created and inserted: leaves own their packet; a parent lists
+\* its children with void slots and is missing until bundled.
 InitPkt(n) == [id |-> 0, pay |-> 0,
                sub |-> IF n \in Leaves THEN <<>> ELSE [c \in KidSet(n) |-> Null],
-               missing |-> n \notin Leaves]
+               missing |-> n \notin Leaves /\ KidSet(n) # {}]
 
 -----------------------------------------------------------------------------
 (* Priority tags (issue 3; src/negotiation.rs) *)
@@ -179,26 +214,34 @@ CasSucceeded(t, n) == priorityTag' = [priorityTag EXCEPT ![n] = TagAfterSuccess(
 (*             (bundle serial), isRoot, coll (collected [pkt, w] per child *)
 (*             so far; w = Null: nothing to CAS in phase 3), incomplete,   *)
 (*             idx (phase-3 position)                                      *)
-(*   unbundle: node (the target), tw (its wrapper), mode, ser (bundle      *)
-(*             serial in "bundle" mode), chain (ancestors walked, nearest  *)
-(*             first, [node, w]), found, copies, casPos                    *)
+(*   unbundle: node (the target), tw (its wrapper), mode ("snap",          *)
+(*             "commit", "promote", "bundle"), ser and inprog (bundle      *)
+(*             serial and nodes being bundled, "bundle" mode), chain       *)
+(*             (ancestors walked, nearest first, [node, w]), found,        *)
+(*             copies, casPos                                              *)
 
 Frame0 == [kind |-> Null, node |-> Null, w |-> Null, ser |-> Null, isRoot |-> FALSE,
            coll |-> <<>>, incomplete |-> FALSE, idx |-> 0,
            mode |-> Null, tw |-> Null, chain |-> <<>>, found |-> Null,
-           copies |-> <<>>, casPos |-> 0]
+           copies |-> <<>>, casPos |-> 0, inprog |-> {}]
 
 BundleFrame(n, w, s, isRoot) ==
     [Frame0 EXCEPT !.kind = "bundle", !.node = n, !.w = w, !.ser = s, !.isRoot = isRoot]
 
-UnbundleFrame(n, tw, mode, s) ==
-    [Frame0 EXCEPT !.kind = "unbundle", !.node = n, !.tw = tw, !.mode = mode, !.ser = s]
+UnbundleFrame(n, tw, mode, s, inprog) ==
+    [Frame0 EXCEPT !.kind = "unbundle", !.node = n, !.tw = tw, !.mode = mode, !.ser = s,
+                   !.inprog = inprog]
 
-\* op: "snap" (snapshot frame at the bottom) or "commit" (commit frame).
-\* snapPkt / snapW: the snapshot's packet and wrapper (= the commit's `old`
-\* and `snap_wrapper`); readW: commit_read's wrapper; result: commit result.
-Local0 == [op |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
-           readW |-> Null, result |-> Null]
+\* op: what sits below the frames: "snap" (the snapshot frame), "closure"
+\* (a dynamic step of the transaction body) or "commit" (the commit frame).
+\* job: the transaction (= target).  snapPkt / snapW: the snapshot's packet
+\* and wrapper (= the commit's `old` and `snap_wrapper`); readW:
+\* commit_read's wrapper; result: commit result.  Dynamic steps: txSer
+\* (Transaction::serial), dynW (the child's wrapper read), insSlot (the
+\* packet an online insert pulled).
+Local0 == [op |-> Null, job |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
+           readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null]
+Retry(l) == [Local0 EXCEPT !.op = "snap", !.job = l.job]
 
 Top(l) == l.stack[Len(l.stack)]
 SetTop(l, f) == [l EXCEPT !.stack = [@ EXCEPT ![Len(@)] = f]]
@@ -207,14 +250,23 @@ PushL(l, f) == [l EXCEPT !.stack = Append(@, f)]
 
 \* Abandon everything and take the snapshot again (a Disturbed outcome is
 \* passed down every frame to the snapshot frame, which retries).
-Disturbed(l) == [pc |-> "snap_check", l |-> [Local0 EXCEPT !.op = "snap"]]
+Disturbed(l) == [pc |-> "snap_check", l |-> Retry(l)]
+
+\* The snapshot is taken: run the body (its dynamic steps, if any), then commit.
+SnapDone(l, p, w) ==
+    LET next == CASE l.job = "ins" /\ Online -> "insert_read_child"
+                  [] l.job = "rel" /\ p.sub[DynChild] # Null -> "release_read_child"
+                  [] OTHER -> "commit_start"
+    IN [pc |-> next,
+        l  |-> [l EXCEPT !.op = IF next = "commit_start" THEN "commit" ELSE "closure",
+                         !.snapPkt = p, !.snapW = w]]
 
 \* Phase 1 collected one more child (BundleFrame::push).
 Collect(l, p, w) ==
     LET f  == Top(l)
         f2 == [f EXCEPT !.coll = Append(@, [pkt |-> p, w |-> w]),
                         !.incomplete = IF p = Null THEN TRUE ELSE @ \/ ~Complete(p)]
-    IN [pc |-> IF Len(f2.coll) = Len(Kids(f2.node)) THEN "bundle_phase2" ELSE "bundle_phase1",
+    IN [pc |-> IF Len(f2.coll) = Len(ListOf(f2.w.pkt)) THEN "bundle_phase2" ELSE "bundle_phase1",
         l  |-> SetTop(l, f2)]
 
 \* First phase-3 position at or after i that has a wrapper to CAS (0: none).
@@ -230,13 +282,11 @@ NextP3(coll, i) ==
 AfterReturn(l, r) ==
     IF l.stack = <<>> THEN
         IF l.op = "snap" THEN                                   \* snap_check
-            CASE r.kind = "success" ->
-                    [pc |-> "commit_start",
-                     l  |-> [l EXCEPT !.op = "commit", !.snapPkt = r.w.pkt, !.snapW = r.w]]
-              [] r.kind = "found" ->
-                    [pc |-> "commit_start",
-                     l  |-> [l EXCEPT !.op = "commit", !.snapPkt = r.p, !.snapW = Null]]
+            CASE r.kind = "success" -> SnapDone(l, r.w.pkt, r.w)
+              [] r.kind = "found"   -> SnapDone(l, r.p, Null)
               [] OTHER -> [pc |-> "snap_check", l |-> l]
+        ELSE IF l.op = "closure" THEN                           \* pull_child loop
+            [pc |-> "insert_read_child", l |-> l]
         ELSE                                                    \* commit_read
             CASE r.kind = "newsub"  -> [pc |-> "commit_done", l |-> [l EXCEPT !.result = "ok"]]
               [] r.kind = "changed" -> [pc |-> "commit_done", l |-> [l EXCEPT !.result = "conflict"]]
@@ -245,26 +295,31 @@ AfterReturn(l, r) ==
         CASE r.kind = "success"  -> Collect(l, r.w.pkt, r.w)
           [] r.kind = "collided" -> Collect(l, Null, Null)
           [] r.kind = "newsub" ->
-                \* BundleFrame::adopt: follow our own node's new wrapper
+                \* BundleFrame::adopt: follow our own node's new wrapper if
+                \* the unbundle replaced exactly the one we hold (SafeAdopt)
                 \* (r.inst: node -> [old, new] wrappers the unbundle CASed).
                 LET f == Top(l) IN
-                IF f.node \notin DOMAIN r.inst THEN [pc |-> "bundle_phase1", l |-> l]
-                ELSE IF SafeAdopt /\ r.inst[f.node].old # f.w THEN Disturbed(l)
-                ELSE [pc |-> "bundle_phase1",
-                      l  |-> SetTop(l, [f EXCEPT !.w = r.inst[f.node].new])]
+                IF f.node \in DOMAIN r.inst /\ (~SafeAdopt \/ r.inst[f.node].old = f.w)
+                THEN [pc |-> "bundle_phase1", l |-> SetTop(l, [f EXCEPT !.w = r.inst[f.node].new])]
+                ELSE [pc |-> "bundle_phase1", l |-> l]
           [] OTHER -> Disturbed(l)
 
 Outcome(kind) == [kind |-> kind, w |-> Null, p |-> Null, inst |-> <<>>]
 
 \* Packets of every level of an unbundle chain that ends at a priority
-\* ancestor: level 0 = the target, level k = that ancestor (locate()).
-\* Null when some slot on the way is void.
+\* ancestor: level 0 = the target, level k = that ancestor (locate()): the
+\* slot in the level above if it lists the node with a packet, else the
+\* packet a limbo wrapper carries; Null (and Null below) if neither.
 LevelNode(f, j) == IF j = 0 THEN f.node ELSE f.chain[j].node
+LevelW(f, j) == IF j = 0 THEN f.tw ELSE f.chain[j].w
 RECURSIVE LevelPkt(_, _)
 LevelPkt(f, j) ==
     IF j = Len(f.chain) THEN f.chain[j].w.pkt
-    ELSE LET up == LevelPkt(f, j + 1) IN
-         IF up = Null THEN Null ELSE up.sub[LevelNode(f, j)]
+    ELSE LET up == LevelPkt(f, j + 1)
+             n  == LevelNode(f, j)
+         IN IF up = Null THEN Null
+            ELSE IF n \in DOMAIN up.sub /\ up.sub[n] # Null THEN up.sub[n]
+            ELSE LevelW(f, j).pkt
 
 -----------------------------------------------------------------------------
 Init ==
@@ -276,12 +331,16 @@ Init ==
     /\ budget = [t \in Threads |-> MaxCommits]
     /\ queue = [t \in Threads |-> {}]
     /\ priorityTag = [n \in Nodes |-> Null]
+    /\ credit = [c \in Leaves |-> 0]
 
 \* The transactions one iteration of t runs, in this order.
-JobOrder == IF Levels = 2 THEN <<"P", "C1", "C2">> ELSE <<"G", "P", "C1", "C2">>
+JobOrder == IF Levels = 2 THEN <<"ins", "P", "C1", "C2", "rel">> ELSE <<"G", "P", "C1", "C2">>
 Jobs(t) == (IF t \in RootThreads THEN {RootNode} ELSE {})
            \cup (IF t \in MidThreads THEN {"P"} ELSE {})
            \cup (IF t \in LeafThreads THEN Leaves ELSE {})
+           \cup (IF t \in DynThreads THEN {"ins", "rel"} ELSE {})
+\* The node a transaction runs on.
+JobNode(j) == IF j \in {"ins", "rel"} THEN RootNode ELSE j
 FirstJob(q) == JobOrder[CHOOSE i \in DOMAIN JobOrder :
                            JobOrder[i] \in q /\ \A j \in 1..(i - 1) : JobOrder[j] \notin q]
 
@@ -296,19 +355,20 @@ SnapRead(t) ==
     /\ LET q == IF queue[t] = {} THEN Jobs(t) ELSE queue[t] IN
          /\ queue' = [queue EXCEPT ![t] = q]
          /\ target' = [target EXCEPT ![t] = FirstJob(q)]
+         /\ local' = [local EXCEPT ![t] = [Local0 EXCEPT !.op = "snap", !.job = FirstJob(q)]]
     /\ pc' = [pc EXCEPT ![t] = "snap_check"]
-    /\ local' = [local EXCEPT ![t] = [Local0 EXCEPT !.op = "snap"]]
-    /\ UNCHANGED <<linkage, serial, budget, priorityTag>>
+    /\ UNCHANGED <<linkage, serial, budget, priorityTag, credit>>
 
 SnapCheck(t) ==
     /\ pc[t] = "snap_check"
-    /\ LET n == target[t]
+    /\ LET n == JobNode(target[t])
            w == linkage[n]
            l == local[t]
        IN
        IF HasPri(w) /\ Complete(w.pkt) THEN
-            /\ pc' = [pc EXCEPT ![t] = "commit_start"]
-            /\ local' = [local EXCEPT ![t] = [l EXCEPT !.op = "commit", !.snapPkt = w.pkt, !.snapW = w]]
+            LET r == SnapDone(l, w.pkt, w) IN
+            /\ pc' = [pc EXCEPT ![t] = r.pc]
+            /\ local' = [local EXCEPT ![t] = r.l]
             /\ UNCHANGED serial
        ELSE IF HasPri(w) THEN
             LET b == Gen(serial[t], w.ser) IN
@@ -317,19 +377,22 @@ SnapCheck(t) ==
             /\ local' = [local EXCEPT ![t] = PushL(l, BundleFrame(n, w, b, TRUE))]
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
-            /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "snap", Null))]
+            /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "snap", Null, {}))]
             /\ UNCHANGED serial
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag>>
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
 
 -----------------------------------------------------------------------------
 (* bundle.rs *)
+
+\* Nodes of the bundle frames on the stack (BundleFrame::in_progress).
+InProgress(l) == {l.stack[i].node : i \in {j \in DOMAIN l.stack : l.stack[j].kind = "bundle"}}
 
 \* Loads the next child; collects it, or starts a nested bundle / unbundle.
 BundlePhase1(t) ==
     /\ pc[t] = "bundle_phase1"
     /\ LET l  == local[t]
            f  == Top(l)
-           c  == Kids(f.node)[Len(f.coll) + 1]
+           c  == ListOf(f.w.pkt)[Len(f.coll) + 1]
            cw == linkage[c]
            slot == f.w.pkt.sub[c]
        IN
@@ -342,16 +405,21 @@ BundlePhase1(t) ==
             /\ pc' = [pc EXCEPT ![t] = "bundle_phase1"]
             /\ local' = [local EXCEPT ![t] = PushL(l, BundleFrame(c, cw, f.ser, FALSE))]
        ELSE IF cw.by = f.node /\ slot # Null /\ Complete(slot) THEN
-            \* already bundled into this node: phase 3 re-stamps its bundled
-            \* reference (RestampBundled) or leaves it alone
+            \* already bundled into (or in limbo under) this node: phase 3
+            \* re-stamps it (RestampBundled) or leaves it alone
             LET r == Collect(l, slot, IF RestampBundled THEN cw ELSE Null) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
-       ELSE
-            \* bundled elsewhere or our slot is stale: unbundle it first
+       ELSE IF cw.by = f.node THEN
+            \* our slot for it is stale or void: give it priority back
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
-            /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(c, cw, "bundle", f.ser))]
-    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag>>
+            /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(c, cw, "promote", Null, {}))]
+       ELSE
+            \* bundled elsewhere (hard links only): unbundle unless collided
+            /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
+            /\ local' = [local EXCEPT ![t] =
+                   PushL(l, UnbundleFrame(c, cw, "bundle", f.ser, InProgress(l)))]
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit>>
 
 \* CAS the node to a packet holding the collected slots, still missing.
 BundlePhase2(t) ==
@@ -360,8 +428,7 @@ BundlePhase2(t) ==
            f  == Top(l)
            n  == f.node
            np == [id |-> f.ser, pay |-> f.w.pkt.pay, missing |-> TRUE,
-                  sub |-> [c \in KidSet(n) |->
-                             f.coll[CHOOSE i \in DOMAIN Kids(n) : Kids(n)[i] = c].pkt]]
+                  sub |-> [c \in DOMAIN f.w.pkt.sub |-> f.coll[IndexIn(f.w.pkt, c)].pkt]]
            nw == PW(np, f.ser)
            i3 == NextP3(f.coll, 1)
        IN
@@ -376,15 +443,15 @@ BundlePhase2(t) ==
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
                /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit>>
 
-\* CAS one collected priority child to a bundled reference.
+\* CAS one collected child to a bundled reference with this bundle's serial.
 BundlePhase3(t) ==
     /\ pc[t] = "bundle_phase3"
     /\ LET l  == local[t]
            f  == Top(l)
            i  == f.idx
-           c  == Kids(f.node)[i]
+           c  == ListOf(f.w.pkt)[i]
            ew == f.coll[i].w
            f1 == [f EXCEPT !.coll[i].w = Null]      \* wrapper.take()
        IN
@@ -406,7 +473,7 @@ BundlePhase3(t) ==
                   ELSE LET r == Disturbed(l) IN
                       /\ pc' = [pc EXCEPT ![t] = r.pc]
                       /\ local' = [local EXCEPT ![t] = r.l]
-    /\ UNCHANGED <<serial, target, budget, queue>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit>>
 
 \* CAS the node to the same slots marked complete (a nested bundle that met
 \* a void slot stays missing; a root bundle with an unreachable void slot
@@ -437,7 +504,7 @@ BundlePhase4(t) ==
                     /\ pc' = [pc EXCEPT ![t] = r.pc]
                     /\ local' = [local EXCEPT ![t] = r.l]
                     /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit>>
 
 -----------------------------------------------------------------------------
 (* unbundle.rs *)
@@ -461,7 +528,7 @@ UnbundleWalk(t) ==
                         PW([LevelPkt(f2, i) EXCEPT !.missing = TRUE, !.id = sers[i]], sers[i])]
            Ret(kind, p) == AfterReturn(PopL(l), [Outcome(kind) EXCEPT !.p = p])
        IN
-       IF f.mode = "bundle" /\ pw.ser = f.ser THEN
+       IF f.mode = "bundle" /\ (pw.ser = f.ser \/ par \in f.inprog) THEN
             LET r == Ret("collided", Null) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
@@ -490,7 +557,7 @@ UnbundleWalk(t) ==
             /\ pc' = [pc EXCEPT ![t] = "unbundle_cas_ancestors"]
             /\ local' = [local EXCEPT ![t] =
                    SetTop(l, [f2 EXCEPT !.found = found, !.copies = copies, !.casPos = k])]
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag>>
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
 
 \* CAS one ancestor (root first) to its missing copy.
 UnbundleCASAncestors(t) ==
@@ -512,7 +579,15 @@ UnbundleCASAncestors(t) ==
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
                /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+
+\* The version a transaction publishes, and the leaves it increments.
+TxPkt(l, n, s) ==
+    CASE l.job = "ins" -> InsPkt(l.snapPkt, l.insSlot, s)
+      [] l.job = "rel" -> RelPkt(l.snapPkt, s)
+      [] OTHER         -> NewPkt(l.snapPkt, n, s)
+TxLeaves(l, n) == IF l.job \in {"ins", "rel"} THEN {} ELSE LeavesIn(l.snapPkt, n)
+Credited(l, n) == [c \in Leaves |-> credit[c] + (IF c \in TxLeaves(l, n) THEN 1 ELSE 0)]
 
 \* CAS the target to priority with its found packet (or, in a commit, the
 \* transaction's new packet).
@@ -522,7 +597,7 @@ UnbundleCASChild(t) ==
            f  == Top(l)
            n  == f.node
            s  == Gen(serial[t], Max(f.chain[1].w.ser, f.tw.ser))
-           p  == IF f.mode = "commit" THEN NewPkt(l.snapPkt, n, s) ELSE f.found
+           p  == IF f.mode = "commit" THEN TxPkt(l, n, s) ELSE f.found
            nw == PW(p, s)
            inst == [m \in {f.chain[i].node : i \in 1..Len(f.chain)} |->
                       LET i == CHOOSE i \in 1..Len(f.chain) : f.chain[i].node = m
@@ -536,49 +611,51 @@ UnbundleCASChild(t) ==
                /\ CasSucceeded(t, n)
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
+               /\ credit' = IF f.mode = "commit" THEN Credited(l, n) ELSE credit
           ELSE LET r == AfterReturn(PopL(l), Outcome("disturbed")) IN
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
-               /\ UNCHANGED linkage
+               /\ UNCHANGED <<linkage, credit>>
     /\ UNCHANGED <<target, budget, queue>>
 
 -----------------------------------------------------------------------------
 (* commit.rs *)
 
-\* The closure has run (its effect is NewPkt); choose the first commit step.
+\* The closure has run (its effect is TxPkt); choose the first commit step.
 CommitStart(t) ==
     /\ pc[t] = "commit_start"
     /\ pc' = [pc EXCEPT ![t] = IF local[t].snapW # Null THEN "commit_parent" ELSE "commit_read"]
-    /\ UNCHANGED <<linkage, serial, target, local, budget, queue, priorityTag>>
+    /\ UNCHANGED <<linkage, serial, target, local, budget, queue, priorityTag, credit>>
 
 \* CAS against the wrapper the snapshot was read from.
 CommitParent(t) ==
     /\ pc[t] = "commit_parent"
     /\ LET l == local[t]
-           n == target[t]
+           n == JobNode(target[t])
            s == Gen(serial[t], l.snapW.ser)
        IN
        /\ CanProceed(t, n)
        /\ serial' = [serial EXCEPT ![t] = s]
        /\ IF linkage[n] = l.snapW THEN
-               /\ linkage' = [linkage EXCEPT ![n] = PW(NewPkt(l.snapPkt, n, s), s)]
+               /\ linkage' = [linkage EXCEPT ![n] = PW(TxPkt(l, n, s), s)]
                /\ CasSucceeded(t, n)
+               /\ credit' = Credited(l, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null, !.result = "ok"]]
           ELSE
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null]]
-               /\ UNCHANGED linkage
+               /\ UNCHANGED <<linkage, credit>>
     /\ UNCHANGED <<target, budget, queue>>
 
 \* Load: still our packet (CAS it), another packet (conflict), or bundled
-\* (unbundle, installing our new packet).
+\* or in limbo (unbundle, installing our new packet).
 CommitRead(t) ==
     /\ pc[t] = "commit_read"
     /\ LET l == local[t]
-           n == target[t]
+           n == JobNode(target[t])
            w == linkage[n]
        IN
        IF HasPri(w) /\ w.pkt = l.snapPkt THEN
@@ -589,28 +666,29 @@ CommitRead(t) ==
             /\ local' = [local EXCEPT ![t] = [l EXCEPT !.result = "conflict"]]
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
-            /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "commit", Null))]
-    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag>>
+            /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "commit", Null, {}))]
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit>>
 
 \* CAS against the wrapper commit_read loaded.
 CommitTryCAS(t) ==
     /\ pc[t] = "commit_try_cas"
     /\ LET l == local[t]
-           n == target[t]
+           n == JobNode(target[t])
            s == Gen(serial[t], l.readW.ser)
        IN
        /\ CanProceed(t, n)
        /\ serial' = [serial EXCEPT ![t] = s]
        /\ IF linkage[n] = l.readW THEN
-               /\ linkage' = [linkage EXCEPT ![n] = PW(NewPkt(l.snapPkt, n, s), s)]
+               /\ linkage' = [linkage EXCEPT ![n] = PW(TxPkt(l, n, s), s)]
                /\ CasSucceeded(t, n)
+               /\ credit' = Credited(l, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null, !.result = "ok"]]
           ELSE
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null]]
-               /\ UNCHANGED linkage
+               /\ UNCHANGED <<linkage, credit>>
     /\ UNCHANGED <<target, budget, queue>>
 
 \* Report the result: committed (release tags, iteration bookkeeping) or
@@ -627,9 +705,96 @@ CommitDone(t) ==
             /\ local' = [local EXCEPT ![t] = Local0]
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "snap_check"]
-            /\ local' = [local EXCEPT ![t] = [Local0 EXCEPT !.op = "snap"]]
+            /\ local' = [local EXCEPT ![t] = Retry(local[t])]
             /\ UNCHANGED <<priorityTag, queue, budget, target>>
-    /\ UNCHANGED <<linkage, serial>>
+    /\ UNCHANGED <<linkage, serial, credit>>
+
+-----------------------------------------------------------------------------
+(* dynamic.rs, driven by Transaction::insert_online (pull_child) and       *)
+(* Transaction::release in the body of a transaction at P.                 *)
+(* (insert also takes a snapshot of the child to rule out cycles; for a    *)
+(* leaf that is one load whose result is discarded, so it is left out.)    *)
+
+\* The transaction's serial (Transaction::serial), minted on first use.
+TxSerial(t) == IF local[t].txSer # Null THEN local[t].txSer
+               ELSE Gen(serial[t], IF local[t].snapW = Null THEN 0 ELSE local[t].snapW.ser)
+
+\* Loads the child: ready (priority and complete; with LimboReady also in
+\* limbo under P, carrying its packet), or unbundle it first (Promote).
+Ready(w) == (HasPri(w) /\ Complete(w.pkt)) \/ (LimboReady /\ w.by = RootNode /\ w.pkt # Null)
+InsertReadChild(t) ==
+    /\ pc[t] = "insert_read_child"
+    /\ LET l  == local[t]
+           s  == TxSerial(t)
+           cw == linkage[DynChild]
+           l1 == [l EXCEPT !.txSer = s]
+       IN
+       /\ serial' = IF l.txSer = Null THEN [serial EXCEPT ![t] = s] ELSE serial
+       /\ IF Ready(cw) THEN
+               /\ pc' = [pc EXCEPT ![t] = "insert_cas_child"]
+               /\ local' = [local EXCEPT ![t] = [l1 EXCEPT !.dynW = cw]]
+          ELSE
+               /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
+               /\ local' = [local EXCEPT ![t] =
+                      PushL(l1, UnbundleFrame(DynChild, cw, "promote", Null, {}))]
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
+
+\* Puts the child in limbo under P carrying its packet, which the insert
+\* puts in P's new slot.
+InsertCASChild(t) ==
+    /\ pc[t] = "insert_cas_child"
+    /\ LET l == local[t] IN
+       /\ CanProceed(t, DynChild)
+       /\ IF linkage[DynChild] = l.dynW THEN
+               /\ linkage' = [linkage EXCEPT ![DynChild] = LW(RootNode, l.txSer, l.dynW.pkt)]
+               /\ CasSucceeded(t, DynChild)
+               /\ pc' = [pc EXCEPT ![t] = "commit_start"]
+               /\ local' = [local EXCEPT ![t] =
+                      [l EXCEPT !.op = "commit", !.insSlot = l.dynW.pkt, !.dynW = Null]]
+          ELSE
+               /\ CasFailed(t, DynChild)
+               /\ pc' = [pc EXCEPT ![t] = "insert_read_child"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.dynW = Null]]
+               /\ UNCHANGED linkage
+    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+
+\* Loads the child whose bundled slot the release removes: still in the
+\* state the snapshot saw (its own packet is the slot, or bundled by P),
+\* or the transaction is doomed (retried with a fresh snapshot, no commit).
+ReleaseReadChild(t) ==
+    /\ pc[t] = "release_read_child"
+    /\ LET l    == local[t]
+           s    == TxSerial(t)
+           cw   == linkage[DynChild]
+           slot == l.snapPkt.sub[DynChild]
+       IN
+       /\ serial' = IF l.txSer = Null THEN [serial EXCEPT ![t] = s] ELSE serial
+       /\ IF (HasPri(cw) /\ cw.pkt = slot) \/ cw.by = RootNode THEN
+               /\ pc' = [pc EXCEPT ![t] = "release_cas_child"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.txSer = s, !.dynW = cw]]
+          ELSE
+               /\ pc' = [pc EXCEPT ![t] = "snap_check"]
+               /\ local' = [local EXCEPT ![t] = Retry(l)]
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
+
+\* Puts the released child in limbo carrying its last packet.
+ReleaseCASChild(t) ==
+    /\ pc[t] = "release_cas_child"
+    /\ LET l    == local[t]
+           slot == l.snapPkt.sub[DynChild]
+       IN
+       /\ CanProceed(t, DynChild)
+       /\ IF linkage[DynChild] = l.dynW THEN
+               /\ linkage' = [linkage EXCEPT ![DynChild] = LW(RootNode, l.txSer, slot)]
+               /\ CasSucceeded(t, DynChild)
+               /\ pc' = [pc EXCEPT ![t] = "commit_start"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.op = "commit", !.dynW = Null]]
+          ELSE
+               /\ CasFailed(t, DynChild)
+               /\ pc' = [pc EXCEPT ![t] = "release_read_child"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.dynW = Null]]
+               /\ UNCHANGED linkage
+    /\ UNCHANGED <<serial, target, budget, queue, credit>>
 
 -----------------------------------------------------------------------------
 (* negotiation.rs: a thread waiting at a CAS step on a foreign tag takes *)
@@ -639,11 +804,12 @@ CommitDone(t) ==
 CasNode(t) ==
     LET l == local[t] IN
     CASE pc[t] = "bundle_phase2"          -> Top(l).node
-      [] pc[t] = "bundle_phase3"          -> Kids(Top(l).node)[Top(l).idx]
+      [] pc[t] = "bundle_phase3"          -> ListOf(Top(l).w.pkt)[Top(l).idx]
       [] pc[t] = "bundle_phase4"          -> Top(l).node
       [] pc[t] = "unbundle_cas_ancestors" -> Top(l).chain[Top(l).casPos].node
       [] pc[t] = "unbundle_cas_child"     -> Top(l).node
-      [] pc[t] \in {"commit_parent", "commit_try_cas"} -> target[t]
+      [] pc[t] \in {"commit_parent", "commit_try_cas"} -> JobNode(target[t])
+      [] pc[t] \in {"insert_cas_child", "release_cas_child"} -> DynChild
       [] OTHER -> Null
 
 PreemptTag(t, n) ==
@@ -653,7 +819,7 @@ PreemptTag(t, n) ==
     /\ priorityTag[n][2] # t
     /\ TagOlder(MyTag(t), priorityTag[n])
     /\ priorityTag' = [priorityTag EXCEPT ![n] = MyTag(t)]
-    /\ UNCHANGED <<linkage, serial, pc, target, local, budget, queue>>
+    /\ UNCHANGED <<linkage, serial, pc, target, local, budget, queue, credit>>
 
 -----------------------------------------------------------------------------
 AllDone == \A t \in Threads : pc[t] = "idle" /\ budget[t] = 0
@@ -674,6 +840,10 @@ NextStep ==
         \/ CommitRead(t)
         \/ CommitTryCAS(t)
         \/ CommitDone(t)
+        \/ InsertReadChild(t)
+        \/ InsertCASChild(t)
+        \/ ReleaseReadChild(t)
+        \/ ReleaseCASChild(t)
         \/ \E n \in Nodes : PreemptTag(t, n)
 
 \* Finished: a self-loop, so the deadlock check stays on; outside NextStep,
@@ -689,22 +859,26 @@ EventuallyAllDone == <>AllDone
 -----------------------------------------------------------------------------
 (* Invariants *)
 
-\* The node's current packet: its own, or its slot in the packet of the
-\* node it is bundled into (recursively).  Null: lost.
+\* The node's current packet (locate()): its own; or, when bundled or in
+\* limbo, its slot in the current packet of its parent if that lists it
+\* with a packet, else the packet a limbo wrapper carries.  Null: lost.
 RECURSIVE CurPkt(_)
 CurPkt(n) ==
-    IF HasPri(linkage[n]) THEN linkage[n].pkt
-    ELSE LET up == CurPkt(linkage[n].by) IN
-         IF up = Null THEN Null ELSE up.sub[n]
+    LET w == linkage[n] IN
+    IF HasPri(w) THEN w.pkt
+    ELSE LET up == CurPkt(w.by) IN
+         IF up # Null /\ n \in DOMAIN up.sub /\ up.sub[n] # Null THEN up.sub[n]
+         ELSE w.pkt
 
 TypeOK ==
-    /\ \A n \in Nodes : HasPri(linkage[n]) <=> linkage[n].pkt # Null
+    /\ \A n \in Nodes : HasPri(linkage[n]) => linkage[n].pkt # Null
     /\ \A t \in Threads : serial[t] % SerialBase = t
     /\ pc \in [Threads -> {"idle", "snap_check", "bundle_phase1", "bundle_phase2",
                            "bundle_phase3", "bundle_phase4", "unbundle_walk",
                            "unbundle_cas_ancestors", "unbundle_cas_child",
                            "commit_start", "commit_parent", "commit_read",
-                           "commit_try_cas", "commit_done"}]
+                           "commit_try_cas", "commit_done", "insert_read_child",
+                           "insert_cas_child", "release_read_child", "release_cas_child"}]
 
 \* A published packet that is not missing has a packet in every slot of its
 \* subtree (Packet::is_complete means what it says), and so has every
@@ -720,18 +894,18 @@ NoPriorityLoss ==
     /\ \A n \in Nodes : CurPkt(n) # Null
 
 \* A bundled reference points at the node's parent, and a complete packet
-\* owns its subtree: every child of a node whose current packet is complete
-\* is bundled into it (so nobody can change a child without first CASing
-\* the ancestors, which marks them missing).
+\* owns its subtree: every child it lists is bundled into it or in limbo
+\* under it (so nobody can change a child without first CASing the
+\* ancestors, which marks them missing).
 BundleRefConsistency ==
     /\ \A n \in Nodes : ~HasPri(linkage[n]) => linkage[n].by = ParentOf(n)
     /\ \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
-            \A c \in KidSet(n) : linkage[c].by = n
+            \A c \in DOMAIN CurPkt(n).sub : linkage[c].by = n
 
 \* A complete packet has no missing packet below it.
 MissingPropagation ==
     \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
-        \A c \in KidSet(n) : CurPkt(n).sub[c] # Null /\ Complete(CurPkt(n).sub[c])
+        \A c \in DOMAIN CurPkt(n).sub : CurPkt(n).sub[c] # Null /\ Complete(CurPkt(n).sub[c])
 
 \* On a tree without hard links no bundle ever meets a void or colliding
 \* slot: the `incomplete` paths of bundle.rs are for hard links only.
@@ -739,24 +913,36 @@ NoIncompleteBundle ==
     \A t \in Threads : \A i \in DOMAIN local[t].stack :
         local[t].stack[i].kind = "bundle" => ~local[t].stack[i].incomplete
 
-\* Exact payloads: committed increments, none lost, none doubled.
+\* Exact payloads: every published increment is in the current state (no
+\* lost or doubled update), and (static trees) each finished transaction
+\* published exactly its own increments.
 LeafPay(c) == CurPkt(c).pay
 Contrib(t, c) ==
-    (MaxCommits - budget[t]) * Cardinality({x \in Jobs(t) : c \in Incs(x)})
+    (MaxCommits - budget[t]) * Cardinality({x \in Jobs(t) : x \in Nodes /\ c \in Incs(x)})
     + (IF queue[t] = {} THEN 0
-       ELSE Cardinality({x \in Jobs(t) \ queue[t] : c \in Incs(x)}))
+       ELSE Cardinality({x \in Jobs(t) \ queue[t] : x \in Nodes /\ c \in Incs(x)}))
 RECURSIVE SumContrib(_, _)
 SumContrib(S, c) ==
     IF S = {} THEN 0
     ELSE LET t == CHOOSE x \in S : TRUE IN Contrib(t, c) + SumContrib(S \ {t}, c)
 
 QuiescentCheck ==
-    (\A t \in Threads : pc[t] = "idle") => \A c \in Leaves : LeafPay(c) = SumContrib(Threads, c)
+    (\A t \in Threads : pc[t] = "idle") =>
+        \A c \in Leaves : /\ LeafPay(c) = credit[c]
+                          /\ (Detached = {} => credit[c] = SumContrib(Threads, c))
 
 TerminalPayloadCheck ==
     AllDone => \A c \in Leaves :
-        LeafPay(c) = MaxCommits * Cardinality({tx \in Threads \X Nodes :
-                                                  tx[2] \in Jobs(tx[1]) /\ c \in Incs(tx[2])})
+        /\ LeafPay(c) = credit[c]
+        /\ Detached = {} =>
+              LeafPay(c) = MaxCommits * Cardinality({tx \in Threads \X Nodes :
+                                                     tx[2] \in Jobs(tx[1]) /\ c \in Incs(tx[2])})
+
+\* Dynamic: a child P does not list is never bundled into P (only a limbo
+\* wrapper, which carries the packet, may point at a parent not listing it).
+DetachedNotBundled ==
+    \A n \in Leaves : (linkage[n].by # Null /\ linkage[n].pkt = Null) =>
+        LET up == CurPkt(linkage[n].by) IN up # Null /\ n \in DOMAIN up.sub
 
 -----------------------------------------------------------------------------
 (* VIEW: renormalise every Lamport counter in the state, keeping their    *)
@@ -775,6 +961,7 @@ SerFrame(f) ==
     \cup UNION {SerW(f.copies[i]) : i \in DOMAIN f.copies}
 SerL(l) ==
     SerP(l.snapPkt) \cup SerW(l.snapW) \cup SerW(l.readW)
+    \cup SerS(l.txSer) \cup SerW(l.dynW) \cup SerP(l.insSlot)
     \cup UNION {SerFrame(l.stack[i]) : i \in DOMAIN l.stack}
 AllSerials ==
     {serial[t] : t \in Threads}
@@ -799,6 +986,7 @@ NFrame(m, f) ==
               !.copies = [i \in DOMAIN @ |-> NW(m, @[i])]]
 NL(m, l) ==
     [l EXCEPT !.snapPkt = NP(m, @), !.snapW = NW(m, @), !.readW = NW(m, @),
+              !.txSer = NS(m, @), !.dynW = NW(m, @), !.insSlot = NP(m, @),
               !.stack = [i \in DOMAIN @ |-> NFrame(m, @[i])]]
 
 View ==
@@ -807,8 +995,8 @@ View ==
       [t \in Threads |-> NS(m, serial[t])],
       pc, target,
       [t \in Threads |-> NL(m, local[t])],
-      budget, queue, priorityTag>>
+      budget, queue, priorityTag, credit>>
 
-\* The largest Lamport counter in the state (for the bound experiments).
+\* The largest Lamport counter in the state (for bound experiments).
 MaxCounter == LET C == {Cnt(s) : s \in AllSerials} IN CHOOSE c \in C : \A d \in C : d <= c
 =============================================================================

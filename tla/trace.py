@@ -9,6 +9,7 @@ Notation:
     serial      c.t  = Lamport counter c minted by thread t (t = 0: initial)
     P[s]{...}   priority wrapper with serial s holding a packet
     B>P[s]      bundled reference into P, serial s
+    L>P[s]pkt   limbo under P carrying pkt
     leaf packet pay#id      inner packet {C1:.., C2:..}  (! = missing, _ = void)
     tags        node=iter/tid for every priority tag that is set
     "<- t k"    the step was thread t's action k
@@ -38,6 +39,8 @@ def wrapper(w, base):
         return "-"
     if w["by"] == "Null":
         return f"P[{ser(w['ser'], base)}]{pkt(w['pkt'], base)}"
+    if w["pkt"] != "Null":
+        return f"L>{w['by']}[{ser(w['ser'], base)}]{pkt(w['pkt'], base)}"
     return f"B>{w['by']}[{ser(w['ser'], base)}]"
 
 
