@@ -997,6 +997,13 @@ View ==
       [t \in Threads |-> NL(m, local[t])],
       budget, queue, priorityTag, credit>>
 
+\* Serials are fresh names: every serial of thread t in the state has a
+\* counter no larger than t's thread-local serial, so Gen(t, _) never mints
+\* a serial that is already somewhere in the state (the premise of the VIEW
+\* soundness argument, tla/README.md).
+SerialFreshness ==
+    \A s \in AllSerials : (s % SerialBase) # 0 => Cnt(s) <= Cnt(serial[s % SerialBase])
+
 \* The largest Lamport counter in the state (for bound experiments).
 MaxCounter == LET C == {Cnt(s) : s \in AllSerials} IN CHOOSE c \in C : \A d \in C : d <= c
 =============================================================================
