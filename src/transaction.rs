@@ -199,7 +199,10 @@ impl Transaction {
             .children_list(parent)?
             .and_then(|c| c.position(child, 0))
             .ok_or(TreeError::NotAChild)?;
-        let pkt = self.packet_mut(parent, false)?;
+        // The released subtree may hold the packet of a hard-linked node
+        // that stays listed (void) elsewhere in this tree: mark the path
+        // missing so the next snapshot bundles it back in.
+        let pkt = self.packet_mut(parent, true)?;
         let ch = Arc::make_mut(pkt.children.as_mut().expect("has the child"));
         let slot = ch.slots.remove(pos);
         Arc::make_mut(&mut ch.nodes).remove(pos);
@@ -323,10 +326,7 @@ impl Transaction {
             }
             None
         } else {
-            let shot = take_snapshot(child);
-            if packet::find(child, &shot.packet, parent).is_some()
-                || packet::find(child, &shot.packet, &self.root).is_some()
-            {
+            if reaches(child, parent) || reaches(child, &self.root) {
                 return Err(TreeError::Cycle);
             }
             online.then(|| self.pull_child(parent, child))
@@ -370,6 +370,46 @@ impl Transaction {
             }
         }
     }
+}
+
+/// The current child list of a node, read without bundling anything (a
+/// snapshot here could steal nodes shared with the calling transaction's
+/// tree and make it retry forever).
+fn peek_children(link: &Arc<Linkage>) -> Vec<Arc<Linkage>> {
+    loop {
+        let w = link.load();
+        let packet = if w.has_priority() {
+            w.own_packet().clone()
+        } else {
+            let frame = UnbundleFrame::new(link.clone(), w, UnbundleMode::Peek);
+            match Operation::new(Frame::Unbundle(frame)).run() {
+                Outcome::Unbundle(crate::protocol::UnbundleResult::Found(p)) => p,
+                _ => continue,
+            }
+        };
+        return packet
+            .children
+            .as_ref()
+            .map(|c| c.nodes.as_ref().clone())
+            .unwrap_or_default();
+    }
+}
+
+/// Whether `to` is `from` or below it, following current child lists.
+fn reaches(from: &Arc<Linkage>, to: &Arc<Linkage>) -> bool {
+    let mut seen: Vec<*const Linkage> = Vec::new();
+    let mut stack = vec![from.clone()];
+    while let Some(n) = stack.pop() {
+        if Arc::ptr_eq(&n, to) {
+            return true;
+        }
+        if seen.contains(&Arc::as_ptr(&n)) {
+            continue;
+        }
+        seen.push(Arc::as_ptr(&n));
+        stack.extend(peek_children(&n));
+    }
+    false
 }
 
 impl<P: 'static> Index<&Node<P>> for Transaction {

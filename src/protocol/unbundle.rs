@@ -32,6 +32,8 @@ pub(crate) enum UnbundleMode {
     },
     /// Take priority with the packet found (no conflict check).
     Promote,
+    /// Only locate the node's packet (complete or not); never CAS.
+    Peek,
     /// A transaction's commit: the node must still hold `old`; it gets `new`.
     Commit {
         old: Arc<Packet>,
@@ -112,12 +114,16 @@ impl UnbundleFrame {
     }
 
     /// With `chain` ending at a priority ancestor, finds the packet of every
-    /// level below it. `None` when a bundled level has no packet anywhere.
-    fn locate(&self) -> Option<SmallVec<[Arc<Packet>; 4]>> {
+    /// level below it (index 0 = the target), and how deep the target is
+    /// reachable through listed slots: `packets[j]` for `j < inside` were
+    /// found in their parent's slot (not carried by a limbo wrapper), so the
+    /// target's packet is inside the packet of every level up to `inside`.
+    /// `None` when a bundled level has no packet anywhere.
+    fn locate(&self) -> Option<(SmallVec<[Arc<Packet>; 4]>, usize)> {
         let k = self.chain.len();
-        // packets[j] = packet of level j (0 = target, k = priority root).
         let mut packets: SmallVec<[Arc<Packet>; 4]> = SmallVec::new();
         packets.resize(k + 1, self.chain[k - 1].1.own_packet().clone());
+        let mut inside = k;
         for j in (0..k).rev() {
             let upper = packets[j + 1].clone();
             let w = self.level_wrapper(j);
@@ -130,11 +136,30 @@ impl UnbundleFrame {
                 (Some(p), _) => p,
                 // Not (yet / any more) listed there: the carried packet of a
                 // limbo wrapper is the node's state.
-                (None, Some(carried)) => carried.clone(),
+                (None, Some(carried)) => {
+                    inside = j;
+                    carried.clone()
+                }
                 (None, None) => return None,
             };
         }
-        Some(packets)
+        Some((packets, inside))
+    }
+
+    /// Bundle mode: is the target's packet already inside the bundle being
+    /// built, i.e. inside an ancestor that carries the bundle serial or is
+    /// being bundled right now?
+    fn collided(&self, inside: usize) -> bool {
+        let UnbundleMode::Bundle {
+            serial,
+            in_progress,
+        } = &self.mode
+        else {
+            return false;
+        };
+        self.chain[..inside].iter().any(|(l, w)| {
+            w.serial == *serial || in_progress.contains(&(Arc::as_ptr(l) as usize))
+        })
     }
 
     fn prepare_cas(&mut self, packets: &[Arc<Packet>]) {
@@ -182,22 +207,14 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame) -> Next {
         return ret(UnbundleResult::Disturbed);
     }
     let pw = parent.load();
-    if let UnbundleMode::Bundle {
-        serial,
-        in_progress,
-    } = &f.mode
-    {
-        if pw.serial == *serial || in_progress.contains(&(Arc::as_ptr(&parent) as usize)) {
-            return ret(UnbundleResult::Collided);
-        }
-    }
     let root = pw.has_priority();
     f.chain.push((parent, pw));
     if !root {
         return Next::Stay;
     }
     match f.locate() {
-        Some(packets) => decide(f, &packets),
+        Some((_, inside)) if f.collided(inside) => ret(UnbundleResult::Collided),
+        Some((packets, _)) => decide(f, &packets),
         None => ret(UnbundleResult::Disturbed),
     }
 }
@@ -208,6 +225,7 @@ fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>]) -> Next {
         UnbundleMode::Snapshot if found.is_complete() => {
             return ret(UnbundleResult::Found(found.clone()));
         }
+        UnbundleMode::Peek => return ret(UnbundleResult::Found(found.clone())),
         UnbundleMode::Commit { old, .. } if !Arc::ptr_eq(old, found) => {
             return ret(UnbundleResult::SubvalueChanged);
         }
