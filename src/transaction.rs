@@ -354,10 +354,10 @@ impl Transaction {
             .map_or(0, |c| c.nodes.len());
         let serial = self.serial();
         loop {
-            match dynamic::insert_read_child(child) {
+            match dynamic::insert_read_child(child, parent) {
                 InsertRead::Ready(w) => {
                     if dynamic::insert_cas_child(child, &w, parent, index, serial) {
-                        return w.own_packet().clone();
+                        return w.packet.clone().expect("a ready child carries its packet");
                     }
                 }
                 InsertRead::NeedsBundle => {

@@ -84,6 +84,7 @@ fn snapshots_are_never_torn() {
         r.join().unwrap();
     }
     let s = grand.snapshot();
-    assert_eq!(s[&a] + s[&b] + s[&noise], 3 * WRITES);
+    // Each writer spends a third of its writes on each kind of commit.
+    assert_eq!((s[&a], s[&b], s[&noise]), (2 * WRITES, 2 * WRITES, WRITES));
     assert!(checked.load(Ordering::Relaxed) > 0);
 }

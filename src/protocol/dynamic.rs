@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 /// What an online insert found at the child.
 pub(crate) enum InsertRead {
-    /// The child has priority with a complete packet.
+    /// The child has priority with a complete packet, or is in limbo under
+    /// this very parent (left there by an earlier, failed attempt of the
+    /// inserting transaction, which does not list it): its packet is ready.
     Ready(Arc<PacketWrapper>),
     /// The child's packet is missing: bundle it first (take a snapshot).
     NeedsBundle,
@@ -26,11 +28,14 @@ pub(crate) enum InsertRead {
     NeedsPromote(Arc<PacketWrapper>),
 }
 
-/// Loads the child's wrapper for an online insert.
+/// Loads the child's wrapper for an online insert under `parent`.
 /// TLA+: InsertReadChild
-pub(crate) fn insert_read_child(child: &Linkage) -> InsertRead {
+pub(crate) fn insert_read_child(child: &Linkage, parent: &Linkage) -> InsertRead {
     let w = child.load();
     if !w.has_priority() {
+        if w.packet.as_ref().is_some_and(|p| p.is_complete()) && w.is_bundled_by(parent) {
+            return InsertRead::Ready(w);
+        }
         return InsertRead::NeedsPromote(w);
     }
     if w.own_packet().is_complete() {
@@ -50,7 +55,7 @@ pub(crate) fn insert_cas_child(
     index: usize,
     serial: Serial,
 ) -> bool {
-    let packet = expected.own_packet().clone();
+    let packet = expected.packet.clone().expect("a ready child carries its packet");
     let next = PacketWrapper::limbo(parent, index, serial, packet);
     child.slot.compare_exchange(expected, next).is_ok()
 }

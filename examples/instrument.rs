@@ -1,0 +1,244 @@
+//! A simulated cryostat shared by an acquisition loop, a control loop, a
+//! "script" that reconfigures the tree, and a display.
+//!
+//! ```text
+//! cryostat
+//! ├── thermometer   (acquisition writes readings at ~1 kHz)
+//! ├── heater        (control loop writes the output power)
+//! ├── magnet        (script ramps the field setpoint)
+//! └── aux channel   (script inserts and releases it)
+//! ```
+//!
+//! Every line the display prints comes from one consistent snapshot: the
+//! heater power shown is the one the control loop computed from a
+//! temperature at least as old as the one shown.
+//!
+//! Run: `cargo run --release --example instrument [seconds]`
+
+use kame_stm::Node;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+struct Cryostat {
+    name: &'static str,
+    setpoint_k: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Thermometer {
+    kelvin: f64,
+    samples: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Heater {
+    power_w: f64,
+    /// The thermometer sample the power was computed from.
+    based_on_sample: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Magnet {
+    field_t: f64,
+    target_t: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Aux {
+    volts: f64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, attempts: u32) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.retries.fetch_add(u64::from(attempts), Ordering::Relaxed);
+    }
+}
+
+fn main() {
+    let seconds: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let run_for = Duration::from_secs_f64(seconds);
+
+    let cryostat = Node::new(Cryostat {
+        name: "cryostat",
+        setpoint_k: 4.2,
+    });
+    let thermometer = Node::new(Thermometer {
+        kelvin: 300.0,
+        samples: 0,
+    });
+    let heater = Node::new(Heater::default());
+    let magnet = Node::new(Magnet::default());
+    let aux = Node::new(Aux::default());
+    for child in [thermometer.as_ref(), heater.as_ref(), magnet.as_ref()] {
+        cryostat.insert(&child).expect("fresh nodes");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(Counters::default());
+    let start = Instant::now();
+    let mut workers = Vec::new();
+
+    // Acquisition: one reading per millisecond, committed to the thermometer.
+    {
+        let (thermometer, heater, stop, stats) =
+            (thermometer.clone(), heater.clone(), stop.clone(), stats.clone());
+        workers.push(std::thread::spawn(move || {
+            let period = Duration::from_millis(1);
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let power = heater.read().power_w;
+                let mut attempts = 0;
+                thermometer.iterate_commit(|tr| {
+                    attempts = tr.attempt();
+                    let t = &mut tr[&thermometer];
+                    // Cools towards 1.5 K, warmed by the heater.
+                    t.kelvin += (1.5 - t.kelvin) * 0.002 + power * 0.05;
+                    t.samples += 1;
+                });
+                stats.record(attempts);
+                next += period;
+                if let Some(d) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                } else {
+                    next = Instant::now();
+                }
+            }
+        }));
+    }
+
+    // Control: reads a snapshot of the whole cryostat, writes the heater.
+    {
+        let (cryostat, thermometer, heater, stop, stats) = (
+            cryostat.clone(),
+            thermometer.clone(),
+            heater.clone(),
+            stop.clone(),
+            stats.clone(),
+        );
+        workers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut attempts = 0;
+                cryostat.iterate_commit(|tr| {
+                    attempts = tr.attempt();
+                    let setpoint = tr[&cryostat].setpoint_k;
+                    let t = tr[&thermometer].clone();
+                    let error = setpoint - t.kelvin;
+                    let h = &mut tr[&heater];
+                    h.power_w = (error * 0.5).clamp(0.0, 1.0);
+                    h.based_on_sample = t.samples;
+                });
+                stats.record(attempts);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+
+    // Script: ramps the magnet and plugs an aux channel in and out.
+    {
+        let (cryostat, magnet, aux, stop, stats) = (
+            cryostat.clone(),
+            magnet.clone(),
+            aux.clone(),
+            stop.clone(),
+            stats.clone(),
+        );
+        workers.push(std::thread::spawn(move || {
+            let mut step = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                step += 1;
+                let mut attempts = 0;
+                cryostat.iterate_commit(|tr| {
+                    attempts = tr.attempt();
+                    let m = &mut tr[&magnet];
+                    m.target_t = if (step / 100) % 2 == 0 { 1.0 } else { 0.0 };
+                    m.field_t += (m.target_t - m.field_t) * 0.05;
+                    if step % 250 == 0 {
+                        tr[&cryostat].setpoint_k = if tr[&cryostat].setpoint_k > 3.0 {
+                            2.0
+                        } else {
+                            4.2
+                        };
+                    }
+                });
+                stats.record(attempts);
+                if step % 400 == 100 {
+                    let r = cryostat.try_iterate_commit(|tr| {
+                        tr.insert_online(&cryostat, &aux)?;
+                        tr[&aux].volts = 0.0;
+                        Ok::<_, kame_stm::TreeError>(())
+                    });
+                    r.expect("aux is not plugged in yet");
+                } else if step % 400 == 300 {
+                    cryostat.release(&aux).expect("aux is plugged in");
+                }
+                if step % 400 > 100 && step % 400 < 300 {
+                    aux.iterate_commit(|tr| tr[&aux].volts += 0.01);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }));
+    }
+
+    // Display: one consistent snapshot per second.
+    println!(
+        "{:>5}  {:>9} {:>9} {:>8}  {:>8} {:>8}  {:>7} {:>6}",
+        "t/s", "T/K", "setp/K", "samples", "heater/W", "lag", "B/T", "aux/V"
+    );
+    let mut shots = 0u64;
+    let mut next_print = Duration::from_secs(1);
+    while start.elapsed() < run_for {
+        let shot = cryostat.snapshot();
+        shots += 1;
+        let (t, h) = (&shot[&thermometer], &shot[&heater]);
+        // Consistency: the heater was computed from a sample we also see.
+        assert!(h.based_on_sample <= t.samples, "torn snapshot");
+        if start.elapsed() >= next_print {
+            next_print += Duration::from_secs(1);
+            let aux_v = shot
+                .get(&aux)
+                .map_or("-".to_string(), |a| format!("{:.2}", a.volts));
+            println!(
+                "{:>5.1}  {:>9.4} {:>9.2} {:>8}  {:>8.4} {:>8}  {:>7.3} {:>6}",
+                start.elapsed().as_secs_f64(),
+                t.kelvin,
+                shot[&cryostat].setpoint_k,
+                t.samples,
+                h.power_w,
+                t.samples - h.based_on_sample,
+                shot[&magnet].field_t,
+                aux_v
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker panicked");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let commits = stats.commits.load(Ordering::Relaxed);
+    let retries = stats.retries.load(Ordering::Relaxed);
+    let final_shot = cryostat.snapshot();
+    println!(
+        "\n{}: {} commits ({:.0}/s), {} retries, {} consistent snapshots read, {:.1} s, final T = {:.4} K",
+        final_shot[&cryostat].name,
+        commits,
+        commits as f64 / elapsed,
+        retries,
+        shots,
+        elapsed,
+        final_shot[&thermometer].kelvin
+    );
+}
