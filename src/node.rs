@@ -136,9 +136,13 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, |tr| {
-            if f(tr) { Flow::Commit } else { Flow::Retry }
-        });
+        let r: Result<_, std::convert::Infallible> =
+            transaction::drive(
+                &self.link,
+                |tr| {
+                    if f(tr) { Flow::Commit } else { Flow::Retry }
+                },
+            );
         match r {
             Ok(Some(shot)) => shot,
             Ok(None) => unreachable!("iterate_commit_if never stops without committing"),
@@ -151,9 +155,13 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, |tr| {
-            if f(tr) { Flow::Commit } else { Flow::Stop }
-        });
+        let r: Result<_, std::convert::Infallible> =
+            transaction::drive(
+                &self.link,
+                |tr| {
+                    if f(tr) { Flow::Commit } else { Flow::Stop }
+                },
+            );
         match r {
             Ok(shot) => shot,
         }
@@ -194,7 +202,9 @@ impl<P: 'static> Node<P> {
         P: Clone,
     {
         let shot = self.snapshot();
-        shot.get(self).cloned().expect("a node is in its own snapshot")
+        shot.get(self)
+            .cloned()
+            .expect("a node is in its own snapshot")
     }
 }
 

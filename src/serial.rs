@@ -34,6 +34,7 @@ thread_local! {
 }
 
 /// The calling thread's id as embedded in its serials (never 0).
+#[cfg(test)]
 pub(crate) fn thread_id() -> u16 {
     LAMPORT.with(|c| (c.get() & TID_MASK) as u16)
 }

@@ -61,10 +61,9 @@ fn retire<T: Send + Sync + 'static>(guard: &Guard, ptr: *const T) {
     }
 }
 
-/// Failed [`ArcCell::compare_exchange`]: the value that was offered, handed
-/// back, and the value the cell held at the moment of the attempt.
+/// Failed [`ArcCell::compare_exchange`]: the value the cell held at the
+/// moment of the attempt.
 pub(crate) struct CasFailure<T> {
-    pub(crate) offered: Arc<T>,
     pub(crate) actual: Arc<T>,
 }
 
@@ -127,10 +126,9 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
                 // strong count `into_raw` gave us. `actual` is protected by
                 // the guard exactly as in `load`.
                 unsafe {
-                    let offered = Arc::from_raw(newp);
+                    drop(Arc::from_raw(newp));
                     Arc::increment_strong_count(actual);
                     Err(CasFailure {
-                        offered,
                         actual: Arc::from_raw(actual),
                     })
                 }

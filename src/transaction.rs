@@ -7,8 +7,8 @@ use crate::node::{AsNode, Node, NodeRef, not_found};
 use crate::packet::{self, Children, Packet};
 use crate::protocol::dynamic::{self, InsertRead};
 use crate::protocol::{
-    CommitFrame, CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame,
-    UnbundleFrame, UnbundleMode,
+    CommitFrame, CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame, UnbundleFrame,
+    UnbundleMode,
 };
 use crate::serial::{self, Serial};
 use crate::snapshot::{Snapshot, children_of};
@@ -262,17 +262,20 @@ impl Transaction {
 
     /// The child list of `parent` in the working version (`None`: no children).
     fn children_list(&self, parent: &Linkage) -> Result<Option<&Children>, NotFound> {
-        let p =
-            packet::find(&self.root, &self.packet, parent).ok_or_else(|| not_found(parent))?;
+        let p = packet::find(&self.root, &self.packet, parent).ok_or_else(|| not_found(parent))?;
         Ok(p.children.as_deref())
     }
 
     /// Path-copies the working tree down to `target` and returns its packet.
     /// With `mark_missing`, every packet on the path is marked missing (the
     /// subtree will need bundling again).
-    fn packet_mut(&mut self, target: &Linkage, mark_missing: bool) -> Result<&mut Packet, NotFound> {
-        let path = packet::find_path(&self.root, &self.packet, target)
-            .ok_or_else(|| not_found(target))?;
+    fn packet_mut(
+        &mut self,
+        target: &Linkage,
+        mark_missing: bool,
+    ) -> Result<&mut Packet, NotFound> {
+        let path =
+            packet::find_path(&self.root, &self.packet, target).ok_or_else(|| not_found(target))?;
         let mut cur: &mut Arc<Packet> = &mut self.packet;
         for &i in &path {
             let p = Arc::make_mut(cur);
@@ -297,8 +300,8 @@ impl Transaction {
         child: &Arc<Linkage>,
         online: bool,
     ) -> Result<(), TreeError> {
-        let path = packet::find_path(&self.root, &self.packet, parent)
-            .ok_or_else(|| not_found(parent))?;
+        let path =
+            packet::find_path(&self.root, &self.packet, parent).ok_or_else(|| not_found(parent))?;
         if Arc::ptr_eq(parent, child) || Arc::ptr_eq(&self.root, child) {
             return Err(TreeError::Cycle);
         }

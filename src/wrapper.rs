@@ -22,14 +22,6 @@ pub(crate) struct PacketWrapper {
     pub(crate) serial: Serial,
 }
 
-/// The three wrapper states, for matching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WrapperState {
-    Priority,
-    Bundled,
-    Limbo,
-}
-
 impl PacketWrapper {
     pub(crate) fn priority(packet: Arc<Packet>, serial: Serial) -> Arc<Self> {
         Arc::new(PacketWrapper {
@@ -61,14 +53,6 @@ impl PacketWrapper {
             index,
             serial,
         })
-    }
-
-    pub(crate) fn state(&self) -> WrapperState {
-        match (&self.bundled_by, &self.packet) {
-            (None, _) => WrapperState::Priority,
-            (Some(_), None) => WrapperState::Bundled,
-            (Some(_), Some(_)) => WrapperState::Limbo,
-        }
     }
 
     #[inline]

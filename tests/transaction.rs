@@ -155,13 +155,15 @@ fn finish(gns: [N; 4], t: &Arc<Tracker>) {
 fn transaction_test() {
     let t = Tracker::new();
     let gns = build(&t);
-    let nthreads: usize = std::env::var("KT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let nthreads: usize = std::env::var("KT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let threads: Vec<_> = (0..nthreads)
         .map(|_| {
             let gns = gns.clone();
             std::thread::spawn(move || {
                 for i in 0..2500 {
-                    if std::env::var("KT_TRACE").is_ok() && i % 100 == 0 { eprintln!("it {i}"); }
                     body(&gns, i, None);
                 }
             })
@@ -177,7 +179,10 @@ fn transaction_test() {
 fn transaction_dynamic_node_test() {
     let t = Tracker::new();
     let gns = build(&t);
-    let nthreads: usize = std::env::var("KT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let nthreads: usize = std::env::var("KT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let threads: Vec<_> = (0..nthreads)
         .map(|_| {
             let gns = gns.clone();

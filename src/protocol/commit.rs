@@ -110,12 +110,8 @@ pub(crate) fn commit_parent(f: &mut CommitFrame) -> Next {
 pub(crate) fn commit_read(f: &mut CommitFrame, returned: Option<Outcome>) -> Next {
     if let Some(outcome) = returned {
         return match outcome {
-            Outcome::Unbundle(UnbundleResult::NewSubvalue(_)) => {
-                f.finish(CommitResult::Committed)
-            }
-            Outcome::Unbundle(UnbundleResult::SubvalueChanged) => {
-                f.finish(CommitResult::Conflict)
-            }
+            Outcome::Unbundle(UnbundleResult::NewSubvalue(_)) => f.finish(CommitResult::Committed),
+            Outcome::Unbundle(UnbundleResult::SubvalueChanged) => f.finish(CommitResult::Conflict),
             _ => {
                 f.cas_retries += 1;
                 Next::Stay

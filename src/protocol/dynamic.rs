@@ -55,7 +55,10 @@ pub(crate) fn insert_cas_child(
     index: usize,
     serial: Serial,
 ) -> bool {
-    let packet = expected.packet.clone().expect("a ready child carries its packet");
+    let packet = expected
+        .packet
+        .clone()
+        .expect("a ready child carries its packet");
     let next = PacketWrapper::limbo(parent, index, serial, packet);
     child.slot.compare_exchange(expected, next).is_ok()
 }

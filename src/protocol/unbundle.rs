@@ -35,10 +35,7 @@ pub(crate) enum UnbundleMode {
     /// Only locate the node's packet (complete or not); never CAS.
     Peek,
     /// A transaction's commit: the node must still hold `old`; it gets `new`.
-    Commit {
-        old: Arc<Packet>,
-        new: Arc<Packet>,
-    },
+    Commit { old: Arc<Packet>, new: Arc<Packet> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,10 +125,10 @@ impl UnbundleFrame {
             let upper = packets[j + 1].clone();
             let w = self.level_wrapper(j);
             let link = self.level_link(j);
-            let in_upper = upper.children.as_ref().and_then(|ch| {
-                ch.position(link, w.index)
-                    .and_then(|i| ch.slots[i].clone())
-            });
+            let in_upper = upper
+                .children
+                .as_ref()
+                .and_then(|ch| ch.position(link, w.index).and_then(|i| ch.slots[i].clone()));
             packets[j] = match (in_upper, &w.packet) {
                 (Some(p), _) => p,
                 // Not (yet / any more) listed there: the carried packet of a
@@ -157,9 +154,9 @@ impl UnbundleFrame {
         else {
             return false;
         };
-        self.chain[..inside].iter().any(|(l, w)| {
-            w.serial == *serial || in_progress.contains(&(Arc::as_ptr(l) as usize))
-        })
+        self.chain[..inside]
+            .iter()
+            .any(|(l, w)| w.serial == *serial || in_progress.contains(&(Arc::as_ptr(l) as usize)))
     }
 
     fn prepare_cas(&mut self, packets: &[Arc<Packet>]) {
@@ -262,9 +259,16 @@ pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame) -> Next {
         UnbundleMode::Commit { new, .. } => new.clone(),
         _ => f.found.clone().expect("located before the CAS"),
     };
-    let last = f.chain.first().map_or(f.target_wrapper.serial, |c| c.1.serial);
+    let last = f
+        .chain
+        .first()
+        .map_or(f.target_wrapper.serial, |c| c.1.serial);
     let next = PacketWrapper::priority(packet, serial::next(last.max(f.target_wrapper.serial)));
-    match f.target.slot.compare_exchange(&f.target_wrapper, next.clone()) {
+    match f
+        .target
+        .slot
+        .compare_exchange(&f.target_wrapper, next.clone())
+    {
         Ok(()) => {
             let mut installed = std::mem::take(&mut f.installed);
             installed.push((f.target.clone(), f.target_wrapper.clone(), next));
