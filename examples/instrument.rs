@@ -59,7 +59,8 @@ struct Counters {
 impl Counters {
     fn record(&self, attempts: u32) {
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.retries.fetch_add(u64::from(attempts), Ordering::Relaxed);
+        self.retries
+            .fetch_add(u64::from(attempts), Ordering::Relaxed);
     }
 }
 
@@ -92,8 +93,12 @@ fn main() {
 
     // Acquisition: one reading per millisecond, committed to the thermometer.
     {
-        let (thermometer, heater, stop, stats) =
-            (thermometer.clone(), heater.clone(), stop.clone(), stats.clone());
+        let (thermometer, heater, stop, stats) = (
+            thermometer.clone(),
+            heater.clone(),
+            stop.clone(),
+            stats.clone(),
+        );
         workers.push(std::thread::spawn(move || {
             let period = Duration::from_millis(1);
             let mut next = Instant::now();

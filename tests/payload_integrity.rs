@@ -6,11 +6,17 @@ use kame_stm::Node;
 const MODULO: u32 = 3;
 
 fn threads() -> usize {
-    std::env::var("KT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+    std::env::var("KT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
 }
 
 fn iterations() -> usize {
-    std::env::var("KT_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    std::env::var("KT_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
 }
 
 fn run(levels: usize) {

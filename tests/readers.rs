@@ -32,7 +32,11 @@ fn snapshots_are_never_torn() {
                 let mut last = 0;
                 let mut kept = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let shot = if r == 0 { grand.snapshot() } else { parent.snapshot() };
+                    let shot = if r == 0 {
+                        grand.snapshot()
+                    } else {
+                        parent.snapshot()
+                    };
                     let (x, y) = (shot[&a], shot[&b]);
                     assert_eq!(x, y, "torn snapshot");
                     assert!(x >= last, "snapshots went back in time: {x} < {last}");
@@ -50,8 +54,13 @@ fn snapshots_are_never_torn() {
         .collect();
     let writers: Vec<_> = (0..3)
         .map(|w| {
-            let (grand, parent, a, b, noise) =
-                (grand.clone(), parent.clone(), a.clone(), b.clone(), noise.clone());
+            let (grand, parent, a, b, noise) = (
+                grand.clone(),
+                parent.clone(),
+                a.clone(),
+                b.clone(),
+                noise.clone(),
+            );
             std::thread::spawn(move || {
                 for i in 0..WRITES {
                     match (w + i as usize) % 3 {
