@@ -377,7 +377,10 @@ fn rust_sources(dir: &Path, out: &mut Vec<(String, String)>) {
     }
 }
 
-fn repo_inputs() -> (Vec<(String, String)>, String, Vec<(String, String)>) {
+/// (file name, contents) pairs.
+type Files = Vec<(String, String)>;
+
+fn repo_inputs() -> (Files, String, Files) {
     let mut specs = Vec::new();
     let mut names: Vec<PathBuf> = fs::read_dir(root().join("tla"))
         .expect("tla/ exists")
