@@ -42,6 +42,7 @@
 
 mod error;
 mod linkage;
+mod negotiation;
 mod node;
 mod packet;
 mod protocol;
@@ -55,7 +56,7 @@ pub use error::{NotFound, TreeError};
 pub use node::{AsNode, Node, NodeRef};
 pub use serial::Serial;
 pub use snapshot::Snapshot;
-pub use transaction::Transaction;
+pub use transaction::{Transaction, TxStats};
 
 /// Runs deferred memory reclamation on this thread.
 ///

@@ -7,7 +7,7 @@
 
 use crate::packet::Packet;
 use crate::serial::{self, Serial};
-use crate::sync::ArcCell;
+use crate::sync::{ArcCell, AtomicU64};
 use crate::wrapper::PacketWrapper;
 use std::any::TypeId;
 use std::sync::Arc;
@@ -15,6 +15,9 @@ use std::sync::Arc;
 #[doc(hidden)]
 pub struct Linkage {
     pub(crate) slot: ArcCell<PacketWrapper>,
+    /// Priority tag: 0, or the stamp of the transaction that owns this
+    /// linkage's CASes for now (see `negotiation`).
+    pub(crate) tag: AtomicU64,
     pub(crate) payload_type: TypeId,
     pub(crate) type_name: &'static str,
 }
@@ -24,6 +27,7 @@ impl Linkage {
         let serial: Serial = serial::next(0);
         Arc::new(Linkage {
             slot: ArcCell::new(PacketWrapper::priority(Arc::new(packet), serial)),
+            tag: AtomicU64::new(0),
             payload_type,
             type_name,
         })

@@ -4,7 +4,7 @@ use crate::error::{NotFound, TreeError};
 use crate::linkage::Linkage;
 use crate::packet::Packet;
 use crate::snapshot::Snapshot;
-use crate::transaction::{self, Flow, Transaction};
+use crate::transaction::{self, Flow, Transaction, TxStats};
 use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
@@ -120,12 +120,37 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction),
     {
-        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, |tr| {
+        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, None, |tr| {
             f(tr);
             Flow::Commit
         });
         match r {
             Ok(Some(shot)) => shot,
+            Ok(None) => unreachable!("iterate_commit never stops without committing"),
+        }
+    }
+
+    /// [`iterate_commit`](Self::iterate_commit), also reporting what it took:
+    /// retries, failed CASes and waits on other transactions' priority tags.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let n = Node::new(0u8);
+    /// let (shot, stats) = n.iterate_commit_with_stats(|tr| tr[&n] += 1);
+    /// assert_eq!((shot[&n], stats.retries), (1, 0));
+    /// ```
+    pub fn iterate_commit_with_stats<F>(&self, mut f: F) -> (Snapshot, TxStats)
+    where
+        F: FnMut(&mut Transaction),
+    {
+        let mut stats = TxStats::default();
+        let r: Result<_, std::convert::Infallible> =
+            transaction::drive(&self.link, Some(&mut stats), |tr| {
+                f(tr);
+                Flow::Commit
+            });
+        match r {
+            Ok(Some(shot)) => (shot, stats),
             Ok(None) => unreachable!("iterate_commit never stops without committing"),
         }
     }
@@ -136,13 +161,9 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r: Result<_, std::convert::Infallible> =
-            transaction::drive(
-                &self.link,
-                |tr| {
-                    if f(tr) { Flow::Commit } else { Flow::Retry }
-                },
-            );
+        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, None, |tr| {
+            if f(tr) { Flow::Commit } else { Flow::Retry }
+        });
         match r {
             Ok(Some(shot)) => shot,
             Ok(None) => unreachable!("iterate_commit_if never stops without committing"),
@@ -155,13 +176,9 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r: Result<_, std::convert::Infallible> =
-            transaction::drive(
-                &self.link,
-                |tr| {
-                    if f(tr) { Flow::Commit } else { Flow::Stop }
-                },
-            );
+        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, None, |tr| {
+            if f(tr) { Flow::Commit } else { Flow::Stop }
+        });
         match r {
             Ok(shot) => shot,
         }
@@ -174,7 +191,7 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> Result<(), E>,
     {
-        transaction::drive(&self.link, |tr| match f(tr) {
+        transaction::drive(&self.link, None, |tr| match f(tr) {
             Ok(()) => Flow::Commit,
             Err(e) => Flow::Fail(e),
         })

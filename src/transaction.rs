@@ -3,9 +3,10 @@
 
 use crate::error::{NotFound, TreeError};
 use crate::linkage::Linkage;
+use crate::negotiation::Negotiator;
 use crate::node::{AsNode, Node, NodeRef, not_found};
 use crate::packet::{self, Children, Packet};
-use crate::protocol::dynamic::{self, InsertRead};
+use crate::protocol::dynamic::{self, ChildCas, InsertRead};
 use crate::protocol::{
     CommitFrame, CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame, UnbundleFrame,
     UnbundleMode,
@@ -48,6 +49,24 @@ pub struct Transaction {
     doomed: bool,
     serial: Serial,
     attempt: u32,
+    /// Stamp and priority tags of this transaction (kept across retries;
+    /// cleared on commit and when dropped, e.g. by a panic in the closure).
+    neg: Negotiator,
+}
+
+/// What it took to commit a transaction (see
+/// [`Node::iterate_commit_with_stats`](crate::Node::iterate_commit_with_stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxStats {
+    /// Attempts thrown away before the one that committed (conflicts,
+    /// dynamic operations that lost a race, `iterate_commit_if` refusals).
+    pub retries: u32,
+    /// CASes that failed inside the protocol (each one tags its linkage).
+    pub cas_failures: u32,
+    /// Times the transaction waited on another transaction's priority tag.
+    pub waits: u32,
+    /// Total time spent in those waits.
+    pub waited: std::time::Duration,
 }
 
 /// What the body of a transaction asks for.
@@ -59,15 +78,15 @@ pub(crate) enum Flow<E> {
 }
 
 /// Runs the protocol for a snapshot of `node`.
-pub(crate) fn snapshot_result(node: &Arc<Linkage>) -> SnapResult {
+pub(crate) fn snapshot_result(node: &Arc<Linkage>, neg: &mut Negotiator) -> SnapResult {
     let mut frame = SnapshotFrame::new(node.clone());
     // The fast path (one load) runs without building an operation stack.
-    let _ = frame.step(None);
-    match frame.step(None) {
+    let _ = frame.step(None, neg);
+    match frame.step(None, neg) {
         crate::protocol::Next::Return(Outcome::Snapshot(r)) => r,
         crate::protocol::Next::Call(sub) => {
             let op = Operation::with_call(Frame::Snapshot(frame), sub);
-            match op.run() {
+            match op.run(neg) {
                 Outcome::Snapshot(r) => r,
                 _ => unreachable!("a snapshot operation returns a snapshot"),
             }
@@ -77,7 +96,8 @@ pub(crate) fn snapshot_result(node: &Arc<Linkage>) -> SnapResult {
 }
 
 pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
-    let r = snapshot_result(node);
+    let mut neg = Negotiator::new();
+    let r = snapshot_result(node, &mut neg);
     Snapshot {
         root: node.clone(),
         packet: r.packet,
@@ -87,11 +107,13 @@ pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
 /// The retry loop shared by every `iterate_commit` flavour.
 pub(crate) fn drive<E>(
     root: &Arc<Linkage>,
+    stats: Option<&mut TxStats>,
     mut body: impl FnMut(&mut Transaction) -> Flow<E>,
 ) -> Result<Option<Snapshot>, E> {
     let mut attempt = 0u32;
-    loop {
-        let snap = snapshot_result(root);
+    let mut neg = Negotiator::new();
+    let result = loop {
+        let snap = snapshot_result(root, &mut neg);
         let mut tr = Transaction {
             root: root.clone(),
             old: snap.packet.clone(),
@@ -100,22 +122,25 @@ pub(crate) fn drive<E>(
             doomed: false,
             serial: 0,
             attempt,
+            neg,
         };
         attempt += 1;
-        match body(&mut tr) {
+        let flow = body(&mut tr);
+        neg = std::mem::replace(&mut tr.neg, Negotiator::with_stamp(0));
+        match flow {
             Flow::Commit => {}
             Flow::Retry => continue,
-            Flow::Stop => return Ok(None),
-            Flow::Fail(e) => return Err(e),
+            Flow::Stop => break Ok(None),
+            Flow::Fail(e) => break Err(e),
         }
         if tr.doomed {
             tracing::trace!(attempt, "transaction doomed by a dynamic operation");
             continue;
         }
         let frame = CommitFrame::new(root.clone(), tr.old, tr.packet.clone(), tr.snap_wrapper);
-        match Operation::new(Frame::Commit(frame)).run() {
+        match Operation::new(Frame::Commit(frame)).run(&mut neg) {
             Outcome::Commit(CommitResult::Committed) => {
-                return Ok(Some(Snapshot {
+                break Ok(Some(Snapshot {
                     root: tr.root,
                     packet: tr.packet,
                 }));
@@ -125,7 +150,16 @@ pub(crate) fn drive<E>(
             }
             _ => unreachable!("a commit operation returns a commit result"),
         }
+    };
+    if let Some(s) = stats {
+        *s = TxStats {
+            retries: attempt.saturating_sub(1),
+            cas_failures: neg.cas_failures,
+            waits: neg.waits,
+            waited: neg.waited,
+        };
     }
+    result
 }
 
 impl Transaction {
@@ -225,8 +259,18 @@ impl Transaction {
                 self.doomed = true;
                 return Ok(());
             };
-            if dynamic::release_cas_child(child, &w, parent, pos, serial, slot.clone()) {
-                return Ok(());
+            match dynamic::release_cas_child(
+                child,
+                &w,
+                parent,
+                pos,
+                serial,
+                slot.clone(),
+                &mut self.neg,
+            ) {
+                ChildCas::Done => return Ok(()),
+                ChildCas::Failed => {}
+                ChildCas::Blocked => self.neg.wait(child),
             }
         }
     }
@@ -359,16 +403,21 @@ impl Transaction {
         loop {
             match dynamic::insert_read_child(child, parent) {
                 InsertRead::Ready(w) => {
-                    if dynamic::insert_cas_child(child, &w, parent, index, serial) {
-                        return w.packet.clone().expect("a ready child carries its packet");
+                    match dynamic::insert_cas_child(child, &w, parent, index, serial, &mut self.neg)
+                    {
+                        ChildCas::Done => {
+                            return w.packet.clone().expect("a ready child carries its packet");
+                        }
+                        ChildCas::Failed => {}
+                        ChildCas::Blocked => self.neg.wait(child),
                     }
                 }
                 InsertRead::NeedsBundle => {
-                    take_snapshot(child);
+                    snapshot_result(child, &mut self.neg);
                 }
                 InsertRead::NeedsPromote(w) => {
                     let frame = UnbundleFrame::new(child.clone(), w, UnbundleMode::Promote);
-                    Operation::new(Frame::Unbundle(frame)).run();
+                    Operation::new(Frame::Unbundle(frame)).run(&mut self.neg);
                 }
             }
         }
@@ -385,7 +434,9 @@ fn peek_children(link: &Arc<Linkage>) -> Vec<Arc<Linkage>> {
             w.own_packet().clone()
         } else {
             let frame = UnbundleFrame::new(link.clone(), w, UnbundleMode::Peek);
-            match Operation::new(Frame::Unbundle(frame)).run() {
+            // Peeking never CASes, so it never tags or waits.
+            let mut neg = Negotiator::with_stamp(0);
+            match Operation::new(Frame::Unbundle(frame)).run(&mut neg) {
                 Outcome::Unbundle(crate::protocol::UnbundleResult::Found(p)) => p,
                 _ => continue,
             }

@@ -17,6 +17,7 @@ use super::{
     BundleResult, Frame, Installed, Next, Outcome, UnbundleFrame, UnbundleMode, UnbundleResult,
 };
 use crate::linkage::Linkage;
+use crate::negotiation::{self, Negotiator};
 use crate::packet::{self, Children, Packet};
 use crate::serial::Serial;
 use crate::wrapper::PacketWrapper;
@@ -83,12 +84,12 @@ impl BundleFrame {
         }
     }
 
-    pub(crate) fn step(&mut self, returned: Option<Outcome>) -> Next {
+    pub(crate) fn step(&mut self, returned: Option<Outcome>, neg: &mut Negotiator) -> Next {
         match self.pc {
             BundlePc::Phase1 => bundle_phase1(self, returned),
-            BundlePc::Phase2 => bundle_phase2(self),
-            BundlePc::Phase3 => bundle_phase3(self),
-            BundlePc::Phase4 => bundle_phase4(self),
+            BundlePc::Phase2 => bundle_phase2(self, neg),
+            BundlePc::Phase3 => bundle_phase3(self, neg),
+            BundlePc::Phase4 => bundle_phase4(self, neg),
         }
     }
 
@@ -213,7 +214,10 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
 
 /// Publishes the collected slots, still marked missing.
 /// TLA+: BundlePhase2
-pub(crate) fn bundle_phase2(f: &mut BundleFrame) -> Next {
+pub(crate) fn bundle_phase2(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
+    if !negotiation::can_proceed(&f.node, neg) {
+        return Next::Blocked(f.node.clone());
+    }
     let old = f.wrapper.own_packet();
     let mut children: Children = (**f.children()).clone();
     for (slot, c) in children.slots.iter_mut().zip(f.collected.iter()) {
@@ -227,19 +231,23 @@ pub(crate) fn bundle_phase2(f: &mut BundleFrame) -> Next {
     let next = PacketWrapper::priority(Arc::new(packet), f.serial);
     match f.node.slot.compare_exchange(&f.wrapper, next.clone()) {
         Ok(()) => {
+            negotiation::tag_after_success(&f.node, neg);
             f.wrapper = next;
             f.idx = 0;
             f.pc = BundlePc::Phase3;
             Next::Stay
         }
-        Err(_) => disturbed(),
+        Err(_) => {
+            negotiation::tag_after_fail(&f.node, neg);
+            disturbed()
+        }
     }
 }
 
 /// Turns one collected child into a bundled reference stamped with this
 /// bundle's serial.
 /// TLA+: BundlePhase3
-pub(crate) fn bundle_phase3(f: &mut BundleFrame) -> Next {
+pub(crate) fn bundle_phase3(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
     while f.idx < f.collected.len() && f.collected[f.idx].wrapper.is_none() {
         f.idx += 1;
     }
@@ -249,26 +257,37 @@ pub(crate) fn bundle_phase3(f: &mut BundleFrame) -> Next {
     }
     let i = f.idx;
     let child = f.children().nodes[i].clone();
+    if !negotiation::can_proceed(&child, neg) {
+        return Next::Blocked(child);
+    }
     let expected = f.collected[i].wrapper.take().expect("checked above");
     let next = PacketWrapper::bundled(&f.node, i, f.serial);
     match child.slot.compare_exchange(&expected, next) {
         Ok(()) => {
+            negotiation::tag_after_success(&child, neg);
             f.idx += 1;
             Next::Stay
         }
-        Err(e) if e.actual.serial == f.serial => {
-            // Changed by this very bundle through another path: collect again.
-            f.restart();
-            Next::Stay
+        Err(e) => {
+            negotiation::tag_after_fail(&child, neg);
+            if e.actual.serial == f.serial {
+                // Changed by this very bundle through another path: collect again.
+                f.restart();
+                Next::Stay
+            } else {
+                disturbed()
+            }
         }
-        Err(_) => disturbed(),
     }
 }
 
 /// Marks the bundle complete (the root of a snapshot always; a nested
 /// bundle only when nothing below it is void or missing).
 /// TLA+: BundlePhase4
-pub(crate) fn bundle_phase4(f: &mut BundleFrame) -> Next {
+pub(crate) fn bundle_phase4(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
+    if !negotiation::can_proceed(&f.node, neg) {
+        return Next::Blocked(f.node.clone());
+    }
     let missing = !f.is_root && f.incomplete;
     let packet = f.wrapper.own_packet().with_missing(missing);
     if f.is_root && f.incomplete && !packet::all_sub_reachable(&packet) {
@@ -276,7 +295,13 @@ pub(crate) fn bundle_phase4(f: &mut BundleFrame) -> Next {
     }
     let next = PacketWrapper::priority(Arc::new(packet), f.serial);
     match f.node.slot.compare_exchange(&f.wrapper, next.clone()) {
-        Ok(()) => Next::Return(Outcome::Bundle(BundleResult::Success(next))),
-        Err(_) => disturbed(),
+        Ok(()) => {
+            negotiation::tag_after_success(&f.node, neg);
+            Next::Return(Outcome::Bundle(BundleResult::Success(next)))
+        }
+        Err(_) => {
+            negotiation::tag_after_fail(&f.node, neg);
+            disturbed()
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 use super::{CommitResult, Frame, Next, Outcome, UnbundleFrame, UnbundleMode, UnbundleResult};
 use crate::linkage::Linkage;
+use crate::negotiation::{self, Negotiator};
 use crate::packet::Packet;
 use crate::serial;
 use crate::wrapper::PacketWrapper;
@@ -56,13 +57,13 @@ impl CommitFrame {
         }
     }
 
-    pub(crate) fn step(&mut self, returned: Option<Outcome>) -> Next {
+    pub(crate) fn step(&mut self, returned: Option<Outcome>, neg: &mut Negotiator) -> Next {
         match self.pc {
             CommitPc::Start => commit_start(self),
-            CommitPc::Parent => commit_parent(self),
+            CommitPc::Parent => commit_parent(self, neg),
             CommitPc::Read => commit_read(self, returned),
-            CommitPc::TryCas => commit_try_cas(self),
-            CommitPc::Done => commit_done(self),
+            CommitPc::TryCas => commit_try_cas(self, neg),
+            CommitPc::Done => commit_done(self, neg),
         }
     }
 
@@ -91,12 +92,19 @@ pub(crate) fn commit_start(f: &mut CommitFrame) -> Next {
 /// CAS against the wrapper the snapshot was read from: the common case,
 /// where nothing happened to the node since the snapshot.
 /// TLA+: CommitParent
-pub(crate) fn commit_parent(f: &mut CommitFrame) -> Next {
+pub(crate) fn commit_parent(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
+    if !negotiation::can_proceed(&f.node, neg) {
+        return Next::Blocked(f.node.clone());
+    }
     let expected = f.snap_wrapper.take().expect("chosen by commit_start");
     let next = PacketWrapper::priority(f.new.clone(), serial::next(expected.serial));
     match f.node.slot.compare_exchange(&expected, next) {
-        Ok(()) => f.finish(CommitResult::Committed),
+        Ok(()) => {
+            negotiation::tag_after_success(&f.node, neg);
+            f.finish(CommitResult::Committed)
+        }
         Err(_) => {
+            negotiation::tag_after_fail(&f.node, neg);
             f.cas_retries += 1;
             f.pc = CommitPc::Read;
             Next::Stay
@@ -139,12 +147,19 @@ pub(crate) fn commit_read(f: &mut CommitFrame, returned: Option<Outcome>) -> Nex
 
 /// CAS against the wrapper `commit_read` loaded.
 /// TLA+: CommitTryCAS
-pub(crate) fn commit_try_cas(f: &mut CommitFrame) -> Next {
+pub(crate) fn commit_try_cas(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
+    if !negotiation::can_proceed(&f.node, neg) {
+        return Next::Blocked(f.node.clone());
+    }
     let expected = f.read_wrapper.take().expect("loaded by commit_read");
     let next = PacketWrapper::priority(f.new.clone(), serial::next(expected.serial));
     match f.node.slot.compare_exchange(&expected, next) {
-        Ok(()) => f.finish(CommitResult::Committed),
+        Ok(()) => {
+            negotiation::tag_after_success(&f.node, neg);
+            f.finish(CommitResult::Committed)
+        }
         Err(_) => {
+            negotiation::tag_after_fail(&f.node, neg);
             f.cas_retries += 1;
             f.pc = CommitPc::Read;
             Next::Stay
@@ -152,8 +167,12 @@ pub(crate) fn commit_try_cas(f: &mut CommitFrame) -> Next {
     }
 }
 
-/// Reports the result (no shared-memory operation).
+/// Reports the result; a committed transaction releases its priority tags
+/// (a conflicting one keeps them for its retry).
 /// TLA+: CommitDone
-pub(crate) fn commit_done(f: &mut CommitFrame) -> Next {
+pub(crate) fn commit_done(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
+    if f.result == CommitResult::Committed {
+        negotiation::clear_my_tags(neg);
+    }
     Next::Return(Outcome::Commit(f.result))
 }

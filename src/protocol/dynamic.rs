@@ -11,6 +11,7 @@
 //! insert or release transaction fail and retry.
 
 use crate::linkage::Linkage;
+use crate::negotiation::{self, Negotiator};
 use crate::packet::Packet;
 use crate::serial::Serial;
 use crate::wrapper::PacketWrapper;
@@ -45,22 +46,52 @@ pub(crate) fn insert_read_child(child: &Linkage, parent: &Linkage) -> InsertRead
     }
 }
 
+/// Result of a gated CAS on a child.
+pub(crate) enum ChildCas {
+    Done,
+    Failed,
+    /// Another transaction's priority tag: wait, then try again.
+    Blocked,
+}
+
+fn gated_cas(
+    child: &Arc<Linkage>,
+    expected: &Arc<PacketWrapper>,
+    next: Arc<PacketWrapper>,
+    neg: &mut Negotiator,
+) -> ChildCas {
+    if !negotiation::can_proceed(child, neg) {
+        return ChildCas::Blocked;
+    }
+    match child.slot.compare_exchange(expected, next) {
+        Ok(()) => {
+            negotiation::tag_after_success(child, neg);
+            ChildCas::Done
+        }
+        Err(_) => {
+            negotiation::tag_after_fail(child, neg);
+            ChildCas::Failed
+        }
+    }
+}
+
 /// Puts the child in limbo under `parent`, carrying its packet, so the
 /// inserting transaction can write it and later readers can find it.
 /// TLA+: InsertCASChild
 pub(crate) fn insert_cas_child(
-    child: &Linkage,
+    child: &Arc<Linkage>,
     expected: &Arc<PacketWrapper>,
     parent: &Arc<Linkage>,
     index: usize,
     serial: Serial,
-) -> bool {
+    neg: &mut Negotiator,
+) -> ChildCas {
     let packet = expected
         .packet
         .clone()
         .expect("a ready child carries its packet");
     let next = PacketWrapper::limbo(parent, index, serial, packet);
-    child.slot.compare_exchange(expected, next).is_ok()
+    gated_cas(child, expected, next, neg)
 }
 
 /// Loads the child's wrapper for a release; `Some` when it is in the state
@@ -84,13 +115,14 @@ pub(crate) fn release_read_child(
 /// Puts the released child in limbo carrying its last packet.
 /// TLA+: ReleaseCASChild
 pub(crate) fn release_cas_child(
-    child: &Linkage,
+    child: &Arc<Linkage>,
     expected: &Arc<PacketWrapper>,
     parent: &Arc<Linkage>,
     index: usize,
     serial: Serial,
     slot: Arc<Packet>,
-) -> bool {
+    neg: &mut Negotiator,
+) -> ChildCas {
     let next = PacketWrapper::limbo(parent, index, serial, slot);
-    child.slot.compare_exchange(expected, next).is_ok()
+    gated_cas(child, expected, next, neg)
 }

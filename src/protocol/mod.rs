@@ -27,6 +27,7 @@ pub(crate) use snapshot::SnapshotFrame;
 pub(crate) use unbundle::{UnbundleFrame, UnbundleMode};
 
 use crate::linkage::Linkage;
+use crate::negotiation::Negotiator;
 
 /// One level of an operation in progress.
 pub(crate) enum Frame {
@@ -88,6 +89,16 @@ pub(crate) enum Next {
     Call(Frame),
     /// This frame is finished.
     Return(Outcome),
+    /// The step may not CAS this linkage now (another transaction's
+    /// priority tag): nothing was done; wait, then run the same step again.
+    Blocked(Arc<Linkage>),
+}
+
+/// What one step of an [`Operation`] did.
+pub(crate) enum Step {
+    Running,
+    Done,
+    Blocked(Arc<Linkage>),
 }
 
 /// An operation in progress: a plain value a test can hold and step.
@@ -118,10 +129,10 @@ impl Operation {
         op
     }
 
-    /// Runs one step. Returns true once the operation has finished.
-    pub(crate) fn step(&mut self) -> bool {
+    /// Runs one step for the transaction `neg` negotiates for.
+    pub(crate) fn step(&mut self, neg: &mut Negotiator) -> Step {
         if self.done.is_some() {
-            return true;
+            return Step::Done;
         }
         let returned = self.returned.take();
         let top = self
@@ -130,25 +141,29 @@ impl Operation {
             .expect("an unfinished operation has a frame");
         self.steps += 1;
         let next = match top {
-            Frame::Snapshot(f) => f.step(returned),
-            Frame::Bundle(f) => f.step(returned),
-            Frame::Unbundle(f) => f.step(returned),
-            Frame::Commit(f) => f.step(returned),
+            Frame::Snapshot(f) => f.step(returned, neg),
+            Frame::Bundle(f) => f.step(returned, neg),
+            Frame::Unbundle(f) => f.step(returned, neg),
+            Frame::Commit(f) => f.step(returned, neg),
         };
         match next {
-            Next::Stay => false,
+            Next::Stay => Step::Running,
+            Next::Blocked(link) => {
+                debug_assert!(self.returned.is_none());
+                Step::Blocked(link)
+            }
             Next::Call(frame) => {
                 self.stack.push(frame);
-                false
+                Step::Running
             }
             Next::Return(outcome) => {
                 self.stack.pop();
                 if self.stack.is_empty() {
                     self.done = Some(outcome);
-                    true
+                    Step::Done
                 } else {
                     self.returned = Some(outcome);
-                    false
+                    Step::Running
                 }
             }
         }
@@ -160,9 +175,16 @@ impl Operation {
         self.stack.len()
     }
 
-    /// Steps until finished and returns the outcome.
-    pub(crate) fn run(mut self) -> Outcome {
-        while !self.step() {}
+    /// Steps until finished (waiting whenever a step is blocked by a
+    /// priority tag) and returns the outcome.
+    pub(crate) fn run(mut self, neg: &mut Negotiator) -> Outcome {
+        loop {
+            match self.step(neg) {
+                Step::Done => break,
+                Step::Running => {}
+                Step::Blocked(link) => neg.wait(&link),
+            }
+        }
         self.done.take().expect("finished")
     }
 
@@ -181,8 +203,9 @@ mod interleavings {
     use crate::node::Node;
     use crate::packet::Packet;
 
-    fn leaf_commit(child: &Node<u32>) -> Operation {
-        let r = match Operation::new(Frame::Snapshot(SnapshotFrame::new(child.link.clone()))).run()
+    fn leaf_commit(child: &Node<u32>, neg: &mut Negotiator) -> Operation {
+        let r = match Operation::new(Frame::Snapshot(SnapshotFrame::new(child.link.clone())))
+            .run(neg)
         {
             Outcome::Snapshot(r) => r,
             _ => unreachable!(),
@@ -201,25 +224,53 @@ mod interleavings {
     /// unbundle), in every interleaving of their steps: the snapshot sees the
     /// leaf either before or after the commit, never anything else, and a
     /// final snapshot sees the commit.
+    /// Two transactions' negotiators, as if on two threads (tids 1 and 2;
+    /// the snapshot is the older one).
+    fn negotiators() -> (Negotiator, Negotiator) {
+        (
+            Negotiator::with_stamp((100 << 16) | 1),
+            Negotiator::with_stamp((200 << 16) | 2),
+        )
+    }
+
+    /// Whether an operation may take a step now (not blocked by a tag).
+    fn enabled(op: &mut Operation, neg: &mut Negotiator) -> Step {
+        op.step(neg)
+    }
+
     /// Replays `schedule` (true = snapshot steps, false = commit steps) on
-    /// a fresh tree; returns which operations are still running afterwards,
-    /// checking the outcome when both have finished.
+    /// a fresh tree; returns which operations can still take a step
+    /// afterwards (running and not blocked), checking the outcome when both
+    /// have finished.
     fn replay(schedule: &[bool]) -> (bool, bool) {
         let root = Node::new(0u32);
         let (c1, c2) = (Node::new(0u32), Node::new(0u32));
         root.insert(&c1).unwrap();
         root.insert(&c2).unwrap();
         root.iterate_commit(|tr| tr[&c2] += 1); // bundled now
+        let (mut sn, mut cn) = negotiators();
         let mut snap = Operation::new(Frame::Snapshot(SnapshotFrame::new(root.link.clone())));
-        let mut commit = leaf_commit(&c1);
+        let mut commit = leaf_commit(&c1, &mut cn);
         let (mut sd, mut cd) = (false, false);
+        let (mut sb, mut cb) = (false, false);
         for &pick in schedule {
-            if pick {
-                sd = snap.step();
+            let (op, neg, done, blocked) = if pick {
+                (&mut snap, &mut sn, &mut sd, &mut sb)
             } else {
-                cd = commit.step();
+                (&mut commit, &mut cn, &mut cd, &mut cb)
+            };
+            match enabled(op, neg) {
+                Step::Done => *done = true,
+                Step::Running => {}
+                Step::Blocked(_) => *blocked = true,
+            }
+            if pick {
+                cb = false; // the other side may have been unblocked
+            } else {
+                sb = false;
             }
         }
+        assert!(!(sb && cb), "both operations blocked: deadlock");
         if sd && cd {
             assert_eq!(snap.depth(), 0);
             let Some(Outcome::Snapshot(r)) = snap.into_outcome() else {
@@ -241,7 +292,7 @@ mod interleavings {
             let after = root.snapshot();
             assert_eq!((after[&c1], after[&c2]), (want, 1));
         }
-        (!sd, !cd)
+        (!sd && !sb, !cd && !cb)
     }
 
     /// Context switches in a schedule (a forced switch after an operation
@@ -287,28 +338,93 @@ mod interleavings {
     /// test passes *because* it observes the livelock; the priority-tag
     /// negotiation (issue 3) exists to remove it.
     #[test]
+    #[cfg(feature = "no-privilege")]
     fn bundle_unbundle_ping_pong_without_negotiation() {
         let root = Node::new(0u32);
         let (c1, c2) = (Node::new(0u32), Node::new(0u32));
         root.insert(&c1).unwrap();
         root.insert(&c2).unwrap();
         root.iterate_commit(|tr| tr[&c2] += 1);
+        let (mut sn, mut cn) = negotiators();
         let mut snap = Operation::new(Frame::Snapshot(SnapshotFrame::new(root.link.clone())));
-        let mut commit = leaf_commit(&c1);
-        let prelude = [false, false, false, false];
-        for _ in prelude {
-            assert!(!commit.step());
+        let mut commit = leaf_commit(&c1, &mut cn);
+        let running = |s: Step| matches!(s, Step::Running);
+        for _ in 0..4 {
+            assert!(running(commit.step(&mut cn)));
         }
         for _ in 0..1000 {
             for _ in 0..6 {
-                assert!(!snap.step(), "the snapshot finished: no livelock");
+                assert!(
+                    running(snap.step(&mut sn)),
+                    "the snapshot finished: no livelock"
+                );
             }
             for _ in 0..5 {
-                assert!(!commit.step(), "the commit finished: no livelock");
+                assert!(
+                    running(commit.step(&mut cn)),
+                    "the commit finished: no livelock"
+                );
             }
             for _ in 0..3 {
-                assert!(!snap.step(), "the snapshot finished: no livelock");
+                assert!(
+                    running(snap.step(&mut sn)),
+                    "the snapshot finished: no livelock"
+                );
             }
         }
+    }
+
+    /// With negotiation, the same schedule cannot go on: the first failed
+    /// CAS tags its linkage, the other operation's next CAS on it blocks, and
+    /// following the schedule where it is enabled, both finish.
+    #[test]
+    #[cfg(not(feature = "no-privilege"))]
+    fn ping_pong_schedule_terminates_with_negotiation() {
+        let root = Node::new(0u32);
+        let (c1, c2) = (Node::new(0u32), Node::new(0u32));
+        root.insert(&c1).unwrap();
+        root.insert(&c2).unwrap();
+        root.iterate_commit(|tr| tr[&c2] += 1);
+        let (mut sn, mut cn) = negotiators();
+        let mut snap = Operation::new(Frame::Snapshot(SnapshotFrame::new(root.link.clone())));
+        let mut commit = leaf_commit(&c1, &mut cn);
+        let pattern: Vec<bool> = [false; 4]
+            .into_iter()
+            .chain((0..1000).flat_map(|_| {
+                std::iter::repeat_n(true, 6)
+                    .chain(std::iter::repeat_n(false, 5))
+                    .chain(std::iter::repeat_n(true, 3))
+            }))
+            .collect();
+        let (mut sd, mut cd) = (false, false);
+        for pick in pattern {
+            // A blocked or finished operation's turn goes to the other one.
+            let first = if pick { (!sd, true) } else { (!cd, false) };
+            for (want, is_snap) in [first, (true, !first.1)] {
+                if !want {
+                    continue;
+                }
+                let (op, neg, done) = if is_snap {
+                    (&mut snap, &mut sn, &mut sd)
+                } else {
+                    (&mut commit, &mut cn, &mut cd)
+                };
+                if *done {
+                    continue;
+                }
+                match op.step(neg) {
+                    Step::Done => *done = true,
+                    Step::Running => {}
+                    Step::Blocked(_) => continue,
+                }
+                break;
+            }
+            if sd && cd {
+                break;
+            }
+        }
+        assert!(sd && cd, "negotiation did not end the ping-pong");
+        drop(cn);
+        assert_eq!(root.snapshot()[&c1], 1);
     }
 }

@@ -10,6 +10,7 @@ use super::{
     UnbundleResult,
 };
 use crate::linkage::Linkage;
+use crate::negotiation::Negotiator;
 use crate::serial;
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ impl SnapshotFrame {
         }
     }
 
-    pub(crate) fn step(&mut self, returned: Option<Outcome>) -> Next {
+    pub(crate) fn step(&mut self, returned: Option<Outcome>, _neg: &mut Negotiator) -> Next {
         match self.pc {
             SnapPc::Read => snap_read(self),
             SnapPc::Check => snap_check(self, returned),

@@ -13,6 +13,7 @@
 use super::bundle::InProgress;
 use super::{Installed, Next, Outcome, UnbundleResult};
 use crate::linkage::Linkage;
+use crate::negotiation::{self, Negotiator};
 use crate::packet::Packet;
 use crate::serial::{self, Serial};
 use crate::wrapper::PacketWrapper;
@@ -84,12 +85,12 @@ impl UnbundleFrame {
         }
     }
 
-    pub(crate) fn step(&mut self, returned: Option<Outcome>) -> Next {
+    pub(crate) fn step(&mut self, returned: Option<Outcome>, neg: &mut Negotiator) -> Next {
         debug_assert!(returned.is_none(), "unbundle starts no sub-operation");
         match self.pc {
             UnbundlePc::Walk => unbundle_walk(self),
-            UnbundlePc::CasAncestors => unbundle_cas_ancestors(self),
-            UnbundlePc::CasChild => unbundle_cas_child(self),
+            UnbundlePc::CasAncestors => unbundle_cas_ancestors(self, neg),
+            UnbundlePc::CasChild => unbundle_cas_child(self, neg),
         }
     }
 
@@ -234,12 +235,16 @@ fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>]) -> Next {
 
 /// CASes one ancestor (root first) to a copy of its packet marked missing.
 /// TLA+: UnbundleCASAncestors
-pub(crate) fn unbundle_cas_ancestors(f: &mut UnbundleFrame) -> Next {
+pub(crate) fn unbundle_cas_ancestors(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next {
     let i = f.cas_pos;
     let (link, expected) = &f.chain[i];
+    if !negotiation::can_proceed(link, neg) {
+        return Next::Blocked(link.clone());
+    }
     let next = f.copies[i].clone();
     match link.slot.compare_exchange(expected, next.clone()) {
         Ok(()) => {
+            negotiation::tag_after_success(link, neg);
             f.installed.push((link.clone(), expected.clone(), next));
             if i == 0 {
                 f.pc = UnbundlePc::CasChild;
@@ -248,13 +253,19 @@ pub(crate) fn unbundle_cas_ancestors(f: &mut UnbundleFrame) -> Next {
             }
             Next::Stay
         }
-        Err(_) => ret(UnbundleResult::Disturbed),
+        Err(_) => {
+            negotiation::tag_after_fail(link, neg);
+            ret(UnbundleResult::Disturbed)
+        }
     }
 }
 
 /// CASes the node itself to priority, holding its found (or new) packet.
 /// TLA+: UnbundleCASChild
-pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame) -> Next {
+pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next {
+    if !negotiation::can_proceed(&f.target, neg) {
+        return Next::Blocked(f.target.clone());
+    }
     let packet = match &f.mode {
         UnbundleMode::Commit { new, .. } => new.clone(),
         _ => f.found.clone().expect("located before the CAS"),
@@ -270,10 +281,14 @@ pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame) -> Next {
         .compare_exchange(&f.target_wrapper, next.clone())
     {
         Ok(()) => {
+            negotiation::tag_after_success(&f.target, neg);
             let mut installed = std::mem::take(&mut f.installed);
             installed.push((f.target.clone(), f.target_wrapper.clone(), next));
             ret(UnbundleResult::NewSubvalue(installed))
         }
-        Err(_) => ret(UnbundleResult::Disturbed),
+        Err(_) => {
+            negotiation::tag_after_fail(&f.target, neg);
+            ret(UnbundleResult::Disturbed)
+        }
     }
 }

@@ -1,0 +1,337 @@
+//! Oldest-wins negotiation: per-linkage priority tags.
+//!
+//! Optimistic retry alone is not livelock-free: a snapshot that bundles a
+//! subtree and a commit that unbundles a child can reset each other forever
+//! (see `protocol::interleavings` for a schedule that does it), and a long
+//! transaction starves behind short ones. So every linkage carries a
+//! *priority tag*: empty, or the stamp of one transaction. A transaction
+//! whose CAS on a linkage fails tags it (`tag_after_fail`); from then on
+//! nobody else may CAS that linkage (`can_proceed`) until the tag's owner
+//! commits or is dropped (`clear_my_tags`). Older transactions (smaller
+//! stamp) win: they overwrite a younger tag when their own CAS fails, and
+//! take it over while waiting (`preempt_tag`). Tags persist across the
+//! retries of a transaction — clearing them per CAS lets a peer squeeze in
+//! between two phases and restart the ping-pong.
+//!
+//! The uncontended path never writes a tag: a tag is only written after a
+//! CAS failed. `can_proceed` is one relaxed load of a word that is almost
+//! always zero.
+//!
+//! With the `no-privilege` feature, `can_proceed` is always true and the
+//! tag operations do nothing (the spec's `Privilege = FALSE`). That build
+//! exists to demonstrate the livelock; never use it in production.
+
+use crate::linkage::Linkage;
+use crate::serial::{self, Serial};
+use smallvec::SmallVec;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A transaction's priority: its stamp (`counter << 16 | thread id`),
+/// fixed when it starts and kept across its retries. Smaller is older.
+pub(crate) type Stamp = Serial;
+
+const TID_MASK: u64 = 0xffff;
+
+#[inline]
+fn same_thread(a: Stamp, b: Stamp) -> bool {
+    a & TID_MASK == b & TID_MASK
+}
+
+/// One transaction's (or one snapshot's) negotiation state: its stamp and
+/// the ledger of linkages it has tagged. Dropping it clears its tags, so no
+/// tag outlives its transaction, whatever ends it (commit, error, panic).
+pub(crate) struct Negotiator {
+    pub(crate) stamp: Stamp,
+    ledger: SmallVec<[Arc<Linkage>; 4]>,
+    /// Statistics for the caller.
+    pub(crate) cas_failures: u32,
+    pub(crate) waits: u32,
+    pub(crate) waited: Duration,
+}
+
+impl Negotiator {
+    /// A negotiator for a transaction starting now on this thread.
+    pub(crate) fn new() -> Self {
+        Self::with_stamp(serial::next(0))
+    }
+
+    /// A negotiator with a given stamp (tests play several transactions on
+    /// one thread by giving them stamps of different "threads").
+    pub(crate) fn with_stamp(stamp: Stamp) -> Self {
+        Negotiator {
+            stamp,
+            ledger: SmallVec::new(),
+            cas_failures: 0,
+            waits: 0,
+            waited: Duration::ZERO,
+        }
+    }
+
+    fn record(&mut self, link: &Arc<Linkage>) {
+        if !self.ledger.iter().any(|l| Arc::ptr_eq(l, link)) {
+            self.ledger.push(link.clone());
+        }
+    }
+
+    /// Waits until `link` may be CASed by this transaction: spins briefly,
+    /// then yields, then parks on the owner's wait cell with a timeout,
+    /// re-checking (and trying to preempt, when older) every round.
+    pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
+        let start = Instant::now();
+        self.waits += 1;
+        let mut round = 0u32;
+        loop {
+            if can_proceed(link, self) || preempt_tag(link, self) {
+                break;
+            }
+            round += 1;
+            if round < 32 {
+                std::hint::spin_loop();
+            } else if round < 64 {
+                std::thread::yield_now();
+            } else {
+                let holder = link.tag.load(crate::sync::Ordering::Acquire);
+                park_on(holder, || !can_proceed(link, self));
+            }
+        }
+        let waited = start.elapsed();
+        self.waited += waited;
+        tracing::debug!(stamp = self.stamp, ?waited, "waited on a priority tag");
+    }
+}
+
+impl Drop for Negotiator {
+    fn drop(&mut self) {
+        clear_my_tags(self);
+    }
+}
+
+/// May this transaction CAS `link` now? Yes when the tag is empty or ours
+/// (any transaction of this thread: a nested transaction never waits on its
+/// outer one).
+/// TLA+: CanProceed
+#[inline]
+pub(crate) fn can_proceed(link: &Linkage, neg: &Negotiator) -> bool {
+    if cfg!(feature = "no-privilege") {
+        return true;
+    }
+    let tag = link.tag.load(crate::sync::Ordering::Acquire);
+    tag == 0 || same_thread(tag, neg.stamp)
+}
+
+/// After a failed CAS on `link`: claim its tag when it is empty, ours, or
+/// younger than us; leave an older transaction's tag alone.
+/// TLA+: TagAfterFail
+pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
+    neg.cas_failures += 1;
+    if cfg!(feature = "no-privilege") {
+        return;
+    }
+    let me = neg.stamp;
+    let mut cur = link.tag.load(crate::sync::Ordering::Acquire);
+    loop {
+        let new = if cur == 0 || me < cur {
+            me
+        } else if same_thread(cur, me) {
+            // Ours already (maybe an outer transaction's, which is older).
+            return;
+        } else {
+            return;
+        };
+        match link.tag.compare_exchange(
+            cur,
+            new,
+            crate::sync::Ordering::AcqRel,
+            crate::sync::Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                tracing::debug!(stamp = me, replaced = cur, "priority tag set");
+                neg.record(link);
+                return;
+            }
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// After a successful CAS: nothing. Tags are kept for the whole transaction
+/// (clearing them here would let a peer restart the ping-pong).
+/// TLA+: TagAfterSuccess
+#[inline]
+pub(crate) fn tag_after_success(_link: &Linkage, _neg: &Negotiator) {}
+
+/// A waiting transaction that is older than the tag's owner takes the tag.
+/// Returns true if the tag is ours afterwards.
+/// TLA+: PreemptTag
+pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
+    if cfg!(feature = "no-privilege") {
+        return true;
+    }
+    let me = neg.stamp;
+    let cur = link.tag.load(crate::sync::Ordering::Acquire);
+    if cur == 0 || same_thread(cur, me) {
+        return true;
+    }
+    if me > cur {
+        return false;
+    }
+    let ok = link
+        .tag
+        .compare_exchange(
+            cur,
+            me,
+            crate::sync::Ordering::AcqRel,
+            crate::sync::Ordering::Acquire,
+        )
+        .is_ok();
+    if ok {
+        tracing::debug!(stamp = me, preempted = cur, "priority tag preempted");
+        neg.record(link);
+        wake(cur);
+    }
+    ok
+}
+
+/// Releases every tag this transaction still owns (on commit, and when the
+/// transaction is dropped for any reason), and wakes its waiters.
+/// TLA+: ClearMyTags
+pub(crate) fn clear_my_tags(neg: &mut Negotiator) {
+    if neg.ledger.is_empty() {
+        return;
+    }
+    let me = neg.stamp;
+    let mut cleared = false;
+    for link in neg.ledger.drain(..) {
+        // Only our exact stamp: an older transaction that preempted us owns
+        // the tag now and clears it itself.
+        if link
+            .tag
+            .compare_exchange(
+                me,
+                0,
+                crate::sync::Ordering::AcqRel,
+                crate::sync::Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            cleared = true;
+        }
+    }
+    if cleared {
+        tracing::debug!(stamp = me, "priority tags cleared");
+        wake(me);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parking: one wait cell per thread-id bucket.
+
+#[cfg(not(loom))]
+mod park {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    pub(super) struct WaitCell {
+        generation: AtomicU64,
+        sleepers: AtomicUsize,
+        lock: Mutex<()>,
+        cv: Condvar,
+    }
+
+    const CELLS: usize = 64;
+    #[allow(clippy::declare_interior_mutable_const)]
+    const CELL: WaitCell = WaitCell {
+        generation: AtomicU64::new(0),
+        sleepers: AtomicUsize::new(0),
+        lock: Mutex::new(()),
+        cv: Condvar::new(),
+    };
+    static WAIT_CELLS: [WaitCell; CELLS] = [CELL; CELLS];
+
+    fn cell(stamp: u64) -> &'static WaitCell {
+        &WAIT_CELLS[(stamp & 0xffff) as usize % CELLS]
+    }
+
+    /// Sleeps (at most a millisecond) while `blocked()` holds and nobody
+    /// woke the owner's cell.
+    pub(super) fn park_on(owner: u64, blocked: impl Fn() -> bool) {
+        let c = cell(owner);
+        let g = c.generation.load(Ordering::Acquire);
+        c.sleepers.fetch_add(1, Ordering::AcqRel);
+        if blocked() {
+            let guard = c.lock.lock().unwrap_or_else(|e| e.into_inner());
+            if c.generation.load(Ordering::Acquire) == g {
+                let _ =
+                    c.cv.wait_timeout(guard, Duration::from_millis(1))
+                        .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        c.sleepers.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn wake(owner: u64) {
+        let c = cell(owner);
+        if c.sleepers.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        c.generation.fetch_add(1, Ordering::AcqRel);
+        let _guard = c.lock.lock().unwrap_or_else(|e| e.into_inner());
+        c.cv.notify_all();
+    }
+}
+
+#[cfg(loom)]
+mod park {
+    pub(super) fn park_on(_owner: u64, _blocked: impl Fn() -> bool) {
+        loom::thread::yield_now();
+    }
+    pub(super) fn wake(_owner: u64) {}
+}
+
+use park::{park_on, wake};
+
+#[cfg(all(test, not(loom), not(feature = "no-privilege")))]
+mod tests {
+    use super::*;
+    use crate::node::Node;
+
+    fn link() -> Arc<Linkage> {
+        Node::new(0u8).link
+    }
+
+    #[test]
+    fn older_wins_and_tags_clear() {
+        let l = link();
+        let mut old = Negotiator::with_stamp((5 << 16) | 1);
+        let mut young = Negotiator::with_stamp((9 << 16) | 2);
+        assert!(can_proceed(&l, &old) && can_proceed(&l, &young));
+        tag_after_fail(&l, &mut young);
+        assert!(can_proceed(&l, &young) && !can_proceed(&l, &old));
+        // The older one takes over, by a failure of its own or by preemption.
+        assert!(preempt_tag(&l, &mut old));
+        assert!(can_proceed(&l, &old) && !can_proceed(&l, &young));
+        // The younger one cannot take it back.
+        tag_after_fail(&l, &mut young);
+        assert!(!preempt_tag(&l, &mut young));
+        // Clearing the younger one's tags leaves the older one's tag.
+        clear_my_tags(&mut young);
+        assert!(!can_proceed(&l, &young));
+        drop(old);
+        assert!(can_proceed(&l, &young));
+        assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn same_thread_never_waits_on_itself() {
+        let l = link();
+        let mut outer = Negotiator::with_stamp((5 << 16) | 3);
+        let mut inner = Negotiator::with_stamp((8 << 16) | 3);
+        tag_after_fail(&l, &mut outer);
+        assert!(can_proceed(&l, &inner));
+        tag_after_fail(&l, &mut inner); // keeps the outer (older) stamp
+        drop(inner);
+        assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), (5 << 16) | 3);
+    }
+}
