@@ -36,12 +36,14 @@ fn pin() -> Guard {
 }
 
 /// A raw `Arc` pointer that may cross into the epoch collector.
+#[cfg_attr(loom, allow(dead_code))]
 struct Retired<T>(*const T);
 // SAFETY: the pointer came from `Arc::<T>::into_raw` with `T: Send + Sync`,
 // so the strong reference it stands for may be dropped on any thread.
 unsafe impl<T: Send + Sync> Send for Retired<T> {}
 
 impl<T> Retired<T> {
+    #[cfg_attr(loom, allow(dead_code))]
     fn release(self) {
         // SAFETY: `self.0` is a strong reference produced by `Arc::into_raw`
         // and owned by this value alone (see `ArcCell::compare_exchange`).
