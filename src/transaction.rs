@@ -79,19 +79,10 @@ pub(crate) enum Flow<E> {
 
 /// Runs the protocol for a snapshot of `node`.
 pub(crate) fn snapshot_result(node: &Arc<Linkage>, neg: &mut Negotiator) -> SnapResult {
-    let mut frame = SnapshotFrame::new(node.clone());
-    // The fast path (one load) runs without building an operation stack.
-    let _ = frame.step(None, neg);
-    match frame.step(None, neg) {
-        crate::protocol::Next::Return(Outcome::Snapshot(r)) => r,
-        crate::protocol::Next::Call(sub) => {
-            let op = Operation::with_call(Frame::Snapshot(frame), sub);
-            match op.run(neg) {
-                Outcome::Snapshot(r) => r,
-                _ => unreachable!("a snapshot operation returns a snapshot"),
-            }
-        }
-        _ => unreachable!("snap_check either returns or calls"),
+    let frame = Frame::Snapshot(SnapshotFrame::new(node.clone()));
+    match Operation::run_frame(frame, neg) {
+        Outcome::Snapshot(r) => r,
+        _ => unreachable!("a snapshot operation returns a snapshot"),
     }
 }
 
@@ -138,7 +129,7 @@ pub(crate) fn drive<E>(
             continue;
         }
         let frame = CommitFrame::new(root.clone(), tr.old, tr.packet.clone(), tr.snap_wrapper);
-        match Operation::new(Frame::Commit(frame)).run(&mut neg) {
+        match Operation::run_frame(Frame::Commit(frame), &mut neg) {
             Outcome::Commit(CommitResult::Committed) => {
                 break Ok(Some(Snapshot {
                     root: tr.root,
@@ -417,7 +408,7 @@ impl Transaction {
                 }
                 InsertRead::NeedsPromote(w) => {
                     let frame = UnbundleFrame::new(child.clone(), w, UnbundleMode::Promote);
-                    Operation::new(Frame::Unbundle(frame)).run(&mut self.neg);
+                    Operation::run_frame(Frame::Unbundle(frame), &mut self.neg);
                 }
             }
         }
@@ -436,7 +427,7 @@ fn peek_children(link: &Arc<Linkage>) -> Vec<Arc<Linkage>> {
             let frame = UnbundleFrame::new(link.clone(), w, UnbundleMode::Peek);
             // Peeking never CASes, so it never tags or waits.
             let mut neg = Negotiator::with_stamp(0);
-            match Operation::new(Frame::Unbundle(frame)).run(&mut neg) {
+            match Operation::run_frame(Frame::Unbundle(frame), &mut neg) {
                 Outcome::Unbundle(crate::protocol::UnbundleResult::Found(p)) => p,
                 _ => continue,
             }

@@ -175,6 +175,26 @@ impl Operation {
         self.stack.len()
     }
 
+    /// Runs `frame` to completion. Steps it in place, without allocating an
+    /// operation stack, until it asks for a sub-operation (the common
+    /// uncontended paths never do).
+    pub(crate) fn run_frame(mut frame: Frame, neg: &mut Negotiator) -> Outcome {
+        loop {
+            let next = match &mut frame {
+                Frame::Snapshot(f) => f.step(None, neg),
+                Frame::Bundle(f) => f.step(None, neg),
+                Frame::Unbundle(f) => f.step(None, neg),
+                Frame::Commit(f) => f.step(None, neg),
+            };
+            match next {
+                Next::Stay => {}
+                Next::Blocked(link) => neg.wait(&link),
+                Next::Return(outcome) => return outcome,
+                Next::Call(sub) => return Operation::with_call(frame, sub).run(neg),
+            }
+        }
+    }
+
     /// Steps until finished (waiting whenever a step is blocked by a
     /// priority tag) and returns the outcome.
     pub(crate) fn run(mut self, neg: &mut Negotiator) -> Outcome {
