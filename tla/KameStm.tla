@@ -1,7 +1,7 @@
 ------------------------------- MODULE KameStm -------------------------------
 (***************************************************************************)
-(* The kame-stm protocol (src/protocol/) on a static tree, one TLA+ action *)
-(* per Rust step function, with the same names (CamelCase here,           *)
+(* The kame-stm protocol (src/protocol/, src/transaction.rs), one TLA+    *)
+(* action per Rust step function, with the same names (CamelCase here,    *)
 (* snake_case there; docs/tla-mapping.md, enforced by tests/tla_mapping.rs).*)
 (*                                                                         *)
 (* Trees (constant Levels):                                                *)
@@ -60,7 +60,8 @@ CONSTANTS
     SafeAdopt,    \* TRUE: after its own phase-1 unbundle CASed the bundling
                   \* node, a bundle follows the new wrapper only if the
                   \* unbundle replaced the very wrapper the bundle holds
-                  \* (else: disturbed); FALSE: it always follows (FINDINGS #2)
+                  \* (else it keeps its own, and phase 2 fails); FALSE: it
+                  \* always follows (FINDINGS #2)
     LimboReady,   \* TRUE: insert_read_child takes a child in limbo under the
                   \* inserting parent as ready (its carried packet); FALSE: it
                   \* unbundles it (Promote), which CASes P (FINDINGS #3)
