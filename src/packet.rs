@@ -109,6 +109,9 @@ pub(crate) fn find<'a>(
     if std::ptr::eq(root_link, target) {
         return Some(root);
     }
+    if let Some(i) = direct_child(root, target) {
+        return root.children.as_ref().and_then(|c| c.slots[i].as_ref());
+    }
     let t: *const Linkage = target;
     let mut stack: SmallVec<[&'a Arc<Packet>; 16]> = SmallVec::new();
     stack.push(root);
@@ -130,6 +133,18 @@ pub(crate) fn find<'a>(
     None
 }
 
+/// Index of `target` among `p`'s direct children, if it is one with a
+/// present slot: a tight pointer scan, the common case of every lookup.
+#[inline]
+fn direct_child(p: &Packet, target: &Linkage) -> Option<usize> {
+    let ch = p.children.as_ref()?;
+    let t: *const Linkage = target;
+    ch.nodes
+        .iter()
+        .zip(ch.slots.iter())
+        .position(|(n, s)| Arc::as_ptr(n) == t && s.is_some())
+}
+
 /// Slot indices leading from `root` to `target` (empty for the root).
 pub(crate) fn find_path(
     root_link: &Linkage,
@@ -138,6 +153,11 @@ pub(crate) fn find_path(
 ) -> Option<SmallVec<[u32; 8]>> {
     if std::ptr::eq(root_link, target) {
         return Some(SmallVec::new());
+    }
+    if let Some(i) = direct_child(root, target) {
+        let mut path = SmallVec::new();
+        path.push(i as u32);
+        return Some(path);
     }
     let t: *const Linkage = target;
     // Depth-first with an explicit stack of (packet, next child index).

@@ -408,7 +408,7 @@ impl Transaction {
                 }
                 InsertRead::NeedsPromote(w) => {
                     let frame = UnbundleFrame::new(child.clone(), w, UnbundleMode::Promote);
-                    Operation::run_frame(Frame::Unbundle(frame), &mut self.neg);
+                    Operation::run_frame(Frame::from(frame), &mut self.neg);
                 }
             }
         }
@@ -427,7 +427,7 @@ fn peek_children(link: &Arc<Linkage>) -> Vec<Arc<Linkage>> {
             let frame = UnbundleFrame::new(link.clone(), w, UnbundleMode::Peek);
             // Peeking never CASes, so it never tags or waits.
             let mut neg = Negotiator::with_stamp(0);
-            match Operation::run_frame(Frame::Unbundle(frame), &mut neg) {
+            match Operation::run_frame(Frame::from(frame), &mut neg) {
                 Outcome::Unbundle(crate::protocol::UnbundleResult::Found(p)) => p,
                 _ => continue,
             }

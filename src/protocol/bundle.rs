@@ -178,7 +178,7 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
             f.push(Some(p), Some(cw));
             return Next::Stay;
         }
-        return Next::Call(Frame::Bundle(BundleFrame::new(
+        return Next::Call(Frame::from(BundleFrame::new(
             child,
             cw,
             f.serial,
@@ -194,7 +194,7 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
         }
         // Our own slot for it is stale or void: give it priority back (this
         // CASes our node too; `adopt` follows that).
-        return Next::Call(Frame::Unbundle(UnbundleFrame::new(
+        return Next::Call(Frame::from(UnbundleFrame::new(
             child,
             cw,
             UnbundleMode::Promote,
@@ -202,7 +202,7 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
     }
     // Bundled elsewhere or in limbo: bring it back to priority first, unless
     // it is already inside this bundle by another path (hard link).
-    Next::Call(Frame::Unbundle(UnbundleFrame::new(
+    Next::Call(Frame::from(UnbundleFrame::new(
         child,
         cw,
         UnbundleMode::Bundle {

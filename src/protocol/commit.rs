@@ -135,7 +135,7 @@ pub(crate) fn commit_read(f: &mut CommitFrame, returned: Option<Outcome>) -> Nex
         }
         return f.finish(CommitResult::Conflict);
     }
-    Next::Call(Frame::Unbundle(UnbundleFrame::new(
+    Next::Call(Frame::from(UnbundleFrame::new(
         f.node.clone(),
         w,
         UnbundleMode::Commit {

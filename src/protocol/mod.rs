@@ -29,12 +29,25 @@ pub(crate) use unbundle::{UnbundleFrame, UnbundleMode};
 use crate::linkage::Linkage;
 use crate::negotiation::Negotiator;
 
-/// One level of an operation in progress.
+/// One level of an operation in progress. The bundle and unbundle frames
+/// are large and only needed off the fast paths, so they are boxed.
 pub(crate) enum Frame {
     Snapshot(SnapshotFrame),
-    Bundle(BundleFrame),
-    Unbundle(UnbundleFrame),
+    Bundle(Box<BundleFrame>),
+    Unbundle(Box<UnbundleFrame>),
     Commit(CommitFrame),
+}
+
+impl From<BundleFrame> for Frame {
+    fn from(f: BundleFrame) -> Self {
+        Frame::Bundle(Box::new(f))
+    }
+}
+
+impl From<UnbundleFrame> for Frame {
+    fn from(f: UnbundleFrame) -> Self {
+        Frame::Unbundle(Box::new(f))
+    }
 }
 
 /// What a finished frame hands to the frame below it.

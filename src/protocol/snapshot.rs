@@ -88,7 +88,7 @@ pub(crate) fn snap_check(f: &mut SnapshotFrame, returned: Option<Outcome>) -> Ne
             }));
         }
         let bundle_serial = serial::next(w.serial);
-        return Next::Call(Frame::Bundle(BundleFrame::new(
+        return Next::Call(Frame::from(BundleFrame::new(
             f.node.clone(),
             w,
             bundle_serial,
@@ -96,7 +96,7 @@ pub(crate) fn snap_check(f: &mut SnapshotFrame, returned: Option<Outcome>) -> Ne
             &[],
         )));
     }
-    Next::Call(Frame::Unbundle(UnbundleFrame::new(
+    Next::Call(Frame::from(UnbundleFrame::new(
         f.node.clone(),
         w,
         UnbundleMode::Snapshot,
