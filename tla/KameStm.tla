@@ -88,10 +88,12 @@ VARIABLES
     local,        \* [Threads -> Local]: the operation's frames and results
     budget,       \* [Threads -> 0..MaxCommits]: iterations left
     queue,        \* [Threads -> SUBSET Nodes]: transactions left in this iteration
-    priorityTag,  \* [Nodes -> Null \cup <<iter, tid>>]
+    priorityTag,  \* [Nodes -> Null \cup Stamp]: Linkage::tag
+    stamp,        \* [Threads -> Null \cup Stamp]: the running transaction's
+                  \* stamp (Negotiator::stamp), fixed at its start
     credit        \* [Leaves -> Nat]: ghost, increments published so far
 
-vars == <<linkage, serial, pc, target, local, budget, queue, priorityTag, credit>>
+vars == <<linkage, serial, pc, target, local, budget, queue, priorityTag, stamp, credit>>
 
 -----------------------------------------------------------------------------
 (* The tree *)
@@ -172,7 +174,7 @@ LeavesIn(p, n) == IF n \in Leaves THEN {n} ELSE UNION {LeavesIn(p.sub[c], c) : c
 InsPkt(p, slot, s) == [p EXCEPT !.id = s, !.missing = TRUE, !.sub = @ @@ (DynChild :> slot)]
 RelPkt(p, s) ==
     LET d == DOMAIN p.sub \ {DynChild} IN
-    [p EXCEPT !.id = s, !.sub = [c \in d |-> @[c]], !.missing = IF d = {} THEN FALSE ELSE @]
+    [p EXCEPT !.id = s, !.sub = [c \in d |-> @[c]], !.missing = d # {}]
 
 \* A node as created and inserted: leaves own their packet; a parent lists
 \* its children with void slots and is missing until bundled.
@@ -181,28 +183,28 @@ InitPkt(n) == [id |-> 0, pay |-> 0,
                missing |-> n \notin Leaves /\ KidSet(n) # {}]
 
 -----------------------------------------------------------------------------
-(* Priority tags (issue 3; src/negotiation.rs) *)
+(* Priority tags (src/negotiation.rs).  A transaction's stamp is a Lamport *)
+(* serial minted when it starts (Negotiator::new: serial::next(0)) and kept *)
+(* across its retries; a smaller stamp is older.  A tag holds a stamp.      *)
 
-iter(t)  == MaxCommits - budget[t]
-MyTag(t) == <<iter(t), t>>
-TagOlder(a, b) == a[1] < b[1] \/ (a[1] = b[1] /\ a[2] < b[2])
+MyTag(t) == stamp[t]
+TagOlder(a, b) == a < b
+SameThread(a, t) == a % SerialBase = t
 
 CanProceed(t, n) ==
-    IF ~Privilege \/ priorityTag[n] = Null THEN TRUE ELSE priorityTag[n][2] = t
+    IF ~Privilege \/ priorityTag[n] = Null THEN TRUE ELSE SameThread(priorityTag[n], t)
 
 TagAfterFail(t, n) ==
     IF ~Privilege THEN priorityTag[n]
     ELSE IF priorityTag[n] = Null THEN MyTag(t)
-    ELSE IF priorityTag[n][2] = t THEN MyTag(t)
     ELSE IF TagOlder(MyTag(t), priorityTag[n]) THEN MyTag(t)
-    ELSE priorityTag[n]
+    ELSE priorityTag[n]           \* ours already, or an older transaction's
 
 TagAfterSuccess(t, n) == priorityTag[n]
 
 ClearMyTags(t) ==
     IF ~Privilege THEN priorityTag
-    ELSE [n \in Nodes |-> IF priorityTag[n] # Null /\ priorityTag[n][2] = t
-                          THEN Null ELSE priorityTag[n]]
+    ELSE [n \in Nodes |-> IF priorityTag[n] = MyTag(t) THEN Null ELSE priorityTag[n]]
 
 CasFailed(t, n)    == priorityTag' = [priorityTag EXCEPT ![n] = TagAfterFail(t, n)]
 CasSucceeded(t, n) == priorityTag' = [priorityTag EXCEPT ![n] = TagAfterSuccess(t, n)]
@@ -332,6 +334,7 @@ Init ==
     /\ budget = [t \in Threads |-> MaxCommits]
     /\ queue = [t \in Threads |-> {}]
     /\ priorityTag = [n \in Nodes |-> Null]
+    /\ stamp = [t \in Threads |-> Null]
     /\ credit = [c \in Leaves |-> 0]
 
 \* The transactions one iteration of t runs, in this order.
@@ -348,17 +351,22 @@ FirstJob(q) == JobOrder[CHOOSE i \in DOMAIN JobOrder :
 -----------------------------------------------------------------------------
 (* snapshot.rs *)
 
-\* Entry of a snapshot; also picks the next transaction of the iteration
-\* (role plumbing, no shared memory).
+\* Entry of a snapshot.  Here also: the start of the transaction (drive():
+\* Negotiator::new mints its stamp) and the choice of the next transaction
+\* of the iteration (role plumbing); no shared memory.
 SnapRead(t) ==
     /\ pc[t] = "idle"
     /\ budget[t] > 0
-    /\ LET q == IF queue[t] = {} THEN Jobs(t) ELSE queue[t] IN
+    /\ LET q  == IF queue[t] = {} THEN Jobs(t) ELSE queue[t]
+           st == Gen(serial[t], 0)
+       IN
          /\ queue' = [queue EXCEPT ![t] = q]
          /\ target' = [target EXCEPT ![t] = FirstJob(q)]
          /\ local' = [local EXCEPT ![t] = [Local0 EXCEPT !.op = "snap", !.job = FirstJob(q)]]
+         /\ stamp' = [stamp EXCEPT ![t] = st]
+         /\ serial' = [serial EXCEPT ![t] = st]
     /\ pc' = [pc EXCEPT ![t] = "snap_check"]
-    /\ UNCHANGED <<linkage, serial, budget, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, budget, priorityTag, credit>>
 
 SnapCheck(t) ==
     /\ pc[t] = "snap_check"
@@ -380,7 +388,7 @@ SnapCheck(t) ==
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "snap", Null, {}))]
             /\ UNCHANGED serial
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
 
 -----------------------------------------------------------------------------
 (* bundle.rs *)
@@ -420,7 +428,7 @@ BundlePhase1(t) ==
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] =
                    PushL(l, UnbundleFrame(c, cw, "bundle", f.ser, InProgress(l)))]
-    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
 
 \* CAS the node to a packet holding the collected slots, still missing.
 BundlePhase2(t) ==
@@ -444,7 +452,7 @@ BundlePhase2(t) ==
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
                /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
 
 \* CAS one collected child to a bundled reference with this bundle's serial.
 BundlePhase3(t) ==
@@ -474,7 +482,7 @@ BundlePhase3(t) ==
                   ELSE LET r == Disturbed(l) IN
                       /\ pc' = [pc EXCEPT ![t] = r.pc]
                       /\ local' = [local EXCEPT ![t] = r.l]
-    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
 
 \* CAS the node to the same slots marked complete (a nested bundle that met
 \* a void slot stays missing; a root bundle with an unreachable void slot
@@ -487,13 +495,13 @@ BundlePhase4(t) ==
            np == [f.w.pkt EXCEPT !.missing = ~f.isRoot /\ f.incomplete]
            nw == PW(np, f.ser)
        IN
-       IF f.isRoot /\ f.incomplete /\ ~NoVoid(np) THEN
+       /\ CanProceed(t, n)
+       /\ IF f.isRoot /\ f.incomplete /\ ~NoVoid(np) THEN
             LET r == Disturbed(l) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
-            /\ UNCHANGED <<linkage, priorityTag>>
-       ELSE
-            /\ CanProceed(t, n)
+            /\ UNCHANGED <<linkage, priorityTag, stamp>>
+          ELSE
             /\ IF linkage[n] = f.w THEN
                     LET r == AfterReturn(PopL(l), [Outcome("success") EXCEPT !.w = nw]) IN
                     /\ linkage' = [linkage EXCEPT ![n] = nw]
@@ -505,10 +513,24 @@ BundlePhase4(t) ==
                     /\ pc' = [pc EXCEPT ![t] = r.pc]
                     /\ local' = [local EXCEPT ![t] = r.l]
                     /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
 
 -----------------------------------------------------------------------------
 (* unbundle.rs *)
+
+\* locate()'s `inside`: the target's packet lies inside the packets of the
+\* levels 1..Inside(f) (found in listed slots, not carried by a limbo
+\* wrapper).  UnbundleFrame::collided: in Bundle mode, one of those levels
+\* carries the bundle serial or is being bundled by this operation.
+InSlot(f, j) ==
+    LET up == LevelPkt(f, j + 1) n == LevelNode(f, j) IN
+    up # Null /\ n \in DOMAIN up.sub /\ up.sub[n] # Null
+Inside(f) ==
+    LET J == {j \in 0..(Len(f.chain) - 1) : ~InSlot(f, j)} IN
+    IF J = {} THEN Len(f.chain) ELSE CHOOSE j \in J : \A i \in J : j <= i
+Collided(f) ==
+    /\ f.mode = "bundle"
+    /\ \E i \in 1..Inside(f) : f.chain[i].w.ser = f.ser \/ f.chain[i].node \in f.inprog
 
 \* Loads the next ancestor; at a priority ancestor locates the target's
 \* packet and either returns (read-only snapshot, conflict, collision,
@@ -529,17 +551,17 @@ UnbundleWalk(t) ==
                         PW([LevelPkt(f2, i) EXCEPT !.missing = TRUE, !.id = sers[i]], sers[i])]
            Ret(kind, p) == AfterReturn(PopL(l), [Outcome(kind) EXCEPT !.p = p])
        IN
-       IF f.mode = "bundle" /\ (pw.ser = f.ser \/ par \in f.inprog) THEN
-            LET r == Ret("collided", Null) IN
-            /\ pc' = [pc EXCEPT ![t] = r.pc]
-            /\ local' = [local EXCEPT ![t] = r.l]
-            /\ UNCHANGED serial
-       ELSE IF ~HasPri(pw) THEN
+       IF ~HasPri(pw) THEN
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] = SetTop(l, f2)]
             /\ UNCHANGED serial
        ELSE IF found = Null THEN
             LET r == Ret("disturbed", Null) IN
+            /\ pc' = [pc EXCEPT ![t] = r.pc]
+            /\ local' = [local EXCEPT ![t] = r.l]
+            /\ UNCHANGED serial
+       ELSE IF Collided(f2) THEN
+            LET r == Ret("collided", Null) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
             /\ UNCHANGED serial
@@ -558,7 +580,7 @@ UnbundleWalk(t) ==
             /\ pc' = [pc EXCEPT ![t] = "unbundle_cas_ancestors"]
             /\ local' = [local EXCEPT ![t] =
                    SetTop(l, [f2 EXCEPT !.found = found, !.copies = copies, !.casPos = k])]
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
 
 \* CAS one ancestor (root first) to its missing copy.
 UnbundleCASAncestors(t) ==
@@ -580,7 +602,7 @@ UnbundleCASAncestors(t) ==
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
                /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
 
 \* The version a transaction publishes, and the leaves it increments.
 TxPkt(l, n, s) ==
@@ -617,8 +639,8 @@ UnbundleCASChild(t) ==
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
-               /\ UNCHANGED <<linkage, credit>>
-    /\ UNCHANGED <<target, budget, queue>>
+               /\ UNCHANGED <<linkage, credit, stamp>>
+    /\ UNCHANGED <<target, budget, queue, stamp>>
 
 -----------------------------------------------------------------------------
 (* commit.rs *)
@@ -627,7 +649,7 @@ UnbundleCASChild(t) ==
 CommitStart(t) ==
     /\ pc[t] = "commit_start"
     /\ pc' = [pc EXCEPT ![t] = IF local[t].snapW # Null THEN "commit_parent" ELSE "commit_read"]
-    /\ UNCHANGED <<linkage, serial, target, local, budget, queue, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, serial, target, local, budget, queue, priorityTag, credit, stamp>>
 
 \* CAS against the wrapper the snapshot was read from.
 CommitParent(t) ==
@@ -648,8 +670,8 @@ CommitParent(t) ==
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null]]
-               /\ UNCHANGED <<linkage, credit>>
-    /\ UNCHANGED <<target, budget, queue>>
+               /\ UNCHANGED <<linkage, credit, stamp>>
+    /\ UNCHANGED <<target, budget, queue, stamp>>
 
 \* Load: still our packet (CAS it), another packet (conflict), or bundled
 \* or in limbo (unbundle, installing our new packet).
@@ -668,7 +690,7 @@ CommitRead(t) ==
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "commit", Null, {}))]
-    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
 
 \* CAS against the wrapper commit_read loaded.
 CommitTryCAS(t) ==
@@ -689,8 +711,8 @@ CommitTryCAS(t) ==
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null]]
-               /\ UNCHANGED <<linkage, credit>>
-    /\ UNCHANGED <<target, budget, queue>>
+               /\ UNCHANGED <<linkage, credit, stamp>>
+    /\ UNCHANGED <<target, budget, queue, stamp>>
 
 \* Report the result: committed (release tags, iteration bookkeeping) or
 \* conflict (drive() retries with a fresh snapshot; tags are kept).
@@ -704,10 +726,11 @@ CommitDone(t) ==
             /\ pc' = [pc EXCEPT ![t] = "idle"]
             /\ target' = [target EXCEPT ![t] = Null]
             /\ local' = [local EXCEPT ![t] = Local0]
+            /\ stamp' = [stamp EXCEPT ![t] = Null]      \* the Negotiator is dropped
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "snap_check"]
             /\ local' = [local EXCEPT ![t] = Retry(local[t])]
-            /\ UNCHANGED <<priorityTag, queue, budget, target>>
+            /\ UNCHANGED <<priorityTag, queue, budget, target, stamp>>
     /\ UNCHANGED <<linkage, serial, credit>>
 
 -----------------------------------------------------------------------------
@@ -738,7 +761,7 @@ InsertReadChild(t) ==
                /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
                /\ local' = [local EXCEPT ![t] =
                       PushL(l1, UnbundleFrame(DynChild, cw, "promote", Null, {}))]
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
 
 \* Puts the child in limbo under P carrying its packet, which the insert
 \* puts in P's new slot.
@@ -757,7 +780,7 @@ InsertCASChild(t) ==
                /\ pc' = [pc EXCEPT ![t] = "insert_read_child"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.dynW = Null]]
                /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
 
 \* Loads the child whose bundled slot the release removes: still in the
 \* state the snapshot saw (its own packet is the slot, or bundled by P),
@@ -776,7 +799,7 @@ ReleaseReadChild(t) ==
           ELSE
                /\ pc' = [pc EXCEPT ![t] = "snap_check"]
                /\ local' = [local EXCEPT ![t] = Retry(l)]
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit>>
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
 
 \* Puts the released child in limbo carrying its last packet.
 ReleaseCASChild(t) ==
@@ -795,7 +818,7 @@ ReleaseCASChild(t) ==
                /\ pc' = [pc EXCEPT ![t] = "release_read_child"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.dynW = Null]]
                /\ UNCHANGED linkage
-    /\ UNCHANGED <<serial, target, budget, queue, credit>>
+    /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
 
 -----------------------------------------------------------------------------
 (* negotiation.rs: a thread waiting at a CAS step on a foreign tag takes *)
@@ -817,10 +840,10 @@ PreemptTag(t, n) ==
     /\ Privilege
     /\ n = CasNode(t)
     /\ priorityTag[n] # Null
-    /\ priorityTag[n][2] # t
+    /\ ~SameThread(priorityTag[n], t)
     /\ TagOlder(MyTag(t), priorityTag[n])
     /\ priorityTag' = [priorityTag EXCEPT ![n] = MyTag(t)]
-    /\ UNCHANGED <<linkage, serial, pc, target, local, budget, queue, credit>>
+    /\ UNCHANGED <<linkage, serial, pc, target, local, budget, queue, stamp, credit>>
 
 -----------------------------------------------------------------------------
 AllDone == \A t \in Threads : pc[t] = "idle" /\ budget[t] = 0
@@ -966,6 +989,8 @@ SerL(l) ==
     \cup UNION {SerFrame(l.stack[i]) : i \in DOMAIN l.stack}
 AllSerials ==
     {serial[t] : t \in Threads}
+    \cup UNION {SerS(stamp[t]) : t \in Threads}
+    \cup UNION {SerS(priorityTag[n]) : n \in Nodes}
     \cup UNION {SerW(linkage[n]) : n \in Nodes}
     \cup UNION {SerL(local[t]) : t \in Threads}
 
@@ -996,7 +1021,10 @@ View ==
       [t \in Threads |-> NS(m, serial[t])],
       pc, target,
       [t \in Threads |-> NL(m, local[t])],
-      budget, queue, priorityTag, credit>>
+      budget, queue,
+      [n \in Nodes |-> NS(m, priorityTag[n])],
+      [t \in Threads |-> NS(m, stamp[t])],
+      credit>>
 
 \* Serials are fresh names: every serial of thread t in the state has a
 \* counter no larger than t's thread-local serial, so Gen(t, _) never mints

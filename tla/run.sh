@@ -93,6 +93,7 @@ for name in "${cfgs[@]}"; do
         -cp "$jar" tlc2.TLC -workers "$workers" -metadir "$work/$name.states" \
         "${dump[@]}" -config "$cfg" KameStm.tla) >"$log" 2>&1
     rc=$?
+    rm -rf "$work/$name.states"        # TLC's fingerprint files can be large
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     distinct="$(sed -n 's/^[0-9,]* states generated, \([0-9,]*\) distinct states found.*/\1/p' "$log" | tail -1)"
     depth="$(sed -n 's/^The depth of the complete state graph search is \([0-9]*\).*/\1/p' "$log" | tail -1)"
