@@ -15,6 +15,8 @@
 //!   --warmup S        untimed warm-up before the measurement (default 1, as the C++)
 //!   --timeout S       give up (exit 3) when nothing commits for S seconds, or when
 //!                     the threads do not stop within S seconds (default 10)
+//!   --stats           kame only: commit through `iterate_commit_with_stats` and
+//!                     report retries, failed CASes and negotiation waits per tx
 //! ```
 //!
 //! Thread `i` owns `child[i]`; iteration `it` of a thread commits to its own
@@ -30,7 +32,8 @@
 mod common;
 
 use common::{
-    Shared, arcswap::SwapShared, fast_stm::StmShared, kame::KameShared, rwlock::RwShared,
+    Shared, TxCounters, arcswap::SwapShared, fast_stm::StmShared, kame::KameShared,
+    rwlock::RwShared,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -49,13 +52,14 @@ struct Args {
     long_ms: f64,
     warmup: f64,
     timeout: f64,
+    stats: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: throughput SECONDS THREADS MAX_PAYLOAD CROSS_RATIO [--levels 2|3] \
          [--impl kame|rwlock|arcswap|fast-stm] [--readers R] [--fairness] [--long-ms MS] \
-         [--warmup S] [--timeout S]"
+         [--warmup S] [--timeout S] [--stats]"
     );
     std::process::exit(2)
 }
@@ -74,6 +78,7 @@ fn parse() -> Args {
         long_ms: 10.0,
         warmup: 1.0,
         timeout: 10.0,
+        stats: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
@@ -91,6 +96,7 @@ fn parse() -> Args {
             "--impl" => a.imp = val("--impl"),
             "--readers" => a.readers = num(val("--readers")),
             "--fairness" => a.fairness = true,
+            "--stats" => a.stats = true,
             "--long-ms" => a.long_ms = num(val("--long-ms")),
             "--warmup" => a.warmup = num(val("--warmup")),
             "--timeout" => a.timeout = num(val("--timeout")),
@@ -184,18 +190,30 @@ fn run<S: Shared>(a: &Args) {
 
     let mut handles = Vec::new();
     // Workers: thread i owns child[i].
+    let counters: Arc<Vec<std::sync::Mutex<TxCounters>>> =
+        Arc::new((0..n).map(|_| Default::default()).collect());
     for i in 0..n {
-        let (sh, slots, ctl) = (sh.clone(), slots.clone(), ctl.clone());
-        let (k, m) = (a.cross_ratio, a.max_payload);
+        let (sh, slots, ctl, counters) = (sh.clone(), slots.clone(), ctl.clone(), counters.clone());
+        let (k, m, stats) = (a.cross_ratio, a.max_payload, a.stats);
         handles.push(std::thread::spawn(move || {
             let s = &slots[i];
             ctl.barrier(total);
             let (mut leaf_total, mut scope_total, mut leaf_timed, mut scope_timed) = (0, 0, 0, 0);
             let mut attempts_timed = 0u64;
+            let mut acc = TxCounters::default();
             let mut it = 0u64;
             while !ctl.stop.load(Relaxed) {
                 let timed = !ctl.warming.load(Relaxed);
-                if k > 0 && it % k == 0 {
+                if k > 0 && it % k == 0 && stats {
+                    let mut c = TxCounters::default();
+                    sh.scope_stats(m, &mut c);
+                    scope_total += 1;
+                    if timed {
+                        scope_timed += 1;
+                        attempts_timed += c.retries + 1;
+                        acc.add(&c);
+                    }
+                } else if k > 0 && it % k == 0 {
                     let mut att = 0u64;
                     sh.scope(m, &mut || {
                         att += 1;
@@ -205,6 +223,14 @@ fn run<S: Shared>(a: &Args) {
                     if timed {
                         scope_timed += 1;
                         attempts_timed += att;
+                    }
+                } else if stats {
+                    let mut c = TxCounters::default();
+                    sh.leaf_stats(i, m, &mut c);
+                    leaf_total += 1;
+                    if timed {
+                        leaf_timed += 1;
+                        acc.add(&c);
                     }
                 } else {
                     sh.leaf(i, m);
@@ -221,6 +247,7 @@ fn run<S: Shared>(a: &Args) {
             s.leaf_timed.store(leaf_timed, Relaxed);
             s.scope_timed.store(scope_timed, Relaxed);
             s.scope_attempts_timed.store(attempts_timed, Relaxed);
+            *counters[i].lock().unwrap() = acc;
             ctl.finished.fetch_add(1, Relaxed);
         }));
     }
@@ -410,7 +437,7 @@ fn run<S: Shared>(a: &Args) {
         a.max_payload,
         a.seconds
     );
-    let att = if scope_timed_w > 0 {
+    let mut att = if scope_timed_w > 0 {
         format!(
             ", scope attempts/commit {:.2}",
             att_w as f64 / scope_timed_w as f64
@@ -418,6 +445,25 @@ fn run<S: Shared>(a: &Args) {
     } else {
         String::new()
     };
+    if a.stats {
+        let mut c = TxCounters::default();
+        for x in counters.iter() {
+            c.add(&x.lock().unwrap());
+        }
+        if c.tx > 0 {
+            let per = |v: u64| v as f64 / c.tx as f64;
+            att += &format!(
+                "; per tx: retries {:.4}, failed CAS {:.4}, waits {:.4}; waiting {:.1}% of {} thread-seconds",
+                per(c.retries),
+                per(c.cas_failures),
+                per(c.waits),
+                c.waited_ns as f64 / 1e9 / (elapsed * n as f64) * 100.0,
+                n
+            );
+        } else {
+            att += "; no statistics (kame only)";
+        }
+    }
     if let Some(ls) = long {
         let lc = ls.scope_timed.load(Relaxed);
         let worst = ls.worst_ns.load(Relaxed) as f64 / 1e6;

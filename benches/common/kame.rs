@@ -1,7 +1,8 @@
 //! kame-stm: the tree is real nodes; every operation is the library's own.
 
-use super::{Leaf, Shared, TreeOps};
+use super::{Leaf, Shared, TreeOps, TxCounters};
 use kame_stm::Node;
+use kame_stm::TxStats;
 
 /// Root with `n` children, payloads `u32` (the C++ `unsigned int m_x`).
 pub struct Kame {
@@ -206,6 +207,22 @@ impl Shared for KameShared {
             .is_some()
     }
 
+    fn leaf_stats(&self, i: usize, max_payload: u32, acc: &mut TxCounters) {
+        let c = &self.ch[i];
+        let (_, st) = c.iterate_commit_with_stats(|tr| tr[c].bump(max_payload));
+        count(acc, &st);
+    }
+
+    fn scope_stats(&self, max_payload: u32, acc: &mut TxCounters) {
+        let ch = &self.ch;
+        let (_, st) = self.scope.iterate_commit_with_stats(|tr| {
+            for c in ch {
+                tr[c].bump_cross(max_payload);
+            }
+        });
+        count(acc, &st);
+    }
+
     fn snapshot_cross(&self, out: &mut Vec<u32>) {
         let s = self.scope.snapshot();
         out.clear();
@@ -216,4 +233,12 @@ impl Shared for KameShared {
         let s = self.scope.snapshot();
         self.ch.iter().map(|c| s[c]).collect()
     }
+}
+
+fn count(acc: &mut TxCounters, st: &TxStats) {
+    acc.tx += 1;
+    acc.retries += u64::from(st.retries);
+    acc.cas_failures += u64::from(st.cas_failures);
+    acc.waits += u64::from(st.waits);
+    acc.waited_ns += st.waited.as_nanos() as u64;
 }

@@ -79,6 +79,26 @@ impl Leaf {
     }
 }
 
+/// Retry and negotiation counters summed over transactions (`--stats`).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct TxCounters {
+    pub tx: u64,
+    pub retries: u64,
+    pub cas_failures: u64,
+    pub waits: u64,
+    pub waited_ns: u64,
+}
+
+impl TxCounters {
+    pub fn add(&mut self, o: &TxCounters) {
+        self.tx += o.tx;
+        self.retries += o.retries;
+        self.cas_failures += o.cas_failures;
+        self.waits += o.waits;
+        self.waited_ns += o.waited_ns;
+    }
+}
+
 /// The throughput driver's workload (KAME's
 /// `transaction_payload_integrity_{,3level_}mixed_test`).
 pub trait Shared: Send + Sync + Sized + 'static {
@@ -93,6 +113,15 @@ pub trait Shared: Send + Sync + Sized + 'static {
     /// the writes); returning `false` abandons the transaction without
     /// committing, and `scope` returns `false`.
     fn scope(&self, max_payload: u32, body: &mut dyn FnMut() -> bool) -> bool;
+    /// [`leaf`](Self::leaf), accumulating retry / negotiation statistics
+    /// where the implementation has them (kame-stm's `TxStats`).
+    fn leaf_stats(&self, i: usize, max_payload: u32, _acc: &mut TxCounters) {
+        self.leaf(i, max_payload)
+    }
+    /// [`scope`](Self::scope) without a body, accumulating statistics.
+    fn scope_stats(&self, max_payload: u32, _acc: &mut TxCounters) {
+        self.scope(max_payload, &mut || true);
+    }
     /// A consistent view of the whole tree: the cross counts of every child
     /// (a reader checks they are all equal).
     fn snapshot_cross(&self, out: &mut Vec<u32>);
