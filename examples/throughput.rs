@@ -15,6 +15,8 @@
 //!   --warmup S        untimed warm-up before the measurement (default 1, as the C++)
 //!   --timeout S       give up (exit 3) when nothing commits for S seconds, or when
 //!                     the threads do not stop within S seconds (default 10)
+//!   --pad-nodes       kame only, diagnostic: 256 bytes of heap between the
+//!                     children's allocations (no false sharing between leaves)
 //!   --stats           kame only: commit through `iterate_commit_with_stats` and
 //!                     report retries, failed CASes and negotiation waits per tx
 //! ```
@@ -59,7 +61,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: throughput SECONDS THREADS MAX_PAYLOAD CROSS_RATIO [--levels 2|3] \
          [--impl kame|rwlock|arcswap|fast-stm] [--readers R] [--fairness] [--long-ms MS] \
-         [--warmup S] [--timeout S] [--stats]"
+         [--warmup S] [--timeout S] [--stats] [--pad-nodes]"
     );
     std::process::exit(2)
 }
@@ -97,6 +99,7 @@ fn parse() -> Args {
             "--readers" => a.readers = num(val("--readers")),
             "--fairness" => a.fairness = true,
             "--stats" => a.stats = true,
+            "--pad-nodes" => common::kame::PAD_NODES.store(true, Relaxed),
             "--long-ms" => a.long_ms = num(val("--long-ms")),
             "--warmup" => a.warmup = num(val("--warmup")),
             "--timeout" => a.timeout = num(val("--timeout")),

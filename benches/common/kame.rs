@@ -159,11 +159,17 @@ impl Kame3 {
     }
 }
 
+/// Diagnostic (`throughput --pad-nodes`): keep 256 bytes of heap between the
+/// children's allocations so that no two children's linkages share a cache
+/// line. Off by default: the natural layout is what users get.
+pub static PAD_NODES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The throughput driver's tree.
 pub struct KameShared {
     /// The node scope transactions run on: parent (2 levels) or grand (3).
     pub scope: Node<u32>,
     pub ch: Vec<Node<Leaf>>,
+    _pad: Vec<Box<[u8; 256]>>,
 }
 
 impl Shared for KameShared {
@@ -179,11 +185,20 @@ impl Shared for KameShared {
         } else {
             parent.clone()
         };
-        let ch: Vec<_> = (0..n).map(|_| Node::new(Leaf::default())).collect();
+        let pad = PAD_NODES.load(std::sync::atomic::Ordering::Relaxed);
+        let mut _pad = Vec::new();
+        let ch: Vec<_> = (0..n)
+            .map(|_| {
+                if pad {
+                    _pad.push(Box::new([0u8; 256]));
+                }
+                Node::new(Leaf::default())
+            })
+            .collect();
         for c in &ch {
             parent.insert(c).expect("fresh");
         }
-        KameShared { scope, ch }
+        KameShared { scope, ch, _pad }
     }
 
     #[inline]
