@@ -95,18 +95,24 @@ def read_criterion(root):
 RESULT = re.compile(r"^RESULT (\S+) (\d)-level N=(\d+) K=(\d+)(.*)$")
 
 
-def read_throughput(path):
+def read_throughput(path, quiet_only=False):
     """{(mode, impl, levels, N, K): [dict, ...]}"""
     runs = {}
     if not path:
         return runs
     with open(path) as f:
-        for line in f:
-            m = RESULT.match(line.strip())
+        lines = [line.strip() for line in f]
+    for i, line in enumerate(lines):
+        if True:
+            m = RESULT.match(line)
             if not m:
                 continue
+            # run_throughput.sh writes "# foreign=N load=X" after each run.
+            after = next((x for x in lines[i + 1:i + 4] if x.startswith("# foreign=")), "")
+            if quiet_only and not after.startswith("# foreign=0"):
+                continue
             impl, levels, n, k, rest = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), m.group(5)
-            rec = {"line": line.strip(), "pass": rest.rstrip().endswith("PASS")}
+            rec = {"line": line, "pass": rest.rstrip().endswith("PASS")}
             if "NO PROGRESS" in rest:
                 mode = "fairness" if "fairness" in rest else "plain"
                 rec["noprogress"] = True
@@ -289,10 +295,12 @@ def main():
     ap.add_argument("--criterion", default="target/criterion")
     ap.add_argument("--throughput")
     ap.add_argument("--out", default="docs/plots")
+    ap.add_argument("--quiet-only", action="store_true",
+                    help="ignore throughput runs that shared the machine with a compiler or TLC")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     cr = read_criterion(a.criterion)
-    tp = read_throughput(a.throughput)
+    tp = read_throughput(a.throughput, a.quiet_only)
     p = print
 
     # ---- micro table

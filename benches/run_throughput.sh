@@ -18,9 +18,19 @@ cd "$(dirname "$0")/.."
 cargo build --release --example throughput >&2 || exit 1
 T=${CARGO_TARGET_DIR:-target}/release/examples/throughput
 
+# Other CPU-heavy processes (compilers, TLC, test runs) before and after each
+# run: plot.py --quiet-only drops runs that shared the machine with one.
+foreign() {
+    pgrep -fc 'rustc|tlc2.TLC|cargo (test|build|bench|clippy)' || true
+}
+
 run() {
+    local before after
+    before=$(foreign)
     # A failing or stuck run prints its own RESULT/FAIL line; keep going.
     timeout $((S + 40)) "$T" "$@" || echo "EXIT $? for: $*"
+    after=$(foreign)
+    echo "# foreign=$((before > after ? before : after)) load=$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
