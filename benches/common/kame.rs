@@ -169,6 +169,8 @@ pub struct KameShared {
     /// The node scope transactions run on: parent (2 levels) or grand (3).
     pub scope: Node<u32>,
     pub ch: Vec<Node<Leaf>>,
+    /// Separate allocations on purpose: each one sits between two nodes.
+    #[allow(clippy::vec_box)]
     _pad: Vec<Box<[u8; 256]>>,
 }
 
