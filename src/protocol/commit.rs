@@ -89,14 +89,9 @@ pub(crate) fn commit_start(f: &mut CommitFrame) -> Next {
     Next::Stay
 }
 
-/// CAS against the wrapper the snapshot was read from: the common case,
-/// where nothing happened to the node since the snapshot.
-/// TLA+: CommitParent
-pub(crate) fn commit_parent(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
-    if !negotiation::can_proceed(&f.node, neg) {
-        return Next::Blocked(f.node.clone());
-    }
-    let expected = f.snap_wrapper.take().expect("chosen by commit_start");
+/// The one CAS both `commit_parent` and `commit_try_cas` perform: publish
+/// `new` in place of `expected`; on failure go back to `commit_read`.
+fn publish(f: &mut CommitFrame, expected: Arc<PacketWrapper>, neg: &mut Negotiator) -> Next {
     let next = PacketWrapper::priority(f.new.clone(), serial::next(expected.serial));
     match f.node.slot.compare_exchange(&expected, next) {
         Ok(()) => {
@@ -110,6 +105,17 @@ pub(crate) fn commit_parent(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
             Next::Stay
         }
     }
+}
+
+/// CAS against the wrapper the snapshot was read from: the common case,
+/// where nothing happened to the node since the snapshot.
+/// TLA+: CommitParent
+pub(crate) fn commit_parent(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
+    if !negotiation::can_proceed(&f.node, neg) {
+        return Next::Blocked(f.node.clone());
+    }
+    let expected = f.snap_wrapper.take().expect("chosen by commit_start");
+    publish(f, expected, neg)
 }
 
 /// Loads the node's wrapper: still our packet (CAS it), someone else's
@@ -152,19 +158,7 @@ pub(crate) fn commit_try_cas(f: &mut CommitFrame, neg: &mut Negotiator) -> Next 
         return Next::Blocked(f.node.clone());
     }
     let expected = f.read_wrapper.take().expect("loaded by commit_read");
-    let next = PacketWrapper::priority(f.new.clone(), serial::next(expected.serial));
-    match f.node.slot.compare_exchange(&expected, next) {
-        Ok(()) => {
-            negotiation::tag_after_success(&f.node, neg);
-            f.finish(CommitResult::Committed)
-        }
-        Err(_) => {
-            negotiation::tag_after_fail(&f.node, neg);
-            f.cas_retries += 1;
-            f.pc = CommitPc::Read;
-            Next::Stay
-        }
-    }
+    publish(f, expected, neg)
 }
 
 /// Reports the result; a committed transaction releases its priority tags
