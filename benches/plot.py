@@ -183,6 +183,13 @@ class Svg:
             f.write("\n</svg>\n")
 
 
+def si(v):
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:g}{suf}"
+    return f"{v:g}"
+
+
 def legend(svg, x, y, items):
     for i, (name, color) in enumerate(items):
         svg.rect(x, y + i * 18 - 10, 12, 12, color)
@@ -193,7 +200,8 @@ def hbar_log(path, title, rows, series, unit, xmin, xmax, note=None):
     """Horizontal grouped bars on a log axis. rows: [(label, {series: value})]."""
     left, right, top = 330, 30, 50
     bar, gap = 7, 8
-    group_h = bar * len(series) + gap
+    bars = [x for x in series if x not in ("C++", "target")]
+    group_h = bar * len(bars) + gap
     h = top + group_h * len(rows) + 60 + 18 * len(series)
     w = 980
     svg = Svg(w, h)
@@ -209,22 +217,25 @@ def hbar_log(path, title, rows, series, unit, xmin, xmax, note=None):
             v = m * 10 ** dec
             if xmin <= v <= xmax:
                 svg.line(X(v), top - 4, X(v), y_end, "#ddd")
-                svg.text(X(v), y_end + 14, f"{v:g}", 10, "middle", "#555")
+                svg.text(X(v), y_end + 14, si(v), 10, "middle", "#555")
         dec += 1
     svg.text((left + w - right) / 2, y_end + 30, unit, 12, "middle")
     for r, (label, vals) in enumerate(rows):
         y0 = top + r * group_h
         svg.text(left - 8, y0 + group_h / 2, label, 11, "end")
-        for s, name in enumerate(series):
+        for name in series:
             v = vals.get(name)
             if v is None:
                 continue
-            yy = y0 + s * bar
-            if name == "C++":
-                svg.line(X(v), yy - 1, X(v), yy + bar + 1, COLORS[name], 3)
+            yy = y0 + (bars.index(name) if name in bars else 0) * bar
+            if name in ("C++", "target"):
+                # A tick across the whole group.
+                svg.line(X(v), y0 - 2, X(v), y0 + bar * len(bars) + 1, COLORS[name], 3,
+                         "4,2" if name == "target" else None)
             else:
                 svg.rect(left, yy, X(v) - left, bar - 1, COLORS[name], f"{name}: {v:.3g}")
-    legend(svg, left, y_end + 52, [(s if s != "C++" else "C++ original (tick)", COLORS[s]) for s in series])
+    names = {"C++": "C++ original (tick)", "target": "target: 1.5× C++ (dashed tick)"}
+    legend(svg, left, y_end + 52, [(names.get(s, s), COLORS[s]) for s in series])
     if note:
         svg.text(w - right, y_end + 52, note, 11, "end", "#555")
     svg.save(path)
@@ -292,14 +303,26 @@ def fmt_ns(v):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--criterion", default="target/criterion")
+    ap.add_argument("--criterion", default="target/criterion",
+                    help="criterion's output directory, or a criterion.csv written by an earlier run")
     ap.add_argument("--throughput")
     ap.add_argument("--out", default="docs/plots")
     ap.add_argument("--quiet-only", action="store_true",
                     help="ignore throughput runs that shared the machine with a compiler or TLC")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    cr = read_criterion(a.criterion)
+    cr = read_criterion(a.criterion) if a.criterion.endswith(os.sep) or os.path.isdir(a.criterion) else {}
+    if not cr and a.criterion.endswith(".csv") and os.path.exists(a.criterion):
+        with open(a.criterion) as f:
+            for row in f.read().splitlines()[1:]:
+                g, fn, param, ns = row.split(",")
+                cr[(g, fn, param or None)] = float(ns)
+    elif cr:
+        # Keep the numbers the plots were made from next to them.
+        with open(os.path.join(a.out, "criterion.csv"), "w") as f:
+            f.write("group,function,param,ns\n")
+            for (g, fn, param), ns in sorted(cr.items(), key=lambda x: (x[0][0], x[0][1], x[0][2] or "")):
+                f.write(f"{g},{fn},{param or ''},{ns:.3f}\n")
     tp = read_throughput(a.throughput, a.quiet_only)
     p = print
 
@@ -318,9 +341,12 @@ def main():
                 tgt = f"{target / 1.5:.0f}: " + ("**met**" if k <= target / 1.5 else "not met")
             p(f"| {case} | {label} | {cpp} | {fmt_ns(k)} | {ratio} | {tgt} | "
               + " | ".join(fmt_ns(vals[i]) for i in IMPLS[1:]) + " |")
-            rows.append((f"{case} {label}", {**{i: v for i, v in vals.items() if v}, "C++": cpp}))
+            row = {**{i: v for i, v in vals.items() if v}, "C++": cpp}
+            if target:
+                row["target"] = target / 1.5
+            rows.append((f"{case} {label}", row))
         hbar_log(os.path.join(a.out, "micro.svg"), "Single-threaded operations (ns/op, log scale; shorter is faster)",
-                 rows, ["kame", "rwlock", "arcswap", "fast-stm", "C++"], "ns per operation", 1, 20000)
+                 rows, ["kame", "rwlock", "arcswap", "fast-stm", "C++", "target"], "ns per operation", 1, 20000)
 
         # ---- scaling
         data, fits = {}, {}
@@ -371,6 +397,8 @@ def main():
             p(f"| {levels}-level | {n} | {k} | {cpp:.2f} | {ks} | {ratio} | {tgt} | "
               f"{'—' if tx is None else f'{tx / 1e6:.2f}'} | " + " | ".join(base) + " |")
             vals = {"C++": cpp * 1e6}
+            if (levels, n, k) in TP_TARGETS:
+                vals["target"] = 1.5 * cpp * 1e6
             if v:
                 vals["kame"] = v
             for impl in IMPLS[1:]:
@@ -380,8 +408,8 @@ def main():
             rows.append((f"{levels}-level N={n} K={k}", vals))
         hbar_log(os.path.join(a.out, "throughput.svg"),
                  "Throughput driver: child updates/s (log scale; longer is faster)",
-                 rows, ["kame", "rwlock", "arcswap", "fast-stm", "C++"], "child updates per second",
-                 1e5, 3e8, "baselines: 2-level only")
+                 rows, ["kame", "rwlock", "arcswap", "fast-stm", "C++", "target"], "child updates per second",
+                 1e5, 1e9, "baselines: 2-level only")
 
         rk = [k for k in tp if k[0] == "readers"]
         if rk:
