@@ -432,13 +432,14 @@ fn run<S: Shared>(a: &Args) {
     let per_s = |x: u64| x as f64 / elapsed;
     let verdict = if errors.is_empty() { "PASS" } else { "FAIL" };
     let head = format!(
-        "RESULT {} {} N={} K={} M={} S={}",
+        "RESULT {} {} N={} K={} M={} S={} alloc={}",
         S::NAME,
         levels_name(a),
         n,
         a.cross_ratio,
         a.max_payload,
-        a.seconds
+        a.seconds,
+        common::alloc::name()
     );
     let mut att = if scope_timed_w > 0 {
         format!(

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+pub mod alloc;
 #[path = "../baselines/arcswap.rs"]
 pub mod arcswap;
 #[path = "../baselines/fast_stm.rs"]
