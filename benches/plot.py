@@ -23,43 +23,54 @@ IMPLS = ["kame", "rwlock", "arcswap", "fast-stm"]
 COLORS = {"kame": "#d62728", "rwlock": "#1f77b4", "arcswap": "#2ca02c",
           "fast-stm": "#9467bd", "C++": "#444444", "target": "#ff7f0e"}
 
-# C++ kamestm on this machine kind, kamepoolalloc build, stm_micro ns/op
-# (kame_cpp_figures.md §4). Target: ours <= C++ / 1.5 where marked.
+# C++ kamestm on this machine kind (kame_cpp_figures.md), two builds:
+# "pool" = its default build with its own pool allocator, "glibc" = built
+# with USE_KAME_ALLOCATOR=OFF. stm_micro ns/op (§4), throughput child
+# updates/s in M/s, medians of 3 (§2.1, §2.2). Our runs with
+# KAME_BENCH_ALLOC=mimalloc are set against "pool", with the system
+# allocator against "glibc" (--cpp picks).
 MICRO = [
-    # (criterion group, param, case, label, C++ ns, the target figure or None)
-    ("single_node_snapshot_read", None, "A1", "single node: snapshot + read", 110, 104),
-    ("single_node_commit", None, "A2", "single node: iterate_commit increment", 274, 270),
-    ("single_node_commit_then_snapshot", None, "A3", "single node: commit then snapshot", 378, None),
-    ("tree16_snapshot_read_one", None, "B1", "16 children: snapshot(root) + read 1", 134, None),
-    ("tree16_snapshot_read_all", None, "B2", "16 children: snapshot(root) + read 16", 682, None),
-    ("tree16_root_commit_all", None, "B3", "16 children: root commit writing 16", 1350, 1350),
-    ("tree16_root_commit_one", None, "B4", "16 children: root commit writing 1", 531, None),
-    ("tree16_root_commit_root_only", None, "B5", "16 children: root commit, root payload only", 283, None),
-    ("tree16_readonly_root_tx", None, "B6", "16 children: read-only root tx (read 16)", 675, None),
-    ("tree16_leaf_commit", None, "B7", "16 children: leaf commit on one child", 271, None),
-    ("tree16_child_snapshot_read", None, "B8", "16 children: snapshot(child) + read", 103, None),
-    ("tree16_leaf_commit_round_robin", None, "B9", "16 children: leaf commits round-robin", 286, None),
-    ("tree16_pair_leaf_commit_root_snapshot", None, "B10", "16 children: leaf commit + root snapshot (pair)", 3682, None),
-    ("tree16_pair_root_commit_leaf_commit", None, "B11", "16 children: root commit(16) + leaf commit (pair)", 4823, None),
-    ("tree3_grand_commit_all", "1", "C1", "3-level, 1 leaf: grand commit", 432, None),
-    ("tree3_grand_commit_all", "2", "C1", "3-level, 2 leaves: grand commit", 517, None),
-    ("tree3_grand_commit_all", "4", "C1", "3-level, 4 leaves: grand commit", 726, None),
-    ("tree3_leaf_commit", "4", "C2", "3-level, 4 leaves: leaf commit", 270, None),
-    ("tree3_snapshot_read_leaf", "4", "C3", "3-level, 4 leaves: snapshot(grand) + read leaf", 163, None),
-    ("tree3_mix_1_in_10_grand", "4", "C4", "3-level, 4 leaves: 1-in-10 grand, else leaf", 518, None),
+    # (criterion group, param, case, label, C++ pool ns, C++ glibc ns, the target or None)
+    ("single_node_snapshot_read", None, "A1", "single node: snapshot + read", 110, 99, 104),
+    ("single_node_commit", None, "A2", "single node: iterate_commit increment", 274, 268, 270),
+    ("single_node_commit_then_snapshot", None, "A3", "single node: commit then snapshot", 378, 369, None),
+    ("tree16_snapshot_read_one", None, "B1", "16 children: snapshot(root) + read 1", 134, 130, None),
+    ("tree16_snapshot_read_all", None, "B2", "16 children: snapshot(root) + read 16", 682, 641, None),
+    ("tree16_root_commit_all", None, "B3", "16 children: root commit writing 16", 1350, 1466, 1350),
+    ("tree16_root_commit_one", None, "B4", "16 children: root commit writing 1", 531, 528, None),
+    ("tree16_root_commit_root_only", None, "B5", "16 children: root commit, root payload only", 283, 283, None),
+    ("tree16_readonly_root_tx", None, "B6", "16 children: read-only root tx (read 16)", 675, 646, None),
+    ("tree16_leaf_commit", None, "B7", "16 children: leaf commit on one child", 271, 276, None),
+    ("tree16_child_snapshot_read", None, "B8", "16 children: snapshot(child) + read", 103, 104, None),
+    ("tree16_leaf_commit_round_robin", None, "B9", "16 children: leaf commits round-robin", 286, 277, None),
+    ("tree16_pair_leaf_commit_root_snapshot", None, "B10", "16 children: leaf commit + root snapshot (pair)", 3682, 3550, None),
+    ("tree16_pair_root_commit_leaf_commit", None, "B11", "16 children: root commit(16) + leaf commit (pair)", 4823, 5004, None),
+    ("tree3_grand_commit_all", "1", "C1", "3-level, 1 leaf: grand commit", 432, 447, None),
+    ("tree3_grand_commit_all", "2", "C1", "3-level, 2 leaves: grand commit", 517, 571, None),
+    ("tree3_grand_commit_all", "4", "C1", "3-level, 4 leaves: grand commit", 726, 758, None),
+    ("tree3_leaf_commit", "4", "C2", "3-level, 4 leaves: leaf commit", 270, 274, None),
+    ("tree3_snapshot_read_leaf", "4", "C3", "3-level, 4 leaves: snapshot(grand) + read leaf", 163, 160, None),
+    ("tree3_mix_1_in_10_grand", "4", "C4", "3-level, 4 leaves: 1-in-10 grand, else leaf", 518, 516, None),
 ]
 SCALING_SIZES = [1, 2, 4, 8, 16, 32]
 SLOPE_TARGET_NS = 40.0
 
-# C++ throughput drivers, printed child updates/s in M/s (kamepoolalloc,
-# medians of 3; kame_cpp_figures.md §2.1). key: (levels, N, K).
-CPP_TP = {
+# C++ throughput drivers, printed child updates/s in M/s. key: (levels, N, K).
+CPP_TP_POOL = {
     (2, 1, 0): 3.77, (2, 1, 10): 2.74, (2, 1, 1): 2.84,
     (2, 2, 0): 7.54, (2, 2, 10): 2.69, (2, 2, 1): 4.60,
     (2, 4, 0): 7.44, (2, 4, 10): 2.70, (2, 4, 1): 6.64,
     (3, 1, 0): 3.69, (3, 1, 10): 2.21, (3, 1, 1): 2.27,
     (3, 2, 0): 7.33, (3, 2, 10): 2.17, (3, 2, 1): 3.57,
     (3, 4, 0): 7.31, (3, 4, 10): 2.15, (3, 4, 1): 5.00,
+}
+CPP_TP_GLIBC = {
+    (2, 1, 0): 3.60, (2, 1, 10): 2.67, (2, 1, 1): 2.70,
+    (2, 2, 0): 7.04, (2, 2, 10): 2.52, (2, 2, 1): 4.32,
+    (2, 4, 0): 6.99, (2, 4, 10): 2.64, (2, 4, 1): 6.29,
+    (3, 1, 0): 3.59, (3, 1, 10): 2.14, (3, 1, 1): 2.19,
+    (3, 2, 0): 6.86, (3, 2, 10): 2.12, (3, 2, 1): 3.37,
+    (3, 4, 0): 6.51, (3, 4, 10): 2.09, (3, 4, 1): 4.82,
 }
 # The target cases (>= 1.5x).
 TP_TARGETS = {(2, 1, 0), (2, 2, 0), (2, 4, 1), (2, 4, 10), (3, 1, 0), (3, 4, 1), (3, 4, 10)}
@@ -307,6 +318,10 @@ def main():
                     help="criterion's output directory, or a criterion.csv written by an earlier run")
     ap.add_argument("--throughput")
     ap.add_argument("--out", default="docs/plots")
+    ap.add_argument("--cpp", choices=["pool", "glibc"], default="pool",
+                    help="which C++ build to compare with: pool (its default, for KAME_BENCH_ALLOC=mimalloc) "
+                         "or glibc (for the system allocator)")
+    ap.add_argument("--suffix", default="", help="appended to the plot file names, e.g. -mimalloc")
     ap.add_argument("--quiet-only", action="store_true",
                     help="ignore throughput runs that shared the machine with a compiler or TLC")
     a = ap.parse_args()
@@ -319,20 +334,26 @@ def main():
                 cr[(g, fn, param or None)] = float(ns)
     elif cr:
         # Keep the numbers the plots were made from next to them.
-        with open(os.path.join(a.out, "criterion.csv"), "w") as f:
+        with open(os.path.join(a.out, f"criterion{a.suffix}.csv"), "w") as f:
             f.write("group,function,param,ns\n")
             for (g, fn, param), ns in sorted(cr.items(), key=lambda x: (x[0][0], x[0][1], x[0][2] or "")):
                 f.write(f"{g},{fn},{param or ''},{ns:.3f}\n")
     tp = read_throughput(a.throughput, a.quiet_only)
     p = print
+    pool = a.cpp == "pool"
+    cpp_tp = CPP_TP_POOL if pool else CPP_TP_GLIBC
+    cpp_name = "C++ pool build" if pool else "C++ glibc build"
+    svg = lambda name: os.path.join(a.out, f"{name}{a.suffix}.svg")
 
     # ---- micro table
     if cr:
         p("### Single-threaded operations (ns/op, criterion)\n")
-        p("| case | operation | C++ | kame | C++/kame | target ≤ C++/1.5 | rwlock | arcswap | fast-stm |")
+        p(f"| case | operation | {cpp_name} | kame | C++/kame | ≤ C++/1.5 | rwlock | arcswap | fast-stm |")
         p("|---|---|---:|---:|---:|---|---:|---:|---:|")
         rows = []
-        for group, param, case, label, cpp, target in MICRO:
+        for group, param, case, label, cpp_pool, cpp_glibc, target in MICRO:
+            cpp = cpp_pool if pool else cpp_glibc
+            target = cpp if target else None
             vals = {impl: cr.get((group, impl, param)) for impl in IMPLS}
             k = vals["kame"]
             ratio = f"{cpp / k:.2f}×" if k else "—"
@@ -345,7 +366,7 @@ def main():
             if target:
                 row["target"] = target / 1.5
             rows.append((f"{case} {label}", row))
-        hbar_log(os.path.join(a.out, "micro.svg"), "Single-threaded operations (ns/op, log scale; shorter is faster)",
+        hbar_log(svg("micro"), "Single-threaded operations (ns/op, log scale; shorter is faster)",
                  rows, ["kame", "rwlock", "arcswap", "fast-stm", "C++", "target"], "ns per operation", 1, 20000)
 
         # ---- scaling
@@ -365,20 +386,22 @@ def main():
                     a0, b = fits[impl]
                     p(f"| {impl} | " + " | ".join(fmt_ns(data[impl].get(n)) for n in SCALING_SIZES)
                       + f" | {a0:.0f} | **{b:.1f}** |")
-            p("| C++ (B3−B5)/15; C1 slope | | | | | 1350 (n=16) | | | 70; 98 |")
+            b3 = 1350 if pool else 1466
+            p(f"| {cpp_name}: (B3−B5)/15; C1 slope | | | | | {b3} (n=16) | | | "
+              + ("71; 98 |" if pool else "79; 104 |"))
             if "kame" in fits:
                 b = fits["kame"][1]
                 p(f"\nkame per-node slope {b:.1f} ns vs target ≤ {SLOPE_TARGET_NS:.0f} ns: "
                   + ("**met**" if b <= SLOPE_TARGET_NS else "**not met**"))
-            scaling_plot(os.path.join(a.out, "commit_scaling.svg"), data, fits, (16, 1350))
+            scaling_plot(svg("commit_scaling"), data, fits, (16, 1350 if pool else 1466))
 
     # ---- throughput
     if tp:
         p("\n### Throughput driver (child updates/s, M/s; median of runs)\n")
-        p("| tree | N | K | C++ | kame | kame/C++ | target ≥ 1.5× | kame tx/s | rwlock | arcswap | fast-stm |")
+        p(f"| tree | N | K | {cpp_name} | kame | kame/C++ | ≥ 1.5× C++ | kame tx/s | rwlock | arcswap | fast-stm |")
         p("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
         rows = []
-        for (levels, n, k), cpp in CPP_TP.items():
+        for (levels, n, k), cpp in cpp_tp.items():
             key = ("plain", "kame", levels, n, k)
             v = med(tp, key, "cu")
             bad = [r for r in tp.get(key, []) if r.get("noprogress") or not r.get("pass")]
@@ -406,7 +429,7 @@ def main():
                 if bv:
                     vals[impl] = bv
             rows.append((f"{levels}-level N={n} K={k}", vals))
-        hbar_log(os.path.join(a.out, "throughput.svg"),
+        hbar_log(svg("throughput"),
                  "Throughput driver: child updates/s (log scale; longer is faster)",
                  rows, ["kame", "rwlock", "arcswap", "fast-stm", "C++", "target"], "child updates per second",
                  1e5, 1e9, "baselines: 2-level only")
