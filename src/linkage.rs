@@ -23,10 +23,14 @@ pub struct Linkage {
 }
 
 impl Linkage {
-    pub(crate) fn new(packet: Packet, payload_type: TypeId, type_name: &'static str) -> Arc<Self> {
+    pub(crate) fn new(
+        packet: Arc<Packet>,
+        payload_type: TypeId,
+        type_name: &'static str,
+    ) -> Arc<Self> {
         let serial: Serial = serial::next(0);
         Arc::new(Linkage {
-            slot: ArcCell::new(PacketWrapper::priority(Arc::new(packet), serial)),
+            slot: ArcCell::new(PacketWrapper::priority(packet, serial)),
             tag: AtomicU64::new(0),
             payload_type,
             type_name,

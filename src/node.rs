@@ -84,7 +84,7 @@ impl<P: Clone + Send + Sync + 'static> Node<P> {
     /// Creates a detached node holding `payload`.
     pub fn new(payload: P) -> Self {
         let link = Linkage::new(
-            Packet::leaf(Arc::new(payload)),
+            Packet::leaf(payload),
             TypeId::of::<P>(),
             std::any::type_name::<P>(),
         );

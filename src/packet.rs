@@ -16,22 +16,73 @@ use smallvec::SmallVec;
 use std::any::Any;
 use std::sync::Arc;
 
-/// Type-erased payload with the one operation the STM needs: a deep copy.
+/// Type-erased payload storage. A leaf's payload lives inline in its packet
+/// (one allocation per written leaf); an inner node's payload is shared
+/// between the node's versions, because bundling and unbundling re-pack
+/// inner nodes without writing their payloads.
 pub(crate) trait PayloadObj: Any + Send + Sync {
-    fn clone_obj(&self) -> Arc<dyn PayloadObj>;
-    fn as_any(&self) -> &dyn Any;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// A new packet holding this payload (copied, or shared for an inner
+    /// node) with the given children and flag.
+    fn repack(&self, children: Option<Arc<Children>>, missing: bool) -> Arc<Packet>;
+    fn get(&self) -> &dyn Any;
+    /// Mutable access; copies a shared payload first.
+    fn get_mut(&mut self) -> &mut dyn Any;
 }
 
-impl<T: Clone + Send + Sync + 'static> PayloadObj for T {
-    fn clone_obj(&self) -> Arc<dyn PayloadObj> {
-        Arc::new(self.clone())
+/// A payload stored in the packet itself.
+pub(crate) struct Inline<T>(T);
+
+/// A payload shared by several packets (copy-on-write).
+pub(crate) struct Shared<T>(Arc<T>);
+
+fn pack<T: Clone + Send + Sync + 'static>(
+    children: Option<Arc<Children>>,
+    missing: bool,
+    value: impl FnOnce() -> Arc<T>,
+    inline: impl FnOnce() -> T,
+) -> Arc<Packet> {
+    if children.is_some() {
+        Arc::new(PacketOf {
+            children,
+            missing,
+            payload: Shared(value()),
+        })
+    } else {
+        Arc::new(PacketOf {
+            children,
+            missing,
+            payload: Inline(inline()),
+        })
     }
-    fn as_any(&self) -> &dyn Any {
-        self
+}
+
+impl<T: Clone + Send + Sync + 'static> PayloadObj for Inline<T> {
+    fn repack(&self, children: Option<Arc<Children>>, missing: bool) -> Arc<Packet> {
+        pack(
+            children,
+            missing,
+            || Arc::new(self.0.clone()),
+            || self.0.clone(),
+        )
     }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
+    fn get(&self) -> &dyn Any {
+        &self.0
+    }
+    fn get_mut(&mut self) -> &mut dyn Any {
+        &mut self.0
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> PayloadObj for Shared<T> {
+    fn repack(&self, children: Option<Arc<Children>>, missing: bool) -> Arc<Packet> {
+        pack(children, missing, || self.0.clone(), || (*self.0).clone())
+    }
+    fn get(&self) -> &dyn Any {
+        &*self.0
+    }
+    fn get_mut(&mut self) -> &mut dyn Any {
+        let v: &mut T = Arc::make_mut(&mut self.0);
+        v
     }
 }
 
@@ -59,23 +110,26 @@ impl Children {
     }
 }
 
-/// One immutable version of a node's state.
-#[derive(Clone)]
-pub(crate) struct Packet {
-    pub(crate) payload: Arc<dyn PayloadObj>,
+/// One immutable version of a node's state, its payload last (unsized:
+/// `PacketOf<Inline<T>>` or `PacketOf<Shared<T>>` behind `Arc<Packet>`).
+pub(crate) struct PacketOf<P: ?Sized> {
     pub(crate) children: Option<Arc<Children>>,
     /// Some descendant slot may be absent or out of date: this packet is not
     /// a snapshot of the subtree until it is bundled again.
     pub(crate) missing: bool,
+    pub(crate) payload: P,
 }
 
+pub(crate) type Packet = PacketOf<dyn PayloadObj>;
+
 impl Packet {
-    pub(crate) fn leaf(payload: Arc<dyn PayloadObj>) -> Packet {
-        Packet {
-            payload,
+    /// The first packet of a new node.
+    pub(crate) fn leaf<T: Clone + Send + Sync + 'static>(payload: T) -> Arc<Packet> {
+        Arc::new(PacketOf {
             children: None,
             missing: false,
-        }
+            payload: Inline(payload),
+        })
     }
 
     /// True when this packet is a complete, consistent subtree version.
@@ -85,11 +139,22 @@ impl Packet {
     }
 
     /// A copy that differs only in its `missing` flag.
-    pub(crate) fn with_missing(&self, missing: bool) -> Packet {
-        Packet {
-            missing,
-            ..self.clone()
+    pub(crate) fn with_missing(&self, missing: bool) -> Arc<Packet> {
+        self.payload.repack(self.children.clone(), missing)
+    }
+
+    /// A copy with other children.
+    pub(crate) fn with_children(&self, children: Arc<Children>, missing: bool) -> Arc<Packet> {
+        self.payload.repack(Some(children), missing)
+    }
+
+    /// `Arc::make_mut` for the unsized packet: copies it when shared.
+    #[inline]
+    pub(crate) fn make_mut(this: &mut Arc<Packet>) -> &mut Packet {
+        if Arc::get_mut(this).is_none() {
+            *this = this.with_missing(this.missing);
         }
+        Arc::get_mut(this).expect("uniquely owned after the copy")
     }
 
     pub(crate) fn child_count(&self) -> usize {
@@ -218,8 +283,8 @@ impl Packet {
     /// created with (typed handles), so a mismatch is a bug in this crate.
     #[inline]
     pub(crate) fn payload<P: 'static>(&self) -> &P {
-        let obj: &dyn PayloadObj = &*self.payload;
-        obj.as_any()
+        self.payload
+            .get()
             .downcast_ref::<P>()
             .expect("payload type is fixed at node creation")
     }
@@ -227,13 +292,8 @@ impl Packet {
     /// The payload as `&mut P`, copying it first if anyone else shares it.
     #[inline]
     pub(crate) fn payload_mut<P: 'static>(&mut self) -> &mut P {
-        if Arc::get_mut(&mut self.payload).is_none() {
-            let obj: &dyn PayloadObj = &*self.payload;
-            self.payload = obj.clone_obj();
-        }
-        let obj: &mut dyn PayloadObj =
-            Arc::get_mut(&mut self.payload).expect("uniquely owned after the copy");
-        obj.as_any_mut()
+        self.payload
+            .get_mut()
             .downcast_mut::<P>()
             .expect("payload type is fixed at node creation")
     }

@@ -313,7 +313,7 @@ impl Transaction {
             packet::find_path(&self.root, &self.packet, target).ok_or_else(|| not_found(target))?;
         let mut cur: &mut Arc<Packet> = &mut self.packet;
         for &i in &path {
-            let p = Arc::make_mut(cur);
+            let p = Packet::make_mut(cur);
             if mark_missing {
                 p.missing = true;
             }
@@ -322,7 +322,7 @@ impl Transaction {
                 .as_mut()
                 .expect("path goes through present slots");
         }
-        let p = Arc::make_mut(cur);
+        let p = Packet::make_mut(cur);
         if mark_missing {
             p.missing = true;
         }

@@ -133,3 +133,41 @@ fn dropped_parent_hands_packets_back() {
     c.iterate_commit(|tr| tr[&c] += 1);
     assert_eq!(c.snapshot()[&c], 5);
 }
+
+/// Bundling and unbundling re-pack the parent without copying its payload:
+/// only a write copies a payload (leaf payloads live inline in their packet,
+/// inner ones are shared between versions; src/packet.rs).
+#[test]
+fn bundle_and_unbundle_do_not_copy_inner_payloads() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    struct Big(Vec<u8>);
+    impl Clone for Big {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::SeqCst);
+            Big(self.0.clone())
+        }
+    }
+    let parent = Node::new(Big(vec![0; 1024]));
+    let kids: Vec<_> = (0..3).map(|_| Node::new(0u32)).collect();
+    for k in &kids {
+        parent.insert(k).unwrap();
+    }
+    let before = CLONES.load(Ordering::SeqCst);
+    for round in 1..=20u32 {
+        for k in &kids {
+            k.iterate_commit(|tr| tr[k] += 1); // unbundles k from the parent
+        }
+        let shot = parent.snapshot(); // bundles the subtree again
+        assert!(kids.iter().all(|k| shot[k] == round));
+        assert_eq!(shot[&parent].0.len(), 1024);
+    }
+    assert_eq!(
+        CLONES.load(Ordering::SeqCst),
+        before,
+        "the parent's payload was copied"
+    );
+    // A write does copy it (copy-on-write), exactly once per transaction.
+    parent.iterate_commit(|tr| tr[&parent].0[0] = 1);
+    assert_eq!(CLONES.load(Ordering::SeqCst), before + 1);
+}

@@ -223,12 +223,8 @@ pub(crate) fn bundle_phase2(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
     for (slot, c) in children.slots.iter_mut().zip(f.collected.iter()) {
         *slot = c.packet.clone();
     }
-    let packet = Packet {
-        payload: old.payload.clone(),
-        children: Some(Arc::new(children)),
-        missing: true,
-    };
-    let next = PacketWrapper::priority(Arc::new(packet), f.serial);
+    let packet = old.with_children(Arc::new(children), true);
+    let next = PacketWrapper::priority(packet, f.serial);
     match f.node.slot.compare_exchange(&f.wrapper, next.clone()) {
         Ok(()) => {
             negotiation::tag_after_success(&f.node, neg);
@@ -293,7 +289,7 @@ pub(crate) fn bundle_phase4(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
     if f.is_root && f.incomplete && !packet::all_sub_reachable(&packet) {
         return disturbed();
     }
-    let next = PacketWrapper::priority(Arc::new(packet), f.serial);
+    let next = PacketWrapper::priority(packet, f.serial);
     match f.node.slot.compare_exchange(&f.wrapper, next.clone()) {
         Ok(()) => {
             negotiation::tag_after_success(&f.node, neg);

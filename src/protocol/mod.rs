@@ -243,12 +243,12 @@ mod interleavings {
             Outcome::Snapshot(r) => r,
             _ => unreachable!(),
         };
-        let mut new: Packet = (*r.packet).clone();
-        *new.payload_mut::<u32>() += 1;
+        let mut new = r.packet.clone();
+        *Packet::make_mut(&mut new).payload_mut::<u32>() += 1;
         Operation::new(Frame::Commit(CommitFrame::new(
             child.link.clone(),
             r.packet,
-            Arc::new(new),
+            new,
             r.wrapper,
         )))
     }

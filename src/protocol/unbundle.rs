@@ -167,7 +167,7 @@ impl UnbundleFrame {
             .enumerate()
             .map(|(i, (_, w))| {
                 let copy = packets[i + 1].with_missing(true);
-                PacketWrapper::priority(Arc::new(copy), serial::next(w.serial))
+                PacketWrapper::priority(copy, serial::next(w.serial))
             })
             .collect();
         self.found = Some(packets[0].clone());
