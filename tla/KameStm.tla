@@ -4,9 +4,15 @@
 (* action per Rust step function, with the same names (CamelCase here,    *)
 (* snake_case there; docs/tla-mapping.md, enforced by tests/tla_mapping.rs).*)
 (*                                                                         *)
-(* Trees (constant Levels):                                                *)
+(* Trees (constants Levels, HardLink):                                      *)
 (*   Levels = 2 :  P -> {C1, C2}                                           *)
 (*   Levels = 3 :  G -> P -> {C1, C2}                                      *)
+(* and, with Levels = 3, trees with a hard link (C1 has two parents):      *)
+(*   HardLink = "diamond"      :  G -> {P, Q}, P -> C1, Q -> C1            *)
+(*   HardLink = "shortcut"     :  G -> {P, C1}, P -> C1                    *)
+(*   HardLink = "shortcut_rev" :  G -> {C1, P}, P -> C1 (C1 listed first)  *)
+(* (with Detached = {"C1"} the edge G -> C1 of a shortcut is inserted and  *)
+(* released by the DynThreads thread: a dynamic hard link).               *)
 (* The same actions serve both trees: bundling a child whose packet is     *)
 (* missing pushes a nested bundle frame (same bundle serial), unbundling   *)
 (* walks up one ancestor per step, exactly as the Rust explicit frame      *)
@@ -14,11 +20,11 @@
 (*                                                                         *)
 (* Workload: every thread runs MaxCommits iterations.  In one iteration a  *)
 (* thread in RootThreads runs a transaction at the root incrementing every *)
-(* leaf it lists, a thread in MidThreads (3 levels only) one at P, a       *)
-(* thread in LeafThreads one transaction at each leaf incrementing it, and *)
-(* the thread in DynThreads (2 levels only) first a transaction at P that  *)
-(* inserts C1 (Online: insert_online, else insert) and last one that       *)
-(* releases C1 again.  A transaction = snapshot (SnapRead, SnapCheck,      *)
+(* leaf it lists, a thread in MidThreads (3 levels only) one at P (at Q   *)
+(* in the diamond), a thread in LeafThreads one transaction at each leaf   *)
+(* incrementing it, and the thread in DynThreads (2 levels, or the         *)
+(* shortcut) first a transaction at the root that inserts C1 (Online:      *)
+(* insert_online, else insert) and last one that releases C1 again.  A transaction = snapshot (SnapRead, SnapCheck,      *)
 (* bundle / unbundle frames), the closure (local, except the dynamic       *)
 (* steps InsertReadChild ... ReleaseCASChild), commit (CommitStart ...     *)
 (* CommitDone); a conflict retries with a fresh snapshot (transaction.rs   *)
@@ -54,6 +60,8 @@ CONSTANTS
     Online,       \* TRUE: insert_online (child in limbo), FALSE: insert
     MaxCommits,   \* iterations per thread
     Levels,       \* 2 or 3
+    HardLink,     \* "none", or the hard-link tree (Levels = 3): "diamond",
+                  \* "shortcut", "shortcut_rev"
     Privilege,    \* FALSE = the `no-privilege` feature
     RestampBundled, \* TRUE: phase 3 also re-stamps children found already
                   \* bundled (see tla/FINDINGS.md #1); FALSE: it skips them
@@ -68,11 +76,14 @@ CONSTANTS
     Null          \* model value
 
 ASSUME Levels \in {2, 3}
+ASSUME HardLink \in {"none", "diamond", "shortcut", "shortcut_rev"}
+ASSUME HardLink # "none" => Levels = 3
 ASSUME Threads = 1..Cardinality(Threads) /\ Threads # {}
 ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads = Threads
 ASSUME Levels = 2 => MidThreads = {}
 ASSUME Cardinality(DynThreads) <= 1 /\ Online \in BOOLEAN
-ASSUME Detached \subseteq {"C1", "C2"} /\ (Detached # {} => Levels = 2)
+ASSUME Detached \subseteq {"C1", "C2"}
+ASSUME Detached # {} => Levels = 2 \/ (HardLink = "shortcut" /\ Detached = {"C1"})
 ASSUME DynThreads # {} => "C1" \in Detached
 ASSUME MaxCommits \in Nat \ {0}
 ASSUME Privilege \in BOOLEAN
@@ -98,25 +109,42 @@ vars == <<linkage, serial, pc, target, local, budget, queue, priorityTag, stamp,
 -----------------------------------------------------------------------------
 (* The tree *)
 
-Leaves   == {"C1", "C2"}
+HL       == HardLink # "none"
+Leaves   == IF HL THEN {"C1"} ELSE {"C1", "C2"}
 RootNode == IF Levels = 2 THEN "P" ELSE "G"
-Inner    == IF Levels = 2 THEN {"P"} ELSE {"G", "P"}
+Inner    == CASE Levels = 2            -> {"P"}
+              [] HardLink = "diamond"  -> {"G", "P", "Q"}
+              [] OTHER                 -> {"G", "P"}
 Nodes    == Inner \cup Leaves
 
-\* Children at the start, in list order (the Rust Children::nodes order).
-Kids(n) == CASE n = "P" -> SelectSeq(<<"C1", "C2">>, LAMBDA c : c \notin Detached)
-             [] n = "G" -> <<"P">>
-             [] OTHER   -> <<>>
+\* The edges of the tree (with the detachable ones), in list order: the
+\* Rust Children::nodes order.
+AllKids(n) ==
+    CASE n = "P" /\ ~HL                -> <<"C1", "C2">>
+      [] n \in {"P", "Q"}              -> <<"C1">>
+      [] n = "G" /\ ~HL                -> <<"P">>
+      [] n = "G" /\ HardLink = "diamond" -> <<"P", "Q">>
+      [] n = "G" /\ HardLink = "shortcut" -> <<"P", "C1">>
+      [] n = "G"                        -> <<"C1", "P">>
+      [] OTHER                          -> <<>>
+\* Children at the start.  Detached leaves are not children of the root
+\* (2 levels: of P; a shortcut: the edge G -> C1 is absent, P -> C1 stays).
+Kids(n) == IF n = RootNode THEN SelectSeq(AllKids(n), LAMBDA c : c \notin Detached)
+           ELSE AllKids(n)
 KidSet(n) == {Kids(n)[i] : i \in DOMAIN Kids(n)}
 DynChild == "C1"
 
 \* The children a packet lists, in list order (inserts append; with one
-\* dynamic child this is the fixed order C1, C2).
-ListOf(p) == SelectSeq(<<"P", "C1", "C2">>, LAMBDA c : c \in DOMAIN p.sub)
+\* dynamic child this is the fixed order of AllKids).
+Order == IF HardLink = "shortcut_rev" THEN <<"C1", "P">> ELSE <<"P", "Q", "C1", "C2">>
+ListOf(p) == SelectSeq(Order, LAMBDA c : c \in DOMAIN p.sub)
 IndexIn(p, c) == CHOOSE i \in DOMAIN ListOf(p) : ListOf(p)[i] = c
-ParentOf(n) == CASE n \in Leaves            -> "P"
-                 [] n = "P" /\ Levels = 3   -> "G"
-                 [] OTHER                   -> Null
+\* The nodes that may list n (one, or two for the hard-linked C1).
+Parents(n) == {m \in Inner : \E i \in DOMAIN AllKids(m) : AllKids(m)[i] = n}
+\* The node MidThreads run a transaction at: P; in the diamond Q, the parent
+\* the root's bundle leaves void (G lists P first), so a snapshot of Q must
+\* take C1 from P, and the next bundle of G takes it back.
+MidNodes == IF HardLink = "diamond" THEN {"Q"} ELSE {"P"}
 
 \* Leaves whose payload a transaction at n increments.
 Incs(n) == IF n \in Leaves THEN {n} ELSE Leaves
@@ -139,35 +167,76 @@ GenMany(tls, lasts) ==
 
 -----------------------------------------------------------------------------
 (* Packets and wrappers (packet.rs, wrapper.rs).                           *)
-(* Packet  = [id, pay, sub, missing]; sub = [listed children -> Packet \cup *)
-(*           {Null}] (Null = void slot); <<>> for a leaf.                  *)
-(* Wrapper = [pkt, by, ser]: priority (by = Null, pkt # Null), bundled     *)
+(* Packet  = [id, pay, sub, missing, g]; sub = [listed children ->       *)
+(*           Packet \cup {Null}] (Null = void slot); <<>> for a leaf.      *)
+(* Wrapper = [pkt, by, ser, g]: priority (by = Null, pkt # Null), bundled  *)
 (*           (by = the parent, pkt = Null) or limbo (by = the parent, pkt  *)
 (*           = the carried packet).                                        *)
+(* g: 0, except for the wrappers and packets a bundle creates on a tree    *)
+(* with a hard link, where it numbers them within the bundle operation     *)
+(* (identity only: see BundleId and tla/README.md "Identity").             *)
 
-PW(p, s)  == [pkt |-> p, by |-> Null, ser |-> s]
-BW(n, s)  == [pkt |-> Null, by |-> n, ser |-> s]
-LW(n, s, p) == [pkt |-> p, by |-> n, ser |-> s]
+PWg(p, s, g) == [pkt |-> p, by |-> Null, ser |-> s, g |-> g]
+PW(p, s)  == PWg(p, s, 0)
+BWg(n, s, g) == [pkt |-> Null, by |-> n, ser |-> s, g |-> g]
+LW(n, s, p) == [pkt |-> p, by |-> n, ser |-> s, g |-> 0]
 HasPri(w) == w.by = Null
 
 \* Packet::is_complete
 Complete(p) == ~p.missing \/ DOMAIN p.sub = {}
 
-\* No void slot anywhere below p (packet::all_sub_reachable on a tree
-\* without hard links: a void slot's node cannot be present elsewhere).
-RECURSIVE NoVoid(_)
-NoVoid(p) == \A c \in DOMAIN p.sub : p.sub[c] # Null /\ NoVoid(p.sub[c])
+\* Nodes with a packet (present slot) / with a void slot in p's tree.
+RECURSIVE PresentNodes(_)
+PresentNodes(p) ==
+    {c \in DOMAIN p.sub : p.sub[c] # Null}
+    \cup UNION {PresentNodes(p.sub[c]) : c \in {d \in DOMAIN p.sub : p.sub[d] # Null}}
+RECURSIVE VoidNodes(_)
+VoidNodes(p) ==
+    {c \in DOMAIN p.sub : p.sub[c] = Null}
+    \cup UNION {VoidNodes(p.sub[c]) : c \in {d \in DOMAIN p.sub : p.sub[d] # Null}}
+
+\* packet::all_sub_reachable: every void slot names a node whose packet is
+\* present in another slot of the same tree (on a tree without hard links
+\* a void slot's node cannot be present elsewhere: no void slot at all).
+AllSubReachable(p) == VoidNodes(p) \subseteq PresentNodes(p)
+
+\* The present slots of p's tree as a list (a node twice: held in two places).
+RECURSIVE PList(_)
+PList(p) ==
+    LET L == ListOf(p)
+        F[i \in 0..Len(L)] ==
+            IF i = 0 THEN <<>>
+            ELSE F[i - 1] \o (IF p.sub[L[i]] = Null THEN <<>> ELSE <<L[i]>> \o PList(p.sub[L[i]]))
+    IN F[Len(L)]
+NoDup(p) == Len(PList(p)) = Cardinality({PList(p)[i] : i \in DOMAIN PList(p)})
+\* The present slots of the tree of node n's packet p, as <<parent, child>>.
+RECURSIVE PEdges(_, _)
+PEdges(p, n) ==
+    UNION {{<<n, c>>} \cup PEdges(p.sub[c], c) : c \in {d \in DOMAIN p.sub : p.sub[d] # Null}}
+
+\* Some void slot in p's tree.
+HasVoid(p) == VoidNodes(p) # {}
+
+\* Some present leaf in p's tree (n: p's node).
+RECURSIVE HasLeaf(_, _)
+HasLeaf(p, n) == n \in Leaves \/ \E c \in DOMAIN p.sub : p.sub[c] # Null /\ HasLeaf(p.sub[c], c)
 
 \* The new version a transaction at n publishes (the closure: every leaf
-\* below n gets +1; every packet on those paths is a new copy).
+\* in n's snapshot gets +1, through Transaction::get_mut: the packets on
+\* the paths to them are new copies, every other packet and every void
+\* slot is kept as it is).
 RECURSIVE NewPkt(_, _, _)
 NewPkt(p, n, s) ==
     IF n \in Leaves THEN [p EXCEPT !.pay = @ + 1, !.id = s]
-    ELSE [p EXCEPT !.id = s, !.sub = [c \in DOMAIN @ |-> NewPkt(@[c], c, s)]]
+    ELSE [p EXCEPT !.id = s,
+                   !.sub = [c \in DOMAIN @ |-> IF @[c] # Null /\ HasLeaf(@[c], c)
+                                                 THEN NewPkt(@[c], c, s) ELSE @[c]]]
 
 \* Leaves whose payload NewPkt(p, n, s) increments.
 RECURSIVE LeavesIn(_, _)
-LeavesIn(p, n) == IF n \in Leaves THEN {n} ELSE UNION {LeavesIn(p.sub[c], c) : c \in DOMAIN p.sub}
+LeavesIn(p, n) ==
+    IF n \in Leaves THEN {n}
+    ELSE UNION {LeavesIn(p.sub[c], c) : c \in {d \in DOMAIN p.sub : p.sub[d] # Null}}
 
 \* The versions the dynamic transactions publish (Transaction::insert_impl
 \* marks the path missing and appends the child; release removes it).
@@ -180,7 +249,7 @@ RelPkt(p, s) ==
 \* its children with void slots and is missing until bundled.
 InitPkt(n) == [id |-> 0, pay |-> 0,
                sub |-> IF n \in Leaves THEN <<>> ELSE [c \in KidSet(n) |-> Null],
-               missing |-> n \notin Leaves /\ KidSet(n) # {}]
+               missing |-> n \notin Leaves /\ KidSet(n) # {}, g |-> 0]
 
 -----------------------------------------------------------------------------
 (* Priority tags (src/negotiation.rs).  A transaction's stamp is a Lamport *)
@@ -241,9 +310,11 @@ UnbundleFrame(n, tw, mode, s, inprog) ==
 \* and wrapper (= the commit's `old` and `snap_wrapper`); readW:
 \* commit_read's wrapper; result: commit result.  Dynamic steps: txSer
 \* (Transaction::serial), dynW (the child's wrapper read), insSlot (the
-\* packet an online insert pulled).
+\* packet an online insert pulled).  bgen: wrappers and packets this
+\* bundle operation has created so far (hard-link trees only, see BundleId).
 Local0 == [op |-> Null, job |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
-           readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null]
+           readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null,
+           bgen |-> 0]
 Retry(l) == [Local0 EXCEPT !.op = "snap", !.job = l.job]
 
 Top(l) == l.stack[Len(l.stack)]
@@ -256,13 +327,31 @@ PushL(l, f) == [l EXCEPT !.stack = Append(@, f)]
 Disturbed(l) == [pc |-> "snap_check", l |-> Retry(l)]
 
 \* The snapshot is taken: run the body (its dynamic steps, if any), then commit.
+\* insert_online pulls the child only when it is not in the subtree yet
+\* (insert_impl's in_tree: else the new slot is void, a hard link inside the
+\* subtree); release CASes the child only when its slot held its packet and
+\* the child is not found elsewhere in the subtree after the removal.
 SnapDone(l, p, w) ==
-    LET next == CASE l.job = "ins" /\ Online -> "insert_read_child"
-                  [] l.job = "rel" /\ p.sub[DynChild] # Null -> "release_read_child"
+    LET next == CASE l.job = "ins" /\ Online /\ DynChild \notin PresentNodes(p)
+                       -> "insert_read_child"
+                  [] l.job = "rel" /\ p.sub[DynChild] # Null
+                                   /\ DynChild \notin PresentNodes(RelPkt(p, 0))
+                       -> "release_read_child"
                   [] OTHER -> "commit_start"
     IN [pc |-> next,
         l  |-> [l EXCEPT !.op = IF next = "commit_start" THEN "commit" ELSE "closure",
-                         !.snapPkt = p, !.snapW = w]]
+                         !.snapPkt = p, !.snapW = w, !.bgen = 0]]
+
+\* Identity of what a bundle creates (Rust: a fresh Arc each time).  Every
+\* other new wrapper or packet carries a fresh serial; a bundle's carry its
+\* bundle serial, shared by the nested bundles of one operation, and on a
+\* tree with a hard link one operation may create equal-looking ones twice
+\* (a phase-2 rerun after phase 3 met this bundle's serial, a nested bundle
+\* that stays missing, a child bundled again): there each gets g = the
+\* operation's count so far.  Without hard links no bundle value repeats
+\* (tla/README.md "Identity") and g stays 0.
+BundleId(l) == IF HL THEN l.bgen + 1 ELSE 0
+BumpId(l) == IF HL THEN [l EXCEPT !.bgen = @ + 1] ELSE l
 
 \* Phase 1 collected one more child (BundleFrame::push).
 Collect(l, p, w) ==
@@ -338,9 +427,11 @@ Init ==
     /\ credit = [c \in Leaves |-> 0]
 
 \* The transactions one iteration of t runs, in this order.
-JobOrder == IF Levels = 2 THEN <<"ins", "P", "C1", "C2", "rel">> ELSE <<"G", "P", "C1", "C2">>
+JobOrder == CASE Levels = 2 -> <<"ins", "P", "C1", "C2", "rel">>
+              [] ~HL        -> <<"G", "P", "C1", "C2">>
+              [] OTHER      -> <<"ins", "G", "P", "Q", "C1", "rel">>
 Jobs(t) == (IF t \in RootThreads THEN {RootNode} ELSE {})
-           \cup (IF t \in MidThreads THEN {"P"} ELSE {})
+           \cup (IF t \in MidThreads THEN MidNodes ELSE {})
            \cup (IF t \in LeafThreads THEN Leaves ELSE {})
            \cup (IF t \in DynThreads THEN {"ins", "rel"} ELSE {})
 \* The node a transaction runs on.
@@ -436,9 +527,9 @@ BundlePhase2(t) ==
     /\ LET l  == local[t]
            f  == Top(l)
            n  == f.node
-           np == [id |-> f.ser, pay |-> f.w.pkt.pay, missing |-> TRUE,
+           np == [id |-> f.ser, pay |-> f.w.pkt.pay, missing |-> TRUE, g |-> BundleId(l),
                   sub |-> [c \in DOMAIN f.w.pkt.sub |-> f.coll[IndexIn(f.w.pkt, c)].pkt]]
-           nw == PW(np, f.ser)
+           nw == PWg(np, f.ser, BundleId(l))
            i3 == NextP3(f.coll, 1)
        IN
        /\ CanProceed(t, n)
@@ -446,7 +537,7 @@ BundlePhase2(t) ==
                /\ linkage' = [linkage EXCEPT ![n] = nw]
                /\ CasSucceeded(t, n)
                /\ pc' = [pc EXCEPT ![t] = IF i3 = 0 THEN "bundle_phase4" ELSE "bundle_phase3"]
-               /\ local' = [local EXCEPT ![t] = SetTop(l, [f EXCEPT !.w = nw, !.idx = i3])]
+               /\ local' = [local EXCEPT ![t] = SetTop(BumpId(l), [f EXCEPT !.w = nw, !.idx = i3])]
           ELSE LET r == Disturbed(l) IN
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = r.pc]
@@ -467,10 +558,10 @@ BundlePhase3(t) ==
        /\ CanProceed(t, c)
        /\ IF linkage[c] = ew THEN
                LET i3 == NextP3(f1.coll, i + 1) IN
-               /\ linkage' = [linkage EXCEPT ![c] = BW(f.node, f.ser)]
+               /\ linkage' = [linkage EXCEPT ![c] = BWg(f.node, f.ser, BundleId(l))]
                /\ CasSucceeded(t, c)
                /\ pc' = [pc EXCEPT ![t] = IF i3 = 0 THEN "bundle_phase4" ELSE "bundle_phase3"]
-               /\ local' = [local EXCEPT ![t] = SetTop(l, [f1 EXCEPT !.idx = i3])]
+               /\ local' = [local EXCEPT ![t] = SetTop(BumpId(l), [f1 EXCEPT !.idx = i3])]
           ELSE
                /\ CasFailed(t, c)
                /\ UNCHANGED linkage
@@ -492,18 +583,18 @@ BundlePhase4(t) ==
     /\ LET l  == local[t]
            f  == Top(l)
            n  == f.node
-           np == [f.w.pkt EXCEPT !.missing = ~f.isRoot /\ f.incomplete]
-           nw == PW(np, f.ser)
+           np == [f.w.pkt EXCEPT !.missing = ~f.isRoot /\ f.incomplete, !.g = BundleId(l)]
+           nw == PWg(np, f.ser, BundleId(l))
        IN
        /\ CanProceed(t, n)
-       /\ IF f.isRoot /\ f.incomplete /\ ~NoVoid(np) THEN
+       /\ IF f.isRoot /\ f.incomplete /\ ~AllSubReachable(np) THEN
             LET r == Disturbed(l) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
             /\ UNCHANGED <<linkage, priorityTag, stamp>>
           ELSE
             /\ IF linkage[n] = f.w THEN
-                    LET r == AfterReturn(PopL(l), [Outcome("success") EXCEPT !.w = nw]) IN
+                    LET r == AfterReturn(PopL(BumpId(l)), [Outcome("success") EXCEPT !.w = nw]) IN
                     /\ linkage' = [linkage EXCEPT ![n] = nw]
                     /\ CasSucceeded(t, n)
                     /\ pc' = [pc EXCEPT ![t] = r.pc]
@@ -904,38 +995,58 @@ TypeOK ==
                            "commit_try_cas", "commit_done", "insert_read_child",
                            "insert_cas_child", "release_read_child", "release_cas_child"}]
 
-\* A published packet that is not missing has a packet in every slot of its
-\* subtree (Packet::is_complete means what it says), and so has every
-\* snapshot a thread holds.
+\* A published packet that is not missing has the packet of every node of
+\* its subtree (Packet::is_complete means what it says): every slot holds a
+\* packet, or, for a hard-linked node, its packet is in the node's slot
+\* under its other parent in the same tree; and no node's packet is in two
+\* slots.  So has every snapshot a thread holds.
 SnapshotConsistency ==
-    /\ \A n \in Inner : HasPri(linkage[n]) /\ ~linkage[n].pkt.missing => NoVoid(linkage[n].pkt)
+    /\ \A n \in Inner : HasPri(linkage[n]) /\ ~linkage[n].pkt.missing =>
+            AllSubReachable(linkage[n].pkt) /\ NoDup(linkage[n].pkt)
     /\ \A t \in Threads : local[t].snapPkt # Null => Complete(local[t].snapPkt)
-                                                  /\ NoVoid(local[t].snapPkt)
+                                                  /\ AllSubReachable(local[t].snapPkt)
+                                                  /\ NoDup(local[t].snapPkt)
 
 \* Every node's packet is reachable, and the root always has priority.
 NoPriorityLoss ==
     /\ HasPri(linkage[RootNode])
     /\ \A n \in Nodes : CurPkt(n) # Null
 
-\* A bundled reference points at the node's parent, and a complete packet
-\* owns its subtree: every child it lists is bundled into it or in limbo
-\* under it (so nobody can change a child without first CASing the
-\* ancestors, which marks them missing).
+\* A bundled reference points at a parent of the node, and a complete packet
+\* owns its subtree: every child it lists with a packet is bundled into it
+\* or in limbo under it (so nobody can change a child without first CASing
+\* the ancestors, which marks them missing).
 BundleRefConsistency ==
-    /\ \A n \in Nodes : ~HasPri(linkage[n]) => linkage[n].by = ParentOf(n)
+    /\ \A n \in Nodes : ~HasPri(linkage[n]) => linkage[n].by \in Parents(n)
     /\ \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
-            \A c \in DOMAIN CurPkt(n).sub : linkage[c].by = n
+            \A c \in DOMAIN CurPkt(n).sub : CurPkt(n).sub[c] # Null => linkage[c].by = n
 
-\* A complete packet has no missing packet below it.
+\* Hard links: in the tree of every complete current packet, each node's
+\* packet sits in the slot of the parent its wrapper names (so at most one
+\* place holds it, the one every bundled-by reference leads to), at every
+\* depth.  Without hard links this is BundleRefConsistency at every depth.
+HardLinkExclusive ==
+    \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
+        \A e \in PEdges(CurPkt(n), n) : linkage[e[2]].by = e[1]
+
+\* A complete packet has no missing packet below it, except, on a tree with
+\* a hard link, the packet of a parent whose slot for the hard-linked node
+\* is void (the node's packet is in the same tree under its other parent).
+RECURSIVE MissingOnlyByVoid(_)
+MissingOnlyByVoid(p) ==
+    \A c \in DOMAIN p.sub : p.sub[c] # Null =>
+        /\ Complete(p.sub[c]) \/ HasVoid(p.sub[c])
+        /\ MissingOnlyByVoid(p.sub[c])
 MissingPropagation ==
     \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
-        \A c \in DOMAIN CurPkt(n).sub : CurPkt(n).sub[c] # Null /\ Complete(CurPkt(n).sub[c])
+        /\ AllSubReachable(CurPkt(n))
+        /\ MissingOnlyByVoid(CurPkt(n))
 
 \* On a tree without hard links no bundle ever meets a void or colliding
 \* slot: the `incomplete` paths of bundle.rs are for hard links only.
 NoIncompleteBundle ==
-    \A t \in Threads : \A i \in DOMAIN local[t].stack :
-        local[t].stack[i].kind = "bundle" => ~local[t].stack[i].incomplete
+    ~HL => \A t \in Threads : \A i \in DOMAIN local[t].stack :
+              local[t].stack[i].kind = "bundle" => ~local[t].stack[i].incomplete
 
 \* Exact payloads: every published increment is in the current state (no
 \* lost or doubled update), and (static trees) each finished transaction
