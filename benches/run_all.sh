@@ -7,7 +7,7 @@
 #
 # Knobs (env): SECONDS_PER_RUN (3), REPS (3), WARMUP (1) and MEASURE (2):
 # criterion's warm-up and measurement seconds per case. About 40 min on
-# 2 cores. Run it on a quiet machine: nothing else may use the CPUs.
+# 2 cores (45 measured). Run it on a quiet machine: nothing else may use the CPUs.
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-results/$(date -u +%Y%m%dT%H%M)}
