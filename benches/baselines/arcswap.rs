@@ -72,22 +72,6 @@ impl TreeOps for Swap {
         });
     }
 
-    #[inline]
-    fn readonly_root_tx(&self) -> u32 {
-        self.snapshot_read_all()
-    }
-
-    #[inline]
-    fn leaf_commit(&self, i: usize) {
-        // No per-node pointer: a leaf write replaces the root.
-        self.root_commit_child(i)
-    }
-
-    #[inline]
-    fn child_snapshot_read(&self, i: usize) -> u32 {
-        self.snapshot_read_child(i)
-    }
-
     fn child_value(&self, i: usize) -> u32 {
         self.0.load().children[i]
     }

@@ -61,21 +61,6 @@ impl TreeOps for Stm {
         atomically(|tx| self.children[i].modify(tx, |x| x.wrapping_add(1)));
     }
 
-    #[inline]
-    fn readonly_root_tx(&self) -> u32 {
-        self.snapshot_read_all()
-    }
-
-    #[inline]
-    fn leaf_commit(&self, i: usize) {
-        self.root_commit_child(i)
-    }
-
-    #[inline]
-    fn child_snapshot_read(&self, i: usize) -> u32 {
-        self.snapshot_read_child(i)
-    }
-
     fn child_value(&self, i: usize) -> u32 {
         self.children[i].read_atomic()
     }

@@ -58,23 +58,6 @@ impl TreeOps for Rw {
         t.children[i] = t.children[i].wrapping_add(1);
     }
 
-    #[inline]
-    fn readonly_root_tx(&self) -> u32 {
-        // A read-only "transaction" is a read guard.
-        self.snapshot_read_all()
-    }
-
-    #[inline]
-    fn leaf_commit(&self, i: usize) {
-        // One lock for the whole tree: a leaf write locks everything.
-        self.root_commit_child(i)
-    }
-
-    #[inline]
-    fn child_snapshot_read(&self, i: usize) -> u32 {
-        self.snapshot_read_child(i)
-    }
-
     fn child_value(&self, i: usize) -> u32 {
         self.0.read().children[i]
     }

@@ -51,11 +51,25 @@ pub trait TreeOps: Send + Sync + Sized + 'static {
     /// B4: one root transaction incrementing child `i`.
     fn root_commit_child(&self, i: usize);
     /// B6: a root transaction reading every child and writing nothing.
-    fn readonly_root_tx(&self) -> u32;
+    ///
+    /// The defaults of this and the next two methods are for trees with a
+    /// single root (every baseline): a read-only transaction is a snapshot,
+    /// a leaf write replaces (or locks) the whole tree, and a snapshot of a
+    /// child is a snapshot of the root.
+    #[inline]
+    fn readonly_root_tx(&self) -> u32 {
+        self.snapshot_read_all()
+    }
     /// B7 / B9: a transaction on child `i` incrementing it.
-    fn leaf_commit(&self, i: usize);
+    #[inline]
+    fn leaf_commit(&self, i: usize) {
+        self.root_commit_child(i)
+    }
     /// B8: snapshot of child `i` + read it.
-    fn child_snapshot_read(&self, i: usize) -> u32;
+    #[inline]
+    fn child_snapshot_read(&self, i: usize) -> u32 {
+        self.snapshot_read_child(i)
+    }
     /// Payload of child `i` (for sanity checks, not timed).
     fn child_value(&self, i: usize) -> u32;
 }

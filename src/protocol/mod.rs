@@ -365,6 +365,22 @@ mod interleavings {
         assert!(complete > 50, "explored only {complete} interleavings");
     }
 
+    /// The ping-pong's start: P -> {C1, C2} with C2 once written (so P's
+    /// packet is bundled), a snapshot of P and a leaf commit on C1, each
+    /// with its own negotiator. `_tree` keeps the nodes alive.
+    #[allow(clippy::type_complexity)]
+    fn ping_pong_start() -> ([Node<u32>; 3], Negotiator, Negotiator, Operation, Operation) {
+        let root = Node::new(0u32);
+        let (c1, c2) = (Node::new(0u32), Node::new(0u32));
+        root.insert(&c1).unwrap();
+        root.insert(&c2).unwrap();
+        root.iterate_commit(|tr| tr[&c2] += 1);
+        let (sn, mut cn) = negotiators();
+        let snap = Operation::new(Frame::Snapshot(SnapshotFrame::new(root.link.clone())));
+        let commit = leaf_commit(&c1, &mut cn);
+        ([root, c1, c2], sn, cn, snap, commit)
+    }
+
     /// Without negotiation the two operations can starve each other
     /// forever: this periodic schedule (found by the unbounded exploration)
     /// makes the bundle and the unbundle reset each other every period. The
@@ -373,14 +389,7 @@ mod interleavings {
     #[test]
     #[cfg(feature = "no-privilege")]
     fn bundle_unbundle_ping_pong_without_negotiation() {
-        let root = Node::new(0u32);
-        let (c1, c2) = (Node::new(0u32), Node::new(0u32));
-        root.insert(&c1).unwrap();
-        root.insert(&c2).unwrap();
-        root.iterate_commit(|tr| tr[&c2] += 1);
-        let (mut sn, mut cn) = negotiators();
-        let mut snap = Operation::new(Frame::Snapshot(SnapshotFrame::new(root.link.clone())));
-        let mut commit = leaf_commit(&c1, &mut cn);
+        let (_tree, mut sn, mut cn, mut snap, mut commit) = ping_pong_start();
         let running = |s: Step| matches!(s, Step::Running);
         for _ in 0..4 {
             assert!(running(commit.step(&mut cn)));
@@ -413,14 +422,7 @@ mod interleavings {
     #[test]
     #[cfg(not(feature = "no-privilege"))]
     fn ping_pong_schedule_terminates_with_negotiation() {
-        let root = Node::new(0u32);
-        let (c1, c2) = (Node::new(0u32), Node::new(0u32));
-        root.insert(&c1).unwrap();
-        root.insert(&c2).unwrap();
-        root.iterate_commit(|tr| tr[&c2] += 1);
-        let (mut sn, mut cn) = negotiators();
-        let mut snap = Operation::new(Frame::Snapshot(SnapshotFrame::new(root.link.clone())));
-        let mut commit = leaf_commit(&c1, &mut cn);
+        let ([root, c1, _c2], mut sn, mut cn, mut snap, mut commit) = ping_pong_start();
         let pattern: Vec<bool> = [false; 4]
             .into_iter()
             .chain((0..1000).flat_map(|_| {
