@@ -17,8 +17,53 @@ impl fmt::Display for NotFound {
 
 impl std::error::Error for NotFound {}
 
-/// A dynamic tree operation (insert, release, swap) that cannot be done.
+/// A transaction kept failing only because its own closure commits, in a
+/// nested transaction, to nodes inside the enclosing transaction's subtree
+/// (or to an ancestor of it): every such commit invalidates the enclosing
+/// attempt, so it could never commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NestedConflict {
+    /// The node the enclosing transaction runs on (payload type and address).
+    pub outer: NodeName,
+    /// The node the nested transaction committed to.
+    pub inner: NodeName,
+    /// Attempts of the enclosing transaction that failed this way in a row.
+    pub attempts: u32,
+}
+
+/// Identifies a node in errors and panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeName {
+    /// Payload type.
+    pub type_name: &'static str,
+    /// Address of the node (stable while the node lives).
+    pub addr: usize,
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node ({})@{:#x}", self.type_name, self.addr)
+    }
+}
+
+impl fmt::Display for NestedConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the transaction on {} failed {} attempts in a row because its closure commits to {} \
+             in a nested transaction, which changes the enclosing transaction's subtree; \
+             write that node through the enclosing transaction instead",
+            self.outer, self.attempts, self.inner
+        )
+    }
+}
+
+impl std::error::Error for NestedConflict {}
+
+/// A dynamic tree operation (insert, release, swap) that cannot be done, or
+/// a transaction that cannot commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TreeError {
     /// The parent (or a node to swap) is not in the transaction's tree.
     NotFound(NotFound),
@@ -28,6 +73,15 @@ pub enum TreeError {
     AlreadyChild,
     /// Inserting the node there would make it its own ancestor.
     Cycle,
+    /// The transaction's own nested commits keep invalidating it (see
+    /// [`NestedConflict`]).
+    NestedConflict(NestedConflict),
+    /// The node came into the tree by an `insert_online` of this same
+    /// transaction (it was not in the tree before) and was written since:
+    /// releasing it again in the same transaction is refused, because its
+    /// limbo wrapper would make those writes visible before (or without)
+    /// the commit. Commit the insert first, or do not write it.
+    ReleaseOfPulledNode,
 }
 
 impl fmt::Display for TreeError {
@@ -37,6 +91,10 @@ impl fmt::Display for TreeError {
             TreeError::NotAChild => f.write_str("the node is not a child of that parent"),
             TreeError::AlreadyChild => f.write_str("the node is already a child of that parent"),
             TreeError::Cycle => f.write_str("inserting the node there would create a cycle"),
+            TreeError::NestedConflict(e) => e.fmt(f),
+            TreeError::ReleaseOfPulledNode => f.write_str(
+                "the node was inserted online by this transaction and cannot be released in it",
+            ),
         }
     }
 }
@@ -46,5 +104,11 @@ impl std::error::Error for TreeError {}
 impl From<NotFound> for TreeError {
     fn from(e: NotFound) -> Self {
         TreeError::NotFound(e)
+    }
+}
+
+impl From<NestedConflict> for TreeError {
+    fn from(e: NestedConflict) -> Self {
+        TreeError::NestedConflict(e)
     }
 }

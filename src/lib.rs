@@ -40,6 +40,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod drive;
 mod error;
 mod linkage;
 mod negotiation;
@@ -48,13 +49,14 @@ mod packet;
 mod protocol;
 mod serial;
 mod snapshot;
+mod structure;
 mod sync;
 mod transaction;
 mod wrapper;
 
-pub use error::{NotFound, TreeError};
+pub use drive::NESTED_LIMIT;
+pub use error::{NestedConflict, NodeName, NotFound, TreeError};
 pub use node::{AsNode, Node, NodeRef};
-pub use serial::Serial;
 pub use snapshot::Snapshot;
 pub use transaction::{Transaction, TxStats};
 
@@ -67,5 +69,19 @@ pub fn collect_garbage() {
     #[cfg(not(loom))]
     for _ in 0..4 {
         crossbeam_epoch::pin().flush();
+    }
+}
+
+/// Test hooks for the crate's own integration tests; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    /// The calling thread's id as embedded in its serials and tags.
+    pub fn thread_id() -> u16 {
+        crate::serial::thread_id()
+    }
+
+    /// Mints a serial on the calling thread (`serial::next(0)`).
+    pub fn mint_serial() -> u64 {
+        crate::serial::next(0)
     }
 }

@@ -22,7 +22,7 @@
 //! exists to demonstrate the livelock; never use it in production.
 
 use crate::linkage::Linkage;
-use crate::serial::{self, Serial};
+use crate::serial::Serial;
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,12 +31,7 @@ use std::time::{Duration, Instant};
 /// fixed when it starts and kept across its retries. Smaller is older.
 pub(crate) type Stamp = Serial;
 
-const TID_MASK: u64 = 0xffff;
-
-#[inline]
-fn same_thread(a: Stamp, b: Stamp) -> bool {
-    a & TID_MASK == b & TID_MASK
-}
+use crate::serial::same_thread;
 
 /// One transaction's (or one snapshot's) negotiation state: its stamp and
 /// the ledger of linkages it has tagged. Dropping it clears its tags, so no
@@ -51,11 +46,6 @@ pub(crate) struct Negotiator {
 }
 
 impl Negotiator {
-    /// A negotiator for a transaction starting now on this thread.
-    pub(crate) fn new() -> Self {
-        Self::with_stamp(serial::next(0))
-    }
-
     /// A negotiator with a given stamp (tests play several transactions on
     /// one thread by giving them stamps of different "threads").
     pub(crate) fn with_stamp(stamp: Stamp) -> Self {
@@ -80,6 +70,10 @@ impl Negotiator {
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
         let start = Instant::now();
         self.waits += 1;
+        // A tag is a message from its owner (Lamport): after meeting it,
+        // this thread's next transactions are younger than the owner, so an
+        // old transaction that tagged is overtaken at most once per thread.
+        crate::serial::observe(link.tag.load(crate::sync::Ordering::Relaxed));
         let mut round = 0u32;
         loop {
             if can_proceed(link, self) || preempt_tag(link, self) {

@@ -1,10 +1,11 @@
 //! Typed node handles.
 
+use crate::drive::{self, Ended, Flow};
 use crate::error::{NotFound, TreeError};
 use crate::linkage::Linkage;
 use crate::packet::Packet;
 use crate::snapshot::Snapshot;
-use crate::transaction::{self, Flow, Transaction, TxStats};
+use crate::transaction::{Transaction, TxStats};
 use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
@@ -109,25 +110,34 @@ impl<P: 'static> Node<P> {
     /// subtree is bundled first. The snapshot may be kept as long as you
     /// like; it never blocks writers or the reclamation of newer versions.
     pub fn snapshot(&self) -> Snapshot {
-        transaction::take_snapshot(&self.link)
+        drive::take_snapshot(&self.link)
     }
 
     /// Runs `f` on a private copy of this subtree and commits all its
     /// writes atomically with one CAS, retrying with a fresh snapshot (and
     /// running `f` again) until the commit succeeds. Returns the committed
     /// state.
+    ///
+    /// `f` may run many times: keep it free of side effects other than
+    /// writes through `tr` (no I/O, no blocking, no sends).
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics (the transaction is abandoned, its tags released). If
+    /// `f` commits, in a nested transaction, into this node's subtree (or
+    /// changes it through an ancestor) on [`NESTED_LIMIT`](crate::NESTED_LIMIT)
+    /// attempts in a row, it can never commit: the panic message names
+    /// both nodes ([`try_iterate_commit`](Self::try_iterate_commit) returns
+    /// [`TreeError::NestedConflict`] instead).
     pub fn iterate_commit<F>(&self, mut f: F) -> Snapshot
     where
         F: FnMut(&mut Transaction),
     {
-        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, None, |tr| {
+        let r = drive::drive::<std::convert::Infallible>(&self.link, None, |tr| {
             f(tr);
             Flow::Commit
         });
-        match r {
-            Ok(Some(shot)) => shot,
-            Ok(None) => unreachable!("iterate_commit never stops without committing"),
-        }
+        committed(r)
     }
 
     /// [`iterate_commit`](Self::iterate_commit), also reporting what it took:
@@ -139,63 +149,118 @@ impl<P: 'static> Node<P> {
     /// let (shot, stats) = n.iterate_commit_with_stats(|tr| tr[&n] += 1);
     /// assert_eq!((shot[&n], stats.retries), (1, 0));
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`iterate_commit`](Self::iterate_commit).
     pub fn iterate_commit_with_stats<F>(&self, mut f: F) -> (Snapshot, TxStats)
     where
         F: FnMut(&mut Transaction),
     {
         let mut stats = TxStats::default();
-        let r: Result<_, std::convert::Infallible> =
-            transaction::drive(&self.link, Some(&mut stats), |tr| {
-                f(tr);
-                Flow::Commit
-            });
-        match r {
-            Ok(Some(shot)) => (shot, stats),
-            Ok(None) => unreachable!("iterate_commit never stops without committing"),
-        }
+        let r = drive::drive::<std::convert::Infallible>(&self.link, Some(&mut stats), |tr| {
+            f(tr);
+            Flow::Commit
+        });
+        (committed(r), stats)
     }
 
     /// Like [`iterate_commit`](Self::iterate_commit), but when `f` returns
-    /// `false` this attempt is dropped and `f` runs again on a fresh snapshot.
+    /// `false` this attempt is dropped and `f` runs again on a fresh
+    /// snapshot. While it waits like this the transaction holds no priority
+    /// tag and gives up its age (it negotiates as a transaction started
+    /// now), so whatever it waits for can happen.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let n = Node::new(0u32);
+    /// let shot = n.iterate_commit_if(|tr| {
+    ///     if tr.attempt() < 2 {
+    ///         return false; // not yet: run again
+    ///     }
+    ///     tr[&n] = 7;
+    ///     true
+    /// });
+    /// assert_eq!(shot[&n], 7);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`iterate_commit`](Self::iterate_commit).
     pub fn iterate_commit_if<F>(&self, mut f: F) -> Snapshot
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, None, |tr| {
+        let r = drive::drive::<std::convert::Infallible>(&self.link, None, |tr| {
             if f(tr) { Flow::Commit } else { Flow::Retry }
         });
-        match r {
-            Ok(Some(shot)) => shot,
-            Ok(None) => unreachable!("iterate_commit_if never stops without committing"),
-        }
+        committed(r)
     }
 
     /// Like [`iterate_commit`](Self::iterate_commit), but when `f` returns
     /// `false` nothing is committed and `None` is returned.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let n = Node::new(5u32);
+    /// assert!(n.iterate_commit_while(|tr| { tr[&n] = 0; false }).is_none());
+    /// assert_eq!(n.read(), 5);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`iterate_commit`](Self::iterate_commit).
+    #[must_use = "None means nothing was committed"]
     pub fn iterate_commit_while<F>(&self, mut f: F) -> Option<Snapshot>
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r: Result<_, std::convert::Infallible> = transaction::drive(&self.link, None, |tr| {
+        let r = drive::drive::<std::convert::Infallible>(&self.link, None, |tr| {
             if f(tr) { Flow::Commit } else { Flow::Stop }
         });
         match r {
             Ok(shot) => shot,
+            Err(Ended::Nested(e)) => panic!("kame-stm: {e}"),
+            Err(Ended::Body(never)) => match never {},
         }
     }
 
     /// Like [`iterate_commit`](Self::iterate_commit) for a fallible body:
     /// an `Err` abandons the transaction (nothing is committed) and is
     /// returned.
+    ///
+    /// ```
+    /// use kame_stm::{Node, TreeError};
+    /// let (p, c) = (Node::new(0u8), Node::new(0u8));
+    /// p.insert(&c)?;
+    /// // The second insert fails, so neither happens.
+    /// let r = p.try_iterate_commit(|tr| {
+    ///     tr[&c] = 1;
+    ///     tr.insert(&c, &p)
+    /// });
+    /// assert_eq!(r.unwrap_err(), TreeError::Cycle);
+    /// assert_eq!(c.read(), 0);
+    /// # Ok::<(), TreeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What `f` returned, or [`TreeError::NestedConflict`] (converted into
+    /// `E`) when `f`'s own nested commits keep invalidating it (see
+    /// [`iterate_commit`](Self::iterate_commit)).
     pub fn try_iterate_commit<E, F>(&self, mut f: F) -> Result<Snapshot, E>
     where
+        E: From<TreeError>,
         F: FnMut(&mut Transaction) -> Result<(), E>,
     {
-        transaction::drive(&self.link, None, |tr| match f(tr) {
+        match drive::drive(&self.link, None, |tr| match f(tr) {
             Ok(()) => Flow::Commit,
             Err(e) => Flow::Fail(e),
-        })
-        .map(|s| s.expect("only Flow::Stop returns no snapshot"))
+        }) {
+            Ok(shot) => Ok(shot.expect("only Flow::Stop returns no snapshot")),
+            Err(Ended::Body(e)) => Err(e),
+            Err(Ended::Nested(n)) => Err(E::from(TreeError::NestedConflict(n))),
+        }
     }
 
     /// Inserts `child` under this node in a transaction of its own.
@@ -277,6 +342,16 @@ impl Eq for NodeRef {}
 impl<P> PartialEq<Node<P>> for NodeRef {
     fn eq(&self, other: &Node<P>) -> bool {
         Arc::ptr_eq(&self.link, &other.link)
+    }
+}
+
+/// The snapshot of a transaction that cannot stop without committing.
+fn committed(r: Result<Option<Snapshot>, Ended<std::convert::Infallible>>) -> Snapshot {
+    match r {
+        Ok(Some(shot)) => shot,
+        Ok(None) => unreachable!("this transaction never stops without committing"),
+        Err(Ended::Nested(e)) => panic!("kame-stm: {e}"),
+        Err(Ended::Body(never)) => match never {},
     }
 }
 

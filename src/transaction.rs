@@ -3,16 +3,18 @@
 
 use crate::error::{NotFound, TreeError};
 use crate::linkage::Linkage;
+use crate::negotiation;
 use crate::negotiation::Negotiator;
 use crate::node::{AsNode, Node, NodeRef, not_found};
 use crate::packet::{self, Children, Packet};
+use crate::protocol::bundle::InProgress;
 use crate::protocol::dynamic::{self, ChildCas, InsertRead};
 use crate::protocol::{
-    CommitFrame, CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame, UnbundleFrame,
-    UnbundleMode,
+    BundleFrame, BundleResult, Frame, Operation, Outcome, SnapResult, UnbundleFrame, UnbundleMode,
 };
 use crate::serial::{self, Serial};
 use crate::snapshot::{Snapshot, children_of};
+use crate::structure;
 use crate::wrapper::PacketWrapper;
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
@@ -39,19 +41,50 @@ use std::sync::Arc;
 /// assert_eq!((shot[&a], shot[&b]), (7, 3));
 /// ```
 pub struct Transaction {
-    root: Arc<Linkage>,
+    pub(crate) root: Arc<Linkage>,
     /// The packet the snapshot read (the commit's expected value).
-    old: Arc<Packet>,
+    pub(crate) old: Arc<Packet>,
     /// The working version.
-    packet: Arc<Packet>,
-    snap_wrapper: Option<Arc<PacketWrapper>>,
-    /// A dynamic operation lost a race: the commit must not happen.
-    doomed: bool,
+    pub(crate) packet: Arc<Packet>,
+    pub(crate) snap_wrapper: Option<Arc<PacketWrapper>>,
+    /// This attempt lost a race in a dynamic operation: it makes no further
+    /// child CAS and does not commit (it is retried).
+    pub(crate) doomed: bool,
     serial: Serial,
     attempt: u32,
+    /// Inserts made by this attempt, for the cycle check at commit.
+    pub(crate) inserts: Vec<InsertRecord>,
+    /// Children this attempt put in limbo by a release.
+    moved: Vec<Moved>,
+    /// Nodes this attempt brought into the tree by an online insert (CAS),
+    /// with the packet pulled.
+    pulled: Vec<(Arc<Linkage>, Arc<Packet>)>,
+    /// Validation could not be done by reading: the next attempt gives the
+    /// root priority before its snapshot.
+    pub(crate) wants_priority: bool,
     /// Stamp and priority tags of this transaction (kept across retries;
     /// cleared on commit and when dropped, e.g. by a panic in the closure).
-    neg: Negotiator,
+    pub(crate) neg: Negotiator,
+}
+
+/// A child this attempt released (put in limbo), and what became of it.
+struct Moved {
+    child: Arc<Linkage>,
+    /// The parent its limbo wrapper names (the one it was released from).
+    limbo_parent: Arc<Linkage>,
+    /// The limbo wrapper this attempt installed last.
+    wrapper: Arc<PacketWrapper>,
+    /// Its packet when this attempt last released it.
+    last_released: Arc<Packet>,
+}
+
+/// One insert of an attempt.
+pub(crate) struct InsertRecord {
+    pub(crate) parent: Arc<Linkage>,
+    pub(crate) child: Arc<Linkage>,
+    /// The child was not in the transaction's tree: its subtree's edges
+    /// are outside what the commit validates (see `structure`).
+    pub(crate) external: bool,
 }
 
 /// What it took to commit a transaction (see
@@ -69,91 +102,28 @@ pub struct TxStats {
     pub waited: std::time::Duration,
 }
 
-/// What the body of a transaction asks for.
-pub(crate) enum Flow<E> {
-    Commit,
-    Retry,
-    Stop,
-    Fail(E),
-}
-
-/// Runs the protocol for a snapshot of `node`.
-pub(crate) fn snapshot_result(node: &Arc<Linkage>, neg: &mut Negotiator) -> SnapResult {
-    let frame = Frame::Snapshot(SnapshotFrame::new(node.clone()));
-    match Operation::run_frame(frame, neg) {
-        Outcome::Snapshot(r) => r,
-        _ => unreachable!("a snapshot operation returns a snapshot"),
-    }
-}
-
-pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
-    let mut neg = Negotiator::new();
-    let r = snapshot_result(node, &mut neg);
-    Snapshot {
-        root: node.clone(),
-        packet: r.packet,
-    }
-}
-
-/// The retry loop shared by every `iterate_commit` flavour.
-pub(crate) fn drive<E>(
-    root: &Arc<Linkage>,
-    stats: Option<&mut TxStats>,
-    mut body: impl FnMut(&mut Transaction) -> Flow<E>,
-) -> Result<Option<Snapshot>, E> {
-    let mut attempt = 0u32;
-    let mut neg = Negotiator::new();
-    let result = loop {
-        let snap = snapshot_result(root, &mut neg);
-        let mut tr = Transaction {
-            root: root.clone(),
+impl Transaction {
+    pub(crate) fn new(root: Arc<Linkage>, snap: SnapResult, attempt: u32, neg: Negotiator) -> Self {
+        Transaction {
+            root,
             old: snap.packet.clone(),
             packet: snap.packet,
             snap_wrapper: snap.wrapper,
             doomed: false,
             serial: 0,
             attempt,
+            inserts: Vec::new(),
+            moved: Vec::new(),
+            pulled: Vec::new(),
+            wants_priority: false,
             neg,
-        };
-        attempt += 1;
-        let flow = body(&mut tr);
-        neg = std::mem::replace(&mut tr.neg, Negotiator::with_stamp(0));
-        match flow {
-            Flow::Commit => {}
-            Flow::Retry => continue,
-            Flow::Stop => break Ok(None),
-            Flow::Fail(e) => break Err(e),
         }
-        if tr.doomed {
-            tracing::trace!(attempt, "transaction doomed by a dynamic operation");
-            continue;
-        }
-        let frame = CommitFrame::new(root.clone(), tr.old, tr.packet.clone(), tr.snap_wrapper);
-        match Operation::run_frame(Frame::Commit(frame), &mut neg) {
-            Outcome::Commit(CommitResult::Committed) => {
-                break Ok(Some(Snapshot {
-                    root: tr.root,
-                    packet: tr.packet,
-                }));
-            }
-            Outcome::Commit(CommitResult::Conflict) => {
-                tracing::trace!(attempt, "transaction conflict, retrying");
-            }
-            _ => unreachable!("a commit operation returns a commit result"),
-        }
-    };
-    if let Some(s) = stats {
-        *s = TxStats {
-            retries: attempt.saturating_sub(1),
-            cas_failures: neg.cas_failures,
-            waits: neg.waits,
-            waited: neg.waited,
-        };
     }
-    result
-}
 
-impl Transaction {
+    pub(crate) fn into_negotiator(self) -> Negotiator {
+        self.neg
+    }
+
     /// The payload of `node` in this transaction's version of the subtree.
     pub fn get<P: 'static>(&self, node: &Node<P>) -> Result<&P, NotFound> {
         packet::find(&self.root, &self.packet, &node.link)
@@ -218,12 +188,33 @@ impl Transaction {
     }
 
     /// Removes `child` from `parent`'s children. The child keeps its state.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::NotAChild`], [`TreeError::NotFound`] for a parent outside
+    /// this subtree, and [`TreeError::ReleaseOfPulledNode`] for a node this
+    /// transaction brought in with [`insert_online`](Self::insert_online)
+    /// and then wrote.
     pub fn release(&mut self, parent: &impl AsNode, child: &impl AsNode) -> Result<(), TreeError> {
         let (parent, child) = (parent.linkage(), child.linkage());
         let pos = self
             .children_list(parent)?
             .and_then(|c| c.position(child, 0))
             .ok_or(TreeError::NotAChild)?;
+        // A node this attempt pulled in: its limbo wrapper names the parent
+        // it was pulled under, whose committed version does not list it, so
+        // the packet it carries (the one pulled) is its state whether this
+        // transaction commits or not. Releasing it unwritten needs no CAS;
+        // written, any CAS would publish the uncommitted writes at once.
+        let pulled = self.pulled.iter().position(|(c, _)| Arc::ptr_eq(c, child));
+        if let Some(i) = pulled {
+            let slot = self
+                .children_list(parent)?
+                .and_then(|c| c.slots[pos].clone());
+            if !slot.is_some_and(|s| Arc::ptr_eq(&s, &self.pulled[i].1)) {
+                return Err(TreeError::ReleaseOfPulledNode);
+            }
+        }
         // The released subtree may hold the packet of a hard-linked node
         // that stays listed (void) elsewhere in this tree: mark the path
         // missing so the next snapshot bundles it back in.
@@ -235,21 +226,37 @@ impl Transaction {
             pkt.children = None;
             pkt.missing = false;
         }
+        if let Some(i) = pulled {
+            self.pulled.remove(i);
+            return Ok(());
+        }
         let Some(slot) = slot else {
             // Void slot: the child's packet lives under another parent.
             return Ok(());
         };
-        if self.contains_link(child) {
+        if self.contains_link(child) || self.doomed {
             // Still reachable through another parent in this subtree (hard
-            // link): its packet stays where it is.
+            // link): its packet stays where it is. Or this attempt is lost
+            // anyway: it must not touch the child.
             return Ok(());
+        }
+        if let Some(m) = self.moved.iter_mut().find(|m| Arc::ptr_eq(&m.child, child)) {
+            if !Arc::ptr_eq(&m.limbo_parent, parent) {
+                // Moved here earlier in this attempt: its wrapper is still
+                // our limbo under the parent it was first released from.
+                m.last_released = slot;
+                return Ok(());
+            }
         }
         let serial = self.serial();
         loop {
             let Some(w) = dynamic::release_read_child(child, parent, &slot) else {
-                self.doomed = true;
+                self.doom();
                 return Ok(());
             };
+            if !self.validate_over(&w) {
+                return Ok(());
+            }
             match dynamic::release_cas_child(
                 child,
                 &w,
@@ -259,11 +266,72 @@ impl Transaction {
                 slot.clone(),
                 &mut self.neg,
             ) {
-                ChildCas::Done => return Ok(()),
+                ChildCas::Done(installed) => {
+                    self.moved.retain(|m| !Arc::ptr_eq(&m.child, child));
+                    self.moved.push(Moved {
+                        child: child.clone(),
+                        limbo_parent: parent.clone(),
+                        wrapper: installed,
+                        last_released: slot,
+                    });
+                    return Ok(());
+                }
                 ChildCas::Failed => {}
                 ChildCas::Blocked => self.neg.wait(child),
             }
         }
+    }
+
+    /// Before the commit: every child this attempt released and then
+    /// inserted again (a move) or released again from where it was moved,
+    /// must carry in its limbo wrapper the packet it ends up with, because
+    /// its wrapper still names the parent it was first released from,
+    /// which will not list it: after the commit the carried packet is its
+    /// state. Until the commit that parent does list it, so the carried
+    /// packet is not read. `false`: the attempt is doomed.
+    pub(crate) fn settle_moves(&mut self) -> bool {
+        let mut i = 0;
+        while i < self.moved.len() {
+            let m = &self.moved[i];
+            let desired = packet::find(&self.root, &self.packet, &m.child)
+                .unwrap_or(&m.last_released)
+                .clone();
+            let carried = m.wrapper.packet.as_ref().expect("a limbo wrapper carries");
+            if Arc::ptr_eq(carried, &desired) {
+                i += 1;
+                continue;
+            }
+            let (child, parent, expected) =
+                (m.child.clone(), m.limbo_parent.clone(), m.wrapper.clone());
+            let serial = self.serial();
+            loop {
+                if !self.validate() {
+                    return false;
+                }
+                match dynamic::release_cas_child(
+                    &child,
+                    &expected,
+                    &parent,
+                    expected.index,
+                    serial,
+                    desired.clone(),
+                    &mut self.neg,
+                ) {
+                    ChildCas::Done(installed) => {
+                        self.moved[i].wrapper = installed;
+                        break;
+                    }
+                    ChildCas::Failed => {
+                        // Someone committed to the child since: lost.
+                        self.doom();
+                        return false;
+                    }
+                    ChildCas::Blocked => self.neg.wait(&child),
+                }
+            }
+            i += 1;
+        }
+        true
     }
 
     /// Exchanges the positions of two children of `parent`.
@@ -282,6 +350,82 @@ impl Transaction {
         ch.slots.swap(i, j);
         Arc::make_mut(&mut ch.nodes).swap(i, j);
         Ok(())
+    }
+
+    /// This attempt lost a race: it will not commit, and it enters the
+    /// oldest-wins negotiation like any other loser (it tags the root).
+    fn doom(&mut self) {
+        if !self.doomed {
+            self.doomed = true;
+            negotiation::tag_after_fail(&self.root, &mut self.neg);
+        }
+    }
+
+    /// Right before a child CAS: is the base still current (`tx_validate`)?
+    /// A transaction whose root was bundled in an ancestor when it took its
+    /// snapshot has no wrapper to compare with; it reads its root's packet
+    /// where it lives (`dynamic::base_is_current`, loads only: a CAS here,
+    /// such as re-stamping the root, would take the root out of the
+    /// ancestor's bundle, and a snapshot of that ancestor in the same
+    /// closure would put it back, every attempt). `false`: doomed.
+    fn validate(&mut self) -> bool {
+        if self.doomed {
+            return false;
+        }
+        let ok = match &self.snap_wrapper {
+            Some(snap) => dynamic::tx_validate(&self.root, snap),
+            None => dynamic::base_is_current(&self.root, &self.old).unwrap_or_else(|| {
+                // Cannot tell by reading: retry with the root given
+                // priority first, so the next snapshot has a wrapper.
+                self.wants_priority = true;
+                false
+            }),
+        };
+        if !ok {
+            self.doom();
+        }
+        ok
+    }
+
+    /// `validate` before a child CAS that replaces `w`. When `w` is a limbo
+    /// wrapper another transaction (or an earlier attempt) installed, that
+    /// transaction may still commit believing its limbo is in place: then
+    /// the base is not only checked but *touched*: the root is CASed to a
+    /// new wrapper holding the same packet, so that such a transaction's
+    /// commit (a CAS on the same root) fails instead of publishing a parent
+    /// that no longer lists the child while the child carries our packet.
+    fn validate_over(&mut self, w: &PacketWrapper) -> bool {
+        if !self.validate() {
+            return false;
+        }
+        let foreign_limbo = !w.has_priority() && w.packet.is_some() && w.serial != self.serial();
+        if !foreign_limbo {
+            return true;
+        }
+        let Some(snap) = self.snap_wrapper.clone() else {
+            // Bundled root: give it priority first, next attempt.
+            self.wants_priority = true;
+            self.doom();
+            return false;
+        };
+        while !negotiation::can_proceed(&self.root, &self.neg) {
+            self.neg.wait(&self.root);
+        }
+        // A copy, not the same packet: a commit compares packets too.
+        let copy = self.old.with_missing(self.old.missing);
+        let next = PacketWrapper::priority(copy.clone(), serial::next(snap.serial));
+        match self.root.slot.compare_exchange(&snap, next.clone()) {
+            Ok(()) => {
+                negotiation::tag_after_success(&self.root, &self.neg);
+                self.snap_wrapper = Some(next);
+                self.old = copy;
+                true
+            }
+            Err(_) => {
+                self.doom();
+                false
+            }
+        }
     }
 
     fn serial(&mut self) -> Serial {
@@ -335,8 +479,9 @@ impl Transaction {
         child: &Arc<Linkage>,
         online: bool,
     ) -> Result<(), TreeError> {
-        let path =
-            packet::find_path(&self.root, &self.packet, parent).ok_or_else(|| not_found(parent))?;
+        if packet::find(&self.root, &self.packet, parent).is_none() {
+            return Err(not_found(parent).into());
+        }
         if Arc::ptr_eq(parent, child) || Arc::ptr_eq(&self.root, child) {
             return Err(TreeError::Cycle);
         }
@@ -346,29 +491,37 @@ impl Transaction {
         {
             return Err(TreeError::AlreadyChild);
         }
-        // Ancestors of `parent` inside this subtree.
-        let mut p: &Arc<Packet> = &self.packet;
-        for &i in &path {
-            let ch = p.children.as_ref().expect("path goes through children");
-            if Arc::ptr_eq(&ch.nodes[i as usize], child) {
-                return Err(TreeError::Cycle);
-            }
-            p = ch.slots[i as usize].as_ref().expect("present");
+        // A cycle: `parent` is reachable from `child`, following the
+        // working version for nodes in this tree (void slots included: a
+        // hard-linked node's list is read where its packet is) and the
+        // current state below nodes outside it.
+        if structure::reaches(&self.root, &self.packet, child, parent) {
+            return Err(TreeError::Cycle);
         }
-        // Is the child already in this subtree (a hard link within it)?
         let in_tree = self.contains_link(child);
-        let child_packet = if in_tree {
-            let cp = packet::find(&self.root, &self.packet, child).expect("just found");
-            if packet::find(child, cp, parent).is_some() {
-                return Err(TreeError::Cycle);
-            }
+        let moved = self
+            .moved
+            .iter()
+            .find(|m| Arc::ptr_eq(&m.child, child))
+            .map(|m| m.last_released.clone());
+        let child_packet = if in_tree || !online {
             None
+        } else if let Some(released) = moved {
+            // Released by this attempt (its limbo wrapper names the parent
+            // it was released from): a move. Its packet is the one it was
+            // released with; no CAS now (that would leave the first
+            // parent's committed, complete packet listing it with a slot
+            // while its wrapper names another parent), `settle_moves` puts
+            // the final packet in its limbo wrapper before the commit.
+            Some(released)
         } else {
-            if reaches(child, parent) || reaches(child, &self.root) {
-                return Err(TreeError::Cycle);
-            }
-            online.then(|| self.pull_child(parent, child))
+            Some(self.pull_child(parent, child))
         };
+        self.inserts.push(InsertRecord {
+            parent: parent.clone(),
+            child: child.clone(),
+            external: !in_tree,
+        });
         let pkt = self.packet_mut(parent, true)?;
         let ch = pkt.children.get_or_insert_with(|| {
             Arc::new(Children {
@@ -383,7 +536,7 @@ impl Transaction {
     }
 
     /// Online insert: puts the child in limbo under `parent` and returns its
-    /// packet.
+    /// packet. A doomed attempt only reads the child (it will not commit).
     fn pull_child(&mut self, parent: &Arc<Linkage>, child: &Arc<Linkage>) -> Arc<Packet> {
         let index = self
             .children_list(parent)
@@ -392,20 +545,45 @@ impl Transaction {
             .map_or(0, |c| c.nodes.len());
         let serial = self.serial();
         loop {
-            match dynamic::insert_read_child(child, parent) {
+            if self.doomed {
+                return structure::peek(child);
+            }
+            let read = match dynamic::insert_read_child(child, parent) {
+                InsertRead::NeedsBundle(w) => {
+                    // Bundle the child as a part of this transaction's
+                    // tree: a node below it whose packet lives in this tree
+                    // (a hard link) collides and stays there (a void slot
+                    // in the child's packet), instead of being stolen,
+                    // which would doom this attempt and every later one.
+                    // The result may be marked missing for those void
+                    // slots only; their packets are in this tree.
+                    let bundle_serial = serial::next(w.serial);
+                    let tree = InProgress::of_tree(&self.root, &packet::nodes_in(&self.packet));
+                    let frame = BundleFrame::new(child.clone(), w, bundle_serial, false, &tree);
+                    match Operation::run_frame(Frame::from(frame), &mut self.neg) {
+                        Outcome::Bundle(BundleResult::Success(w)) => InsertRead::Ready(w),
+                        _ => continue,
+                    }
+                }
+                read => read,
+            };
+            match read {
                 InsertRead::Ready(w) => {
+                    let packet = w.packet.clone().expect("a ready child carries its packet");
+                    if !self.validate_over(&w) {
+                        return packet;
+                    }
                     match dynamic::insert_cas_child(child, &w, parent, index, serial, &mut self.neg)
                     {
-                        ChildCas::Done => {
-                            return w.packet.clone().expect("a ready child carries its packet");
+                        ChildCas::Done(_) => {
+                            self.pulled.push((child.clone(), packet.clone()));
+                            return packet;
                         }
                         ChildCas::Failed => {}
                         ChildCas::Blocked => self.neg.wait(child),
                     }
                 }
-                InsertRead::NeedsBundle => {
-                    snapshot_result(child, &mut self.neg);
-                }
+                InsertRead::NeedsBundle(_) => unreachable!("bundled above"),
                 InsertRead::NeedsPromote(w) => {
                     let frame = UnbundleFrame::new(child.clone(), w, UnbundleMode::Promote);
                     Operation::run_frame(Frame::from(frame), &mut self.neg);
@@ -413,48 +591,6 @@ impl Transaction {
             }
         }
     }
-}
-
-/// The current child list of a node, read without bundling anything (a
-/// snapshot here could steal nodes shared with the calling transaction's
-/// tree and make it retry forever).
-fn peek_children(link: &Arc<Linkage>) -> Vec<Arc<Linkage>> {
-    loop {
-        let w = link.load();
-        let packet = if w.has_priority() {
-            w.own_packet().clone()
-        } else {
-            let frame = UnbundleFrame::new(link.clone(), w, UnbundleMode::Peek);
-            // Peeking never CASes, so it never tags or waits.
-            let mut neg = Negotiator::with_stamp(0);
-            match Operation::run_frame(Frame::from(frame), &mut neg) {
-                Outcome::Unbundle(crate::protocol::UnbundleResult::Found(p)) => p,
-                _ => continue,
-            }
-        };
-        return packet
-            .children
-            .as_ref()
-            .map(|c| c.nodes.as_ref().clone())
-            .unwrap_or_default();
-    }
-}
-
-/// Whether `to` is `from` or below it, following current child lists.
-fn reaches(from: &Arc<Linkage>, to: &Arc<Linkage>) -> bool {
-    let mut seen: Vec<*const Linkage> = Vec::new();
-    let mut stack = vec![from.clone()];
-    while let Some(n) = stack.pop() {
-        if Arc::ptr_eq(&n, to) {
-            return true;
-        }
-        if seen.contains(&Arc::as_ptr(&n)) {
-            continue;
-        }
-        seen.push(Arc::as_ptr(&n));
-        stack.extend(peek_children(&n));
-    }
-    false
 }
 
 impl<P: 'static> Index<&Node<P>> for Transaction {

@@ -1,134 +1,1307 @@
-//! Property test against a sequential model: random sequences of inserts,
-//! releases, swaps, transactions and snapshots on a small forest; every
-//! result (values, membership, child order, errors) must match the model.
+//! Property test against a sequential model: random sequences of every
+//! public operation on a small forest (7 nodes, plus fresh chains deeper
+//! than the pool); every result (values, membership, child order, errors,
+//! attempts) must match the model.
+//!
+//! Covered: `Node::{insert, release, read, snapshot}`, `Snapshot::{get,
+//! contains, children, root}` (and the `NodeRef`s it yields), held
+//! snapshots re-checked later, `iterate_commit`, `iterate_commit_if`
+//! (refusing the first attempts), `iterate_commit_while` (stopping),
+//! `try_iterate_commit` (`?` on dynamic operations; an `Err` commits
+//! nothing), `iterate_commit_with_stats` (retries); inside transactions
+//! `get`, `get_mut`/`IndexMut`, `contains`, `children`, `snapshot`,
+//! `attempt`, `insert`, `insert_online` (then read and written), `release`,
+//! `swap`, several dynamic operations on the same node in one transaction
+//! (release + insert under the same or another parent, online or not,
+//! insert + release), hard links, nested commits from inside the closure
+//! (inside or outside its subtree, first attempt only; and on every
+//! attempt, which must be reported), snapshots from inside the closure, and
+//! every misuse error (`NotFound`, `NotAChild`, `AlreadyChild`, `Cycle`
+//! including self-inserts and cycles through hard links).
+//!
+//! The model (`model/world.rs`) is node-centric: each node has one value
+//! and one child list, whatever edges a transaction moves around.
+//!
+//! ```sh
+//! cargo test --test model                                   # 1024 cases, a few seconds
+//! PROPTEST_CASES=20000 cargo test --release --test model    # a long run
+//! ```
+//!
+//! A failure prints the minimal case twice: proptest's shrink, then a
+//! further greedy shrink in child processes (below); each with the
+//! operations' node selectors resolved to node indices ("resolved:").
+//!
+//! To look past a known failure, `KAME_MODEL_SKIP=a,b,...` runs these as
+//! no-ops: any operation kind (`Op::kind`, `TxOp::kind`: `every`, `move`,
+//! `nested-move`, `insert-release`, ...), or one of these classes:
+//!
+//! * `online-overlap`: `insert_online` of a node outside the tree whose
+//!   subtree shares a node with the tree (now or at the snapshot);
+//! * `online-back`: `insert_online` of a node released from the same
+//!   parent earlier in the attempt;
+//! * `online-detached`: `insert_online` of any other node that was in the
+//!   tree at the snapshot (or was pulled in since) and no longer is;
+//! * `online-stale`: `insert_online(p, c)` where a node of `c`'s subtree
+//!   is above `p` through parents and limbo edges (those left by releases
+//!   and online inserts, committed or not);
+//! * `release-online`: a release of an edge inserted online earlier in the
+//!   attempt;
+//! * `link-cycle`: an insert that would close a cycle, in a tree with hard
+//!   links;
+//! * `stale-cycle`: an insert that would close a cycle only through edges
+//!   this transaction has released;
+//! * `retries`: the check that a transaction without nested operations
+//!   commits on the first attempt its closure accepts.
+//!
+//! A transaction that retries more than 200 times panics (a livelock); a
+//! case that makes no progress for 2 s (`KAME_MODEL_HANG_MS`) fails as a
+//! hang: it is shrunk by re-running it in child processes, and the
+//! smallest hanging case is printed with its `KAME_MODEL_REPLAY=<hex>`
+//! encoding (`cargo test --test model replay_case` with that variable set
+//! re-runs a printed case). Shrinking in child processes stops after
+//! 60 s (`KAME_MODEL_SHRINK_S`) with the smallest case so far.
+//! `RUST_BACKTRACE=0` quiets the panics printed while shrinking.
 
-use kame_stm::{Node, TreeError};
+#[path = "model/ops.rs"]
+mod ops;
+#[path = "model/replay.rs"]
+mod replay;
+#[path = "model/world.rs"]
+mod world;
+
+use kame_stm::{Node, NodeRef, Snapshot, Transaction, TreeError};
+use ops::{Build, Flavor, Op, Sel, TxOp};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use proptest::test_runner::TestCaseError;
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use world::{Out, Tri, TxModel, ViewModel, World};
 
-const N: usize = 6;
+/// Nodes of the initial forest.
+const POOL: usize = 7;
+/// A transaction that has not committed after this many attempts is a
+/// livelock (the test panics rather than hang).
+const CAP: u32 = 200;
+/// Default number of cases; `PROPTEST_CASES` overrides it.
+const CASES: u32 = 1024;
+/// A case that makes no progress (no new operation, no new attempt) for
+/// this long hangs in the library, outside any closure `guard` could see.
+/// `KAME_MODEL_HANG_MS` overrides it.
+const HANG_MS: u64 = 2_000;
 
-#[derive(Debug, Clone)]
-enum Op {
-    Insert(usize, usize),
-    Release(usize, usize),
-    Swap(usize, usize, usize),
-    Add(usize, usize, u32),
-    Check(usize),
+type R<T = ()> = Result<T, String>;
+type N = Node<u64>;
+
+/// The first value of node `i`: distinct per node, so a value in a failure
+/// message tells whose it is (writes add less than a million).
+fn initial(i: usize) -> u64 {
+    1_000_000 * (i as u64 + 1)
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        (0..N, 0..N).prop_map(|(p, c)| Op::Insert(p, c)),
-        (0..N, 0..N).prop_map(|(p, c)| Op::Release(p, c)),
-        (0..N, 0..N, 0..N).prop_map(|(p, a, b)| Op::Swap(p, a, b)),
-        (0..N, 0..N, 1..100u32).prop_map(|(s, n, d)| Op::Add(s, n, d)),
-        (0..N).prop_map(Op::Check),
-    ]
-}
-
-#[derive(Default)]
-struct Model {
-    values: [u32; N],
-    children: BTreeMap<usize, Vec<usize>>,
-}
-
-impl Model {
-    fn kids(&self, p: usize) -> &[usize] {
-        self.children.get(&p).map_or(&[], |v| v.as_slice())
-    }
-    fn reaches(&self, from: usize, to: usize) -> bool {
-        from == to || self.kids(from).iter().any(|&c| self.reaches(c, to))
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic)".into()
     }
 }
 
-fn run(ops: Vec<Op>) {
-    let nodes: Vec<Node<u32>> = (0..N).map(|_| Node::new(0)).collect();
-    let mut m = Model::default();
-    for op in ops {
-        match op {
-            Op::Insert(p, c) => {
-                let expect = if m.reaches(c, p) {
-                    Err(TreeError::Cycle)
-                } else if m.kids(p).contains(&c) {
-                    Err(TreeError::AlreadyChild)
-                } else {
-                    m.children.entry(p).or_default().push(c);
-                    Ok(())
-                };
-                assert_eq!(nodes[p].insert(&nodes[c]), expect, "{op:?}");
+fn guard(attempt: u32, what: &str) {
+    watchdog::beat();
+    if attempt >= CAP {
+        panic!("model: livelock: {what} did not commit after {CAP} attempts");
+    }
+}
+
+fn guard_log(attempt: u32, what: &str, last: Option<&Attempt>) {
+    watchdog::beat();
+    if attempt >= CAP {
+        let log = last.map_or(String::new(), |a| a.log.join("; "));
+        panic!("model: livelock: {what} did not commit after {CAP} attempts; each ran: {log}");
+    }
+}
+
+// -------------------------------------------------------------- watchdog
+
+/// Hang detection. A case runs on a thread of its own that beats at every
+/// operation and every attempt; when it has not beaten for `HANG_MS`, it
+/// hangs in the library. The hung thread cannot be stopped, so the case is
+/// shrunk in child processes (`replay`), the smallest hanging case is
+/// printed, and the test binary exits.
+mod watchdog {
+    use crate::ops::Op;
+    use crate::replay;
+    use proptest::test_runner::TestCaseError;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::{Duration, Instant};
+
+    static BEAT: AtomicU64 = AtomicU64::new(0);
+
+    pub fn beat() {
+        BEAT.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn hang_ms() -> u64 {
+        std::env::var("KAME_MODEL_HANG_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(super::HANG_MS)
+    }
+
+    /// Runs the case on a fresh thread. On a hang: in a replay child, exit
+    /// with `replay::HUNG`; otherwise shrink it and exit.
+    pub fn run_case(ops: Vec<Op>, child: bool) -> Result<(), TestCaseError> {
+        let what = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let (w, o) = (what.clone(), ops.clone());
+        std::thread::Builder::new()
+            .name("model-case".into())
+            .spawn(move || {
+                let r = super::run(&o, &w);
+                let _ = tx.send(r);
+            })
+            .expect("spawn a case thread");
+        let limit = Duration::from_millis(hang_ms());
+        let (mut last, mut since) = (BEAT.load(Ordering::Relaxed), Instant::now());
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => return r,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(TestCaseError::fail("the case thread died"));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            Op::Release(p, c) => {
-                let expect = match m.kids(p).iter().position(|&k| k == c) {
-                    Some(i) => {
-                        m.children.get_mut(&p).unwrap().remove(i);
-                        Ok(())
-                    }
-                    None => Err(TreeError::NotAChild),
-                };
-                assert_eq!(nodes[p].release(&nodes[c]), expect, "{op:?}");
+            let b = BEAT.load(Ordering::Relaxed);
+            if b != last {
+                (last, since) = (b, Instant::now());
+                continue;
             }
-            Op::Swap(p, a, b) => {
-                let kids = m.kids(p).to_vec();
-                let (ia, ib) = (
-                    kids.iter().position(|&k| k == a),
-                    kids.iter().position(|&k| k == b),
-                );
-                let expect = match (ia, ib) {
-                    (Some(i), Some(j)) => {
-                        m.children.get_mut(&p).unwrap().swap(i, j);
-                        Ok(())
-                    }
-                    _ => Err(TreeError::NotAChild),
-                };
-                let r = nodes[p].try_iterate_commit(|tr| tr.swap(&nodes[p], &nodes[a], &nodes[b]));
-                assert_eq!(r.map(|_| ()), expect, "{op:?}");
+            if since.elapsed() < limit {
+                continue;
             }
-            Op::Add(s, n, d) => {
-                let inside = m.reaches(s, n);
-                let shot = nodes[s].iterate_commit(|tr| {
-                    assert_eq!(tr.get(&nodes[n]).is_ok(), inside, "{op:?}");
-                    if let Ok(v) = tr.get_mut(&nodes[n]) {
-                        *v += d;
-                    }
-                });
-                if inside {
-                    m.values[n] += d;
-                    assert_eq!(shot[&nodes[n]], m.values[n]);
+            let msg = format!(
+                "model: hang: no progress for {} ms in\n{}",
+                limit.as_millis(),
+                what.lock().map(|w| w.clone()).unwrap_or_default()
+            );
+            // Straight to stderr: the harness's capture is lost on exit.
+            let mut err = std::io::stderr();
+            let _ = writeln!(err, "{msg}");
+            if child {
+                std::process::exit(replay::HUNG);
+            }
+            let _ = writeln!(err, "model: shrinking the hang in child processes...");
+            let (min, outcome) = replay::shrink(ops, |o| matches!(o, replay::Outcome::Hang(_)));
+            let report = match outcome {
+                replay::Outcome::Hang(r) => r,
+                o => format!("(did not hang again in a child process: {o:?})"),
+            };
+            let _ = writeln!(
+                err,
+                "model: minimal hanging case ({}={}):\n{min:?}\n{report}",
+                replay::ENV,
+                replay::encode(&min)
+            );
+            std::process::exit(101);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- views
+
+/// What snapshots and transactions have in common.
+trait View {
+    fn val(&self, n: &N) -> Option<u64>;
+    fn has(&self, n: &N) -> bool;
+    fn kids(&self, n: &N) -> Option<Vec<NodeRef>>;
+}
+
+impl View for Snapshot {
+    fn val(&self, n: &N) -> Option<u64> {
+        self.get(n).ok().copied()
+    }
+    fn has(&self, n: &N) -> bool {
+        self.contains(n)
+    }
+    fn kids(&self, n: &N) -> Option<Vec<NodeRef>> {
+        self.children(n).ok().map(|it| {
+            let len = it.len();
+            let v: Vec<_> = it.collect();
+            assert_eq!(v.len(), len, "ExactSizeIterator::len");
+            v
+        })
+    }
+}
+
+impl View for Transaction {
+    fn val(&self, n: &N) -> Option<u64> {
+        self.get(n).ok().copied()
+    }
+    fn has(&self, n: &N) -> bool {
+        self.contains(n)
+    }
+    fn kids(&self, n: &N) -> Option<Vec<NodeRef>> {
+        self.children(n).ok().map(|it| {
+            let len = it.len();
+            let v: Vec<_> = it.collect();
+            assert_eq!(v.len(), len, "ExactSizeIterator::len");
+            v
+        })
+    }
+}
+
+fn index_of(nodes: &[N], r: &NodeRef) -> usize {
+    nodes.iter().position(|n| r == n).unwrap_or(usize::MAX)
+}
+
+/// The child list as node indices, checking the `NodeRef` API on the way.
+fn kid_indices(nodes: &[N], refs: &[NodeRef], what: &str) -> R<Vec<usize>> {
+    refs.iter()
+        .map(|r| {
+            let i = index_of(nodes, r);
+            if i != usize::MAX {
+                let ok = r.is::<u64>()
+                    && !r.is::<String>()
+                    && r.downcast::<String>().is_none()
+                    && r.downcast::<u64>().as_ref() == Some(&nodes[i])
+                    && r.same_node(&nodes[i])
+                    && r.type_name().contains("u64");
+                if !ok {
+                    return Err(format!("{what}: NodeRef API disagrees for node {i}"));
                 }
             }
-            Op::Check(s) => {
-                let shot = nodes[s].snapshot();
-                for n in 0..N {
-                    let inside = m.reaches(s, n);
-                    assert_eq!(shot.contains(&nodes[n]), inside, "check {s}: node {n}");
-                    if inside {
-                        assert_eq!(shot[&nodes[n]], m.values[n], "check {s}: node {n}");
-                    }
-                }
-                for p in 0..N {
-                    if m.reaches(s, p) {
-                        let kids: Vec<_> = shot.children(&nodes[p]).unwrap().collect();
-                        let want = m.kids(p);
-                        assert_eq!(kids.len(), want.len());
-                        for (k, &w) in kids.iter().zip(want) {
-                            assert!(*k == nodes[w], "child order of {p}");
-                        }
-                    }
-                }
+            Ok(i)
+        })
+        .collect()
+}
+
+/// Checks every node of a view against the model.
+fn check_view(v: &impl View, nodes: &[N], m: &mut ViewModel, what: &str) -> R {
+    for (i, n) in nodes.iter().enumerate() {
+        let got = v.val(n);
+        let has = v.has(n);
+        let kids = v.kids(n);
+        if got.is_some() != has || kids.is_some() != has {
+            return Err(format!(
+                "{what}: node {i}: get {}, contains {has}, children {} disagree",
+                got.is_some(),
+                kids.is_some()
+            ));
+        }
+        if i >= m.w.len() {
+            // Created after this view was taken.
+            if has {
+                return Err(format!("{what}: has node {i}, created after it"));
+            }
+            continue;
+        }
+        m.check_get(i, got, what)?;
+        let kids = match kids {
+            Some(k) => Some(kid_indices(nodes, &k, what)?),
+            None => None,
+        };
+        m.check_kids(i, kids, what)?;
+    }
+    Ok(())
+}
+
+fn check_snapshot(shot: &Snapshot, nodes: &[N], s: usize, m: &mut ViewModel, what: &str) -> R {
+    if shot.root() != nodes[s] {
+        return Err(format!("{what}: root() is not node {s}"));
+    }
+    check_view(shot, nodes, m, what)
+}
+
+// ------------------------------------------------------------ selectors
+
+/// Resolves a selector: `In` counts in the subtree of `ctx` in `w`, `Kid`
+/// among the children of `parent`.
+fn pick(w: &World, sel: Sel, ctx: usize, parent: usize) -> usize {
+    match sel {
+        Sel::Any(i) => i as usize % POOL,
+        Sel::Deep(c, d) => match w.chains.len() {
+            0 => d as usize % POOL,
+            n => {
+                let (base, k) = w.chains[c as usize % n];
+                base + d as usize % k
+            }
+        },
+        Sel::In(k) => {
+            let sub = w.subtree(ctx);
+            sub[k as usize % sub.len()]
+        }
+        Sel::Kid(k) => {
+            let kids = &w.kids[parent];
+            if kids.is_empty() {
+                k as usize % POOL
+            } else {
+                kids[k as usize % kids.len()]
             }
         }
     }
-    // Every node agrees with the model on its own.
-    for (node, want) in nodes.iter().zip(m.values) {
-        assert_eq!(node.read(), want);
+}
+
+// ---------------------------------------------------------- transactions
+
+/// How one attempt of a transaction went.
+struct Attempt {
+    /// How many times the closure ran before.
+    index: u32,
+    m: TxModel,
+    /// A nested commit wrote a node of this subtree after the snapshot:
+    /// this attempt must not commit.
+    doomed: bool,
+    /// Any nested commit or snapshot (retries are then allowed).
+    nested: bool,
+    /// Something was written or a dynamic operation succeeded. An
+    /// unmodified attempt commits without a CAS (and so may commit even
+    /// when doomed: it is read-only, serialised at its snapshot).
+    modified: bool,
+    /// `tr.snapshot()`s taken, with what they must show.
+    frozen: Vec<(Snapshot, ViewModel)>,
+    /// The error a `?` returned.
+    err: Option<TreeError>,
+    /// (parent, child) edges released so far.
+    released: Vec<(usize, usize)>,
+    /// (parent, child) edges inserted online so far.
+    onlined: Vec<(usize, usize)>,
+    /// Nodes inserted online that were not in this attempt's tree.
+    pulled: Vec<usize>,
+    /// The nodes whose packets this attempt has held: its subtree at the
+    /// snapshot, and what online inserts pulled in.
+    held: Vec<bool>,
+    log: Vec<String>,
+}
+
+enum Stop {
+    Model(String),
+    Tree(TreeError),
+}
+
+impl From<String> for Stop {
+    fn from(s: String) -> Stop {
+        Stop::Model(s)
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-    #[test]
-    fn matches_sequential_model(ops in prop::collection::vec(op(), 1..60)) {
-        run(ops);
+/// Everything an attempt needs besides the transaction.
+struct Ctx<'a> {
+    nodes: &'a [N],
+    g: &'a mut World,
+    is_try: bool,
+    skip: &'a [String],
+    /// Every (parent, child) a release or an online insert put in limbo
+    /// so far, committed or not.
+    limbo: &'a mut Vec<(usize, usize)>,
+}
+
+impl Ctx<'_> {
+    /// A dynamic operation's result: checked by `check`, then `?`-ed in
+    /// the `try_` flavour.
+    fn dyn_op(
+        &self,
+        a: &mut Attempt,
+        r: Result<(), TreeError>,
+        check: impl FnOnce(&mut TxModel, Out) -> R,
+    ) -> Result<bool, Stop> {
+        check(&mut a.m, Out::of(&r))?;
+        a.modified |= r.is_ok();
+        match r {
+            Err(e) if self.is_try => Err(Stop::Tree(e)),
+            r => Ok(r.is_ok()),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        tr: &mut Transaction,
+        a: &mut Attempt,
+        p: usize,
+        c: usize,
+        online: bool,
+    ) -> Result<bool, Stop> {
+        if online {
+            let below = a.m.v.w.reach(c);
+            let overlap = a.m.v.read[c] != Tri::Yes
+                && (0..below.len())
+                    .any(|n| n != c && below[n] && (a.m.v.read[n] != Tri::No || a.held[n]));
+            let back = a.released.contains(&(p, c));
+            let detached = !back && a.held[c] && a.m.v.read[c] != Tri::Yes;
+            // Up from `p` through committed parents and limbo edges.
+            let mut up = vec![false; self.g.len()];
+            let mut stack = vec![p];
+            while let Some(n) = stack.pop() {
+                if std::mem::replace(&mut up[n], true) {
+                    continue;
+                }
+                stack.extend((0..self.g.len()).filter(|&q| self.g.kids[q].contains(&n)));
+                stack.extend(self.limbo.iter().filter(|e| e.1 == n).map(|e| e.0));
+            }
+            let below_c = self.g.reach(c);
+            let stale = (0..up.len()).any(|n| up[n] && below_c[n]);
+            for (kind, yes) in [
+                ("online-stale", stale),
+                ("online-overlap", overlap),
+                ("online-back", back),
+                ("online-detached", detached),
+            ] {
+                if yes && self.skip.iter().any(|k| k == kind) {
+                    return Ok(false);
+                }
+            }
+        }
+        let w = &a.m.v.w;
+        if w.reaches(c, p) && w.has_links() && self.skip.iter().any(|k| k == "link-cycle") {
+            return Ok(false);
+        }
+        if !w.reaches(c, p) && self.g.reaches(c, p) && self.skip.iter().any(|k| k == "stale-cycle")
+        {
+            return Ok(false);
+        }
+        a.log.push(format!(
+            "insert{}({p}, {c})",
+            if online { "_online" } else { "" }
+        ));
+        let (pn, cn) = (&self.nodes[p], &self.nodes[c]);
+        let r = if online {
+            tr.insert_online(pn, cn)
+        } else {
+            tr.insert(pn, cn)
+        };
+        if online && r.is_ok() {
+            // Brought into the tree by this insert (not a move of a node of
+            // this subtree): the library refuses to release it again in
+            // this attempt (`TreeError::ReleaseOfPulledNode`).
+            if !a.held[c] && !a.doomed {
+                a.pulled.push(c);
+            }
+            let below = a.m.v.w.reach(c);
+            a.held.iter_mut().zip(below).for_each(|(h, b)| *h |= b);
+            a.onlined.push((p, c));
+            self.limbo.push((p, c));
+        }
+        self.dyn_op(a, r, |m, out| m.insert(p, c, online, out))
+    }
+
+    fn release(
+        &mut self,
+        tr: &mut Transaction,
+        a: &mut Attempt,
+        p: usize,
+        c: usize,
+    ) -> Result<bool, Stop> {
+        if a.onlined.contains(&(p, c)) && self.skip.iter().any(|k| k == "release-online") {
+            return Ok(false);
+        }
+        a.log.push(format!("release({p}, {c})"));
+        let r = tr.release(&self.nodes[p], &self.nodes[c]);
+        if matches!(r, Err(TreeError::ReleaseOfPulledNode)) {
+            // Refused for a node inserted online here and written since.
+            return if a.pulled.contains(&c) {
+                Ok(false)
+            } else {
+                Err(Stop::Model(format!(
+                    "release({p}, {c}): ReleaseOfPulledNode for a node not inserted online here"
+                )))
+            };
+        }
+        if r.is_ok() {
+            a.released.push((p, c));
+            self.limbo.push((p, c));
+        }
+        self.dyn_op(a, r, |m, out| m.release(p, c, out))
+    }
+
+    fn write(&self, tr: &mut Transaction, a: &mut Attempt, n: usize, d: u64) -> R {
+        a.log.push(format!("tr[{n}] += {d}"));
+        let node = &self.nodes[n];
+        let ok = if a.m.v.read[n] == Tri::Yes && d % 2 == 0 {
+            tr[node] += d;
+            true
+        } else if let Ok(v) = tr.get_mut(node) {
+            *v += d;
+            true
+        } else {
+            false
+        };
+        a.modified |= ok;
+        a.m.v.write(n, d, ok, "tx.get_mut")
+    }
+
+    /// `t.iterate_commit(|t| t[&n] += d)` from inside an attempt.
+    fn nested(&mut self, a: &mut Attempt, t: usize, n: usize, d: u64) -> R {
+        a.log
+            .push(format!("nested {t}.iterate_commit(tr[{n}] += {d})"));
+        a.nested = true;
+        let s = a.m.s;
+        // The transaction holds a (now stale) copy of `n`: it was in the
+        // committed subtree at the snapshot, or has been pulled in since.
+        let inside = self.g.reaches(s, n) || a.m.v.read[n] != Tri::No;
+        let writes = self.g.reaches(t, n);
+        let node = &self.nodes[n];
+        let shot = self.nodes[t].iterate_commit(|t2| {
+            guard(t2.attempt(), "a nested commit");
+            if let Ok(v) = t2.get_mut(node) {
+                *v += d;
+            }
+        });
+        if writes {
+            self.g.vals[n] += d;
+            if inside {
+                a.doomed = true;
+                a.m.v.alt[n] = Some(self.g.vals[n]);
+            } else {
+                a.m.v.w.vals[n] += d;
+            }
+        }
+        let want = writes.then_some(self.g.vals[n]);
+        let got = shot.get(node).ok().copied();
+        if got != want {
+            return Err(format!(
+                "nested commit on {t}: its snapshot has node {n} = {got:?}, model {want:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, tr: &mut Transaction, a: &mut Attempt, ops: &[TxOp]) -> Result<(), Stop> {
+        let s = a.m.s;
+        let first = tr.attempt() == 0;
+        for op in ops {
+            if self.skip.iter().any(|k| k == op.kind()) {
+                continue;
+            }
+            let w = &a.m.v.w;
+            let inn = |sel| pick(w, sel, s, s);
+            match *op {
+                TxOp::Get(n) => {
+                    let n = inn(n);
+                    a.log.push(format!("get({n})"));
+                    let got = tr.get(&self.nodes[n]).ok().copied();
+                    a.m.v.check_get(n, got, "tx.get")?;
+                }
+                TxOp::Write(n, d) => {
+                    let n = inn(n);
+                    self.write(tr, a, n, d as u64 + 1)?;
+                }
+                TxOp::Contains(n) => {
+                    let n = inn(n);
+                    a.log.push(format!("contains({n})"));
+                    let got = tr.contains(&self.nodes[n]);
+                    a.m.v.observe(n, got, "tx.contains")?;
+                }
+                TxOp::Children(n) => {
+                    let n = inn(n);
+                    a.log.push(format!("children({n})"));
+                    let got = match tr.kids(&self.nodes[n]) {
+                        Some(k) => Some(kid_indices(self.nodes, &k, "tx.children")?),
+                        None => None,
+                    };
+                    a.m.v.check_kids(n, got, "tx.children")?;
+                }
+                TxOp::Snap => {
+                    a.log.push("snapshot()".into());
+                    a.frozen.push((tr.snapshot(), a.m.v.clone()));
+                }
+                TxOp::Attempt => {
+                    a.log.push("attempt()".into());
+                    if tr.attempt() != a.index {
+                        return Err(Stop::Model(format!(
+                            "tr.attempt() = {} on the closure's run {}",
+                            tr.attempt(),
+                            a.index
+                        )));
+                    }
+                }
+                TxOp::CheckAll => {
+                    a.log.push("check all".into());
+                    check_view(tr, self.nodes, &mut a.m.v, "tx view")?;
+                }
+                TxOp::Insert { p, c, online } => {
+                    let p = inn(p);
+                    let c = pick(w, c, s, p);
+                    self.insert(tr, a, p, c, online)?;
+                }
+                TxOp::Release { p, c } => {
+                    let p = inn(p);
+                    let c = pick(w, c, s, p);
+                    self.release(tr, a, p, c)?;
+                }
+                TxOp::Swap { p, a: x, b: y } => {
+                    let p = inn(p);
+                    let (x, y) = (pick(w, x, s, p), pick(w, y, s, p));
+                    a.log.push(format!("swap({p}, {x}, {y})"));
+                    let r = tr.swap(&self.nodes[p], &self.nodes[x], &self.nodes[y]);
+                    self.dyn_op(a, r, |m, out| m.swap(p, x, y, out))?;
+                }
+                TxOp::Move { p, c, q, online, d } | TxOp::NestedMove { p, c, q, online, d } => {
+                    let p = inn(p);
+                    let c = pick(w, c, s, p);
+                    let q = inn(q);
+                    if first && matches!(op, TxOp::NestedMove { .. }) {
+                        self.nested(a, c, c, 1000 * (d as u64 + 1))?;
+                    }
+                    self.release(tr, a, p, c)?;
+                    if self.insert(tr, a, q, c, online)? && online {
+                        self.write(tr, a, c, d as u64 + 1)?;
+                    }
+                }
+                TxOp::InsertRelease { p, c, online } => {
+                    let p = inn(p);
+                    let c = pick(w, c, s, p);
+                    self.insert(tr, a, p, c, online)?;
+                    self.release(tr, a, p, c)?;
+                }
+                TxOp::Nested { t, n, d } => {
+                    if first {
+                        let t = pick(self.g, t, s, s);
+                        let n = pick(self.g, n, t, t);
+                        self.nested(a, t, n, 1000 * (d as u64 + 1))?;
+                    }
+                }
+                TxOp::NestedSnap(t) => {
+                    let t = pick(self.g, t, s, s);
+                    if !first && !self.g.reaches(t, s) {
+                        // Only an ancestor's snapshot is free on every
+                        // attempt: any other tree that shares nodes with
+                        // this one (or will, once this attempt's dynamic
+                        // operations are in limbo) takes their packets back
+                        // each time, and a writing transaction livelocks.
+                        continue;
+                    }
+                    a.log.push(format!("nested {t}.snapshot()"));
+                    a.nested = true;
+                    let shot = self.nodes[t].snapshot();
+                    let mut m = ViewModel::snapshot(self.g, t);
+                    check_snapshot(&shot, self.nodes, t, &mut m, "snapshot inside a closure")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the library returned.
+enum Res {
+    Shot(Snapshot),
+    Stats(Snapshot, kame_stm::TxStats),
+    Stopped,
+    Failed(TreeError),
+}
+
+// --------------------------------------------------------------- harness
+
+struct Held {
+    shot: Snapshot,
+    s: usize,
+    m: ViewModel,
+}
+
+struct Harness {
+    nodes: Vec<N>,
+    g: World,
+    held: Vec<Held>,
+    log: Vec<String>,
+    skip: Vec<String>,
+    limbo: Vec<(usize, usize)>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let mut h = Harness {
+            nodes: Vec::new(),
+            g: World::default(),
+            held: Vec::new(),
+            log: Vec::new(),
+            skip: ops::skipped(),
+            limbo: Vec::new(),
+        };
+        for _ in 0..POOL {
+            h.fresh();
+        }
+        h
+    }
+
+    fn fresh(&mut self) -> usize {
+        let v = initial(self.nodes.len());
+        self.nodes.push(Node::new(v));
+        self.g.add(v)
+    }
+
+    fn any(&self, sel: Sel) -> usize {
+        pick(&self.g, sel, 0, 0)
+    }
+
+    fn check(&self, s: usize, what: &str) -> R {
+        let shot = self.nodes[s].snapshot();
+        let mut m = ViewModel::snapshot(&self.g, s);
+        check_snapshot(&shot, &self.nodes, s, &mut m, what)?;
+        if shot[&self.nodes[s]] != self.g.vals[s] {
+            return Err(format!("{what}: shot[&{s}] disagrees with get"));
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, op: &Op) -> R {
+        if self.skip.iter().any(|k| k == op.kind()) {
+            return Ok(());
+        }
+        match op {
+            Op::Insert(p, c) => {
+                let (p, c) = (self.any(*p), self.any(*c));
+                let g = &self.g;
+                if g.reaches(c, p) && g.has_links() && self.skip.iter().any(|k| k == "link-cycle") {
+                    return Ok(());
+                }
+                self.log.push(format!("{p}.insert({c})"));
+                let r = self.nodes[p].insert(&self.nodes[c]);
+                let mut m = TxModel::new(&self.g, p);
+                m.insert(p, c, false, Out::of(&r))
+                    .map_err(|e| format!("Node::{e}"))?;
+                self.g = m.v.w;
+            }
+            Op::Release(p, c) => {
+                let p = self.any(*p);
+                let c = pick(&self.g, *c, p, p);
+                self.log.push(format!("{p}.release({c})"));
+                let r = self.nodes[p].release(&self.nodes[c]);
+                let mut m = TxModel::new(&self.g, p);
+                m.release(p, c, Out::of(&r))
+                    .map_err(|e| format!("Node::{e}"))?;
+                self.g = m.v.w;
+                if r.is_ok() {
+                    self.limbo.push((p, c));
+                }
+            }
+            Op::Read(n) => {
+                let n = self.any(*n);
+                self.log.push(format!("{n}.read()"));
+                let got = self.nodes[n].read();
+                if got != self.g.vals[n] {
+                    return Err(format!("read({n}) = {got}, model {}", self.g.vals[n]));
+                }
+            }
+            Op::Check(s) => {
+                let s = self.any(*s);
+                self.log.push(format!("check {s}.snapshot()"));
+                self.check(s, "snapshot")?;
+            }
+            Op::Hold(s) => {
+                let s = self.any(*s);
+                self.log.push(format!("hold {s}.snapshot()"));
+                let shot = self.nodes[s].snapshot();
+                let m = ViewModel::snapshot(&self.g, s);
+                self.held.push(Held { shot, s, m });
+                if self.held.len() > 4 {
+                    self.held.remove(0);
+                }
+            }
+            Op::Recheck => {
+                self.log.push("recheck held snapshots".into());
+                for h in &self.held {
+                    let mut m = h.m.clone();
+                    check_snapshot(&h.shot, &self.nodes, h.s, &mut m, "held snapshot")?;
+                }
+            }
+            Op::Tx { s, flavor, ops } => {
+                let s = self.any(*s);
+                self.tx(s, *flavor, ops)?;
+            }
+            Op::Chain { under, k, build } => self.chain(*under, *k as usize, *build)?,
+            Op::Every { s, t, try_form } => {
+                let s = self.any(*s);
+                let t = pick(&self.g, *t, s, s);
+                self.every(s, t, *try_form)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tx(&mut self, s: usize, flavor: Flavor, ops: &[TxOp]) -> R {
+        let is_try = matches!(flavor, Flavor::Try(_));
+        let mut atts: Vec<Attempt> = Vec::new();
+        let mut fail: Option<String> = None;
+        let mut cx = Ctx {
+            nodes: &self.nodes,
+            g: &mut self.g,
+            is_try,
+            skip: &self.skip,
+            limbo: &mut self.limbo,
+        };
+        let mut body = |tr: &mut Transaction| -> Result<(), TreeError> {
+            guard_log(tr.attempt(), &format!("a transaction on {s}"), atts.last());
+            let mut a = Attempt {
+                index: atts.len() as u32,
+                m: TxModel::new(cx.g, s),
+                doomed: false,
+                nested: false,
+                modified: false,
+                frozen: Vec::new(),
+                err: None,
+                released: Vec::new(),
+                onlined: Vec::new(),
+                pulled: Vec::new(),
+                held: cx.g.reach(s),
+                log: Vec::new(),
+            };
+            if tr.attempt() != a.index {
+                fail.get_or_insert(format!(
+                    "tr.attempt() = {} on the closure's run {}",
+                    tr.attempt(),
+                    a.index
+                ));
+            }
+            let r = match cx.run(tr, &mut a, ops) {
+                Ok(()) => Ok(()),
+                Err(Stop::Tree(e)) => {
+                    a.err = Some(e);
+                    Err(e)
+                }
+                Err(Stop::Model(msg)) => {
+                    fail.get_or_insert(msg);
+                    Ok(())
+                }
+            };
+            if fail.is_none() && r.is_ok() {
+                // The attempt's whole view, and its frozen snapshots.
+                let mut res = check_view(tr, cx.nodes, &mut a.m.v, "tx view at the end");
+                for (shot, m) in &mut a.frozen {
+                    res = res.and_then(|()| {
+                        check_snapshot(shot, cx.nodes, s, m, "tr.snapshot() at the end")
+                    });
+                }
+                if let Err(e) = res {
+                    fail.get_or_insert(e);
+                }
+            }
+            atts.push(a);
+            match r {
+                Ok(()) if matches!(flavor, Flavor::Try(true)) => Err(TreeError::NotAChild),
+                r => r,
+            }
+        };
+        let node = &self.nodes[s];
+        let res = match flavor {
+            Flavor::Plain => Res::Shot(node.iterate_commit(|tr| {
+                let _ = body(tr);
+            })),
+            Flavor::Stats => {
+                let (shot, st) = node.iterate_commit_with_stats(|tr| {
+                    let _ = body(tr);
+                });
+                Res::Stats(shot, st)
+            }
+            Flavor::If(k) => Res::Shot(node.iterate_commit_if(|tr| {
+                let _ = body(tr);
+                tr.attempt() >= k as u32
+            })),
+            Flavor::While(stop) => match node.iterate_commit_while(|tr| {
+                let _ = body(tr);
+                !stop
+            }) {
+                Some(shot) => Res::Shot(shot),
+                None => Res::Stopped,
+            },
+            Flavor::Try(_) => match node.try_iterate_commit(&mut body) {
+                Ok(shot) => Res::Shot(shot),
+                Err(e) => Res::Failed(e),
+            },
+        };
+        let last = atts.last().expect("the closure ran");
+        self.log.push(format!(
+            "tx on {s} {flavor:?}, {} attempt(s), last: {}",
+            atts.len(),
+            last.log.join("; ")
+        ));
+        if let Some(f) = fail {
+            return Err(f);
+        }
+        let refusals = match flavor {
+            Flavor::If(k) => k as usize,
+            _ => 0,
+        };
+        let shot = match res {
+            Res::Stopped => {
+                if !matches!(flavor, Flavor::While(true)) {
+                    return Err("iterate_commit_while stopped, closure returned true".into());
+                }
+                return Ok(());
+            }
+            Res::Failed(e) => {
+                let want = last
+                    .err
+                    .or(matches!(flavor, Flavor::Try(true)).then_some(TreeError::NotAChild));
+                if Some(e) != want {
+                    return Err(format!(
+                        "try_iterate_commit returned Err({e:?}), model {want:?}"
+                    ));
+                }
+                return Ok(());
+            }
+            Res::Stats(shot, st) => {
+                if st.retries as usize != atts.len() - 1 {
+                    return Err(format!(
+                        "stats.retries = {}, closure ran {} times",
+                        st.retries,
+                        atts.len()
+                    ));
+                }
+                shot
+            }
+            Res::Shot(shot) => shot,
+        };
+        if matches!(flavor, Flavor::While(true)) {
+            return Err(
+                "iterate_commit_while committed although the closure returned false".into(),
+            );
+        }
+        if let Some(e) = last.err {
+            return Err(format!(
+                "try_iterate_commit committed although the closure returned Err({e:?})"
+            ));
+        }
+        if matches!(flavor, Flavor::Try(true)) {
+            return Err("try_iterate_commit committed although the closure returned Err".into());
+        }
+        if last.doomed && last.modified {
+            return Err(format!(
+                "attempt {} committed although a nested commit inside its subtree \
+                 happened after its snapshot (lost update)",
+                atts.len() - 1
+            ));
+        }
+        if atts.len() <= refusals {
+            return Err(format!(
+                "iterate_commit_if committed attempt {} (refusing {refusals})",
+                atts.len() - 1
+            ));
+        }
+        if !atts.iter().any(|a| a.nested)
+            && atts.len() != refusals + 1
+            && !self.skip.iter().any(|k| k == "retries")
+        {
+            return Err(format!(
+                "a transaction without nested operations ran {} times (refusals: {refusals})",
+                atts.len()
+            ));
+        }
+        let last = atts.pop().unwrap();
+        let mut m = last.m.v.clone();
+        check_snapshot(&shot, &self.nodes, s, &mut m, "committed snapshot")?;
+        for (frozen, mut m) in last.frozen {
+            check_snapshot(
+                &frozen,
+                &self.nodes,
+                s,
+                &mut m,
+                "tr.snapshot() after commit",
+            )?;
+        }
+        if last.modified {
+            self.g = last.m.v.w;
+        }
+        Ok(())
+    }
+
+    fn chain(&mut self, under: Sel, k: usize, build: Build) -> R {
+        let p = self.any(under);
+        let base = self.nodes.len();
+        for _ in 0..k {
+            self.fresh();
+        }
+        let c = &self.nodes[base..];
+        let deep = base + k - 1;
+        self.log
+            .push(format!("chain {base}..={deep} ({build:?}) under {p}"));
+        let link = |i: usize| -> R {
+            c[i].insert(&c[i + 1])
+                .map_err(|e| format!("chain: {}.insert({}) = {e:?}", base + i, base + i + 1))
+        };
+        match build {
+            Build::BottomUp => (0..k - 1).rev().try_for_each(link)?,
+            Build::TopDown => (0..k - 1).try_for_each(link)?,
+            Build::Online => {
+                let mut err = None;
+                c[0].iterate_commit(|tr| {
+                    guard(tr.attempt(), "building a chain");
+                    err = None;
+                    for i in 0..k - 1 {
+                        if let Err(e) = tr.insert_online(&c[i], &c[i + 1]) {
+                            err.get_or_insert(format!("chain: insert_online = {e:?}"));
+                        }
+                    }
+                    match tr.get_mut(&c[k - 1]) {
+                        Ok(v) => *v += 1,
+                        Err(_) => {
+                            err.get_or_insert("chain: deepest node not readable".into());
+                        }
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(e);
+                }
+                self.g.vals[deep] += 1;
+            }
+        }
+        for i in base..deep {
+            self.g.kids[i].push(i + 1);
+        }
+        self.g.chains.push((base, k));
+        let r = self.nodes[p].insert(&self.nodes[base]);
+        let mut m = TxModel::new(&self.g, p);
+        m.insert(p, base, false, Out::of(&r))
+            .map_err(|e| format!("chain: Node::{e}"))?;
+        self.g = m.v.w;
+        let d = &self.nodes[deep];
+        self.nodes[deep].iterate_commit(|tr| tr[d] += 7);
+        self.g.vals[deep] += 7;
+        self.check(p, "snapshot above a chain")
+    }
+
+    /// A closure that commits on `t` on every attempt.
+    fn every(&mut self, s: usize, t: usize, try_form: bool) -> R {
+        let inside = self.g.reaches(s, t);
+        let (rs, rt) = (self.g.reach(s), self.g.reach(t));
+        let disjoint = !rs.iter().zip(&rt).any(|(a, b)| *a && *b);
+        self.log.push(format!(
+            "tx on {s} committing on {t} every attempt ({}, {})",
+            if try_form { "try_" } else { "panic" },
+            if inside {
+                "inside"
+            } else if disjoint {
+                "disjoint"
+            } else {
+                "overlapping"
+            }
+        ));
+        let (sn, tn) = (&self.nodes[s], &self.nodes[t]);
+        let mut count = 0u64;
+        let mut runs = 0u32;
+        let mut body = |tr: &mut Transaction| {
+            guard(tr.attempt(), "a transaction committing on every attempt");
+            runs += 1;
+            tn.iterate_commit(|t2| {
+                guard(t2.attempt(), "the nested commit");
+                t2[tn] += 1;
+            });
+            count += 1;
+            if let Ok(v) = tr.get_mut(sn) {
+                *v += 10;
+            }
+        };
+        // Ok(true): the outer transaction committed.
+        let r: R<bool> = if try_form {
+            match sn.try_iterate_commit(|tr| {
+                body(tr);
+                Ok::<(), TreeError>(())
+            }) {
+                Ok(_) => Ok(true),
+                Err(_) => Ok(false),
+            }
+        } else {
+            match catch_unwind(AssertUnwindSafe(|| sn.iterate_commit(&mut body))) {
+                Ok(_) => Ok(true),
+                Err(p) => {
+                    let msg = panic_message(&*p);
+                    if msg.starts_with("model:") {
+                        Err(msg)
+                    } else {
+                        self.log.push(format!("  panicked: {msg}"));
+                        Ok(false)
+                    }
+                }
+            }
+        };
+        let committed = r?;
+        self.g.vals[t] += count;
+        if committed {
+            self.g.vals[s] += 10;
+        }
+        if inside && committed {
+            return Err(format!(
+                "committed after {runs} attempts although every attempt committed inside its subtree"
+            ));
+        }
+        let strict = !self.skip.iter().any(|k| k == "retries");
+        if disjoint && (!committed || (strict && runs != 1)) {
+            return Err(format!(
+                "a nested commit on a disjoint subtree: committed {committed} after {runs} attempts"
+            ));
+        }
+        self.check(s, "after a closure committing on every attempt")?;
+        self.check(t, "after a closure committing on every attempt")
+    }
+
+    fn finish(&self) -> R {
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.read() != self.g.vals[i] {
+                return Err(format!(
+                    "final: read({i}) = {}, model {}",
+                    n.read(),
+                    self.g.vals[i]
+                ));
+            }
+        }
+        (0..POOL).try_for_each(|s| self.check(s, "final snapshot"))
+    }
+}
+
+fn run(ops: &[Op], what: &std::sync::Mutex<String>) -> Result<(), TestCaseError> {
+    let mut h = Harness::new();
+    for (i, op) in ops.iter().enumerate() {
+        watchdog::beat();
+        if let Ok(mut w) = what.lock() {
+            *w = format!(
+                "op {i}: {op:?}\nresolved before it:\n  {}",
+                h.log.join("\n  ")
+            );
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| h.step(op)))
+            .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(&*p))));
+        if let Err(e) = r {
+            return Err(TestCaseError::fail(format!(
+                "op {i}: {e}\nresolved:\n  {}",
+                h.log.join("\n  ")
+            )));
+        }
+    }
+    h.finish()
+        .map_err(|e| TestCaseError::fail(format!("{e}\nresolved:\n  {}", h.log.join("\n  "))))
+}
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES);
+    ProptestConfig {
+        cases,
+        // Where `proptest!` would keep the seeds of failures found.
+        source_file: Some(file!()),
+        test_name: Some("matches_sequential_model"),
+        ..ProptestConfig::default()
+    }
+}
+
+/// The property, run by hand rather than with `proptest!` so that its
+/// shrunk failure can be shrunk further (`replay::shrink`, in child
+/// processes): proptest does not retry removing operations once it has
+/// simplified them.
+/// Ignored in the default run while it still finds open failures (listed
+/// in docs/verification.md, "Open"); run it with
+/// `cargo test --test model -- --ignored` (add `KAME_MODEL_SKIP=` to look
+/// at every class, and `KAME_MODEL_REPLAY=<hex>` to replay a case).
+/// `tests/model_basic.rs` is the smaller model CI runs meanwhile.
+#[test]
+#[ignore = "open failures: docs/verification.md, Open"]
+fn matches_sequential_model() {
+    use proptest::test_runner::{TestError, TestRunner};
+    let mut runner = TestRunner::new(config());
+    let strategy = prop::collection::vec(ops::op(), 1..40);
+    match runner.run(&strategy, |ops| watchdog::run_case(ops, false)) {
+        Ok(()) => {}
+        Err(TestError::Abort(why)) => panic!("proptest aborted: {why}"),
+        Err(TestError::Fail(why, ops)) => {
+            let why = why.to_string();
+            let sig = replay::signature(&why);
+            eprintln!("model: proptest's minimal case:\n{ops:?}\n{why}");
+            eprintln!("model: shrinking further in child processes...");
+            let (min, outcome) = replay::shrink(
+                ops,
+                |o| matches!(o, replay::Outcome::Fail(m) if replay::signature(m) == sig),
+            );
+            let msg = match outcome {
+                replay::Outcome::Fail(m) => m,
+                o => format!("{why}\n(the child processes did not reproduce it: {o:?})"),
+            };
+            panic!(
+                "minimal failing case ({}={}):\n{min:?}\n{msg}",
+                replay::ENV,
+                replay::encode(&min)
+            );
+        }
+    }
+}
+
+/// Replays one encoded case (`KAME_MODEL_REPLAY=<hex>`; a no-op without it):
+/// the child process of shrinking, and a way to re-run a printed case.
+#[test]
+fn replay_case() {
+    let Ok(hex) = std::env::var(replay::ENV) else {
+        return;
+    };
+    let ops = replay::decode(&hex).expect("a valid KAME_MODEL_REPLAY");
+    if let Err(TestCaseError::Fail(why) | TestCaseError::Reject(why)) =
+        watchdog::run_case(ops, true)
+    {
+        let _ = writeln!(std::io::stderr(), "{}{}", replay::FAILED, why.message());
+        std::process::exit(1);
+    }
+}
+
+/// A chain of 10 000 nodes end to end, on a thread with the default test
+/// stack (2 MiB): build, snapshot of the root, commit at the deepest node,
+/// commit at the root, a cycle check through the whole chain, drop. A
+/// phase that does not finish in 30 s fails the test (its thread is left
+/// behind).
+#[test]
+fn deep_chain() {
+    use std::sync::{Arc, Mutex, mpsc};
+    const DEPTH: usize = 10_000;
+    let phase = Arc::new(Mutex::new("build"));
+    let (tx, rx) = mpsc::channel();
+    let ph = phase.clone();
+    let at = move |p: &'static str| *ph.lock().unwrap() = p;
+    std::thread::Builder::new()
+        .name("deep_chain".into())
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let nodes: Vec<N> = (0..DEPTH).map(|i| Node::new(i as u64)).collect();
+            for w in nodes.windows(2) {
+                w[0].insert(&w[1]).expect("chain insert");
+            }
+            let (root, deep) = (&nodes[0], &nodes[DEPTH - 1]);
+            let last = DEPTH as u64 - 1;
+            at("snapshot of the root");
+            let shot = root.snapshot();
+            assert_eq!(shot[deep], last);
+            assert_eq!(shot.children(deep).unwrap().len(), 0);
+            let mid = shot.children(&nodes[DEPTH / 2]).unwrap().next().unwrap();
+            assert!(mid == nodes[DEPTH / 2 + 1]);
+            at("commit at the deepest node");
+            deep.iterate_commit(|tr| tr[deep] += 1);
+            at("snapshot after it");
+            assert_eq!(root.snapshot()[deep], last + 1);
+            assert_eq!(shot[deep], last, "an old snapshot does not change");
+            at("commit at the root");
+            root.iterate_commit(|tr| {
+                tr[root] += 1;
+                tr[deep] += 1;
+            });
+            let s = root.snapshot();
+            assert_eq!((s[root], s[deep]), (1, last + 2));
+            assert_eq!(deep.read(), last + 2);
+            at("cycle check through the chain");
+            assert_eq!(deep.insert(root), Err(TreeError::Cycle));
+            at("drop");
+            drop((shot, s));
+            drop(nodes);
+            kame_stm::collect_garbage();
+            let _ = tx.send(());
+        })
+        .expect("spawn");
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the deep chain failed (above)"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!(
+                "deep chain: {} did not finish in 30 s",
+                phase.lock().unwrap()
+            )
+        }
     }
 }

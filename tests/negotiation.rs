@@ -2,8 +2,9 @@
 //!
 //! Run with `--nocapture` to see the measured table. Under the default
 //! features these tests assert bounded progress; under
-//! `--features no-privilege` the slow-transaction test asserts that the
-//! livelock (starvation) is observed, which is the point of that feature.
+//! `--features no-privilege` the slow-transaction test only measures the
+//! starvation (how much of it a run sees depends on the machine's load; the
+//! deterministic demonstrations are elsewhere, see the test).
 //! No fixed sleeps that assume a schedule: windows are seconds long and the
 //! only sleep is the slow transaction's deliberate 10 ms of "work".
 
@@ -104,16 +105,12 @@ fn slow_transaction_against_fast_committers() {
     } else {
         // The starvation this feature exists to show: while the fast
         // threads run, the slow transaction only gets a commit in when the
-        // OS happens to stall both of them for 10 ms. With privilege the same
-        // budget takes a fraction of a second and about two attempts each.
-        assert!(
-            slow_commits < SLOW_BUDGET,
-            "expected starvation without privilege, got {slow_commits} commits"
-        );
-        assert!(
-            attempts >= 20 * slow_commits.max(1),
-            "too few attempts to call it starvation: {attempts} for {slow_commits} commits"
-        );
+        // OS happens to stall both of them for 10 ms. How often that
+        // happens depends on the machine's load, so this is measured and
+        // printed, never asserted: the deterministic demonstrations are
+        // `a_conflict_found_at_commit_time_tags` (tests/regressions.rs) and
+        // the fixed ping-pong schedule in `protocol::interleavings`.
+        println!("(no-privilege: {slow_commits} slow commits, {attempts} attempts; measured only)");
     }
 }
 

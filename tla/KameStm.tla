@@ -23,12 +23,16 @@
 (* leaf it lists, a thread in MidThreads (3 levels only) one at P (at Q   *)
 (* in the diamond), a thread in LeafThreads one transaction at each leaf   *)
 (* incrementing it, and the thread in DynThreads (2 levels, or the         *)
-(* shortcut) first a transaction at the root that inserts C1 (Online:      *)
-(* insert_online, else insert) and last one that releases C1 again.  A transaction = snapshot (SnapRead, SnapCheck,      *)
-(* bundle / unbundle frames), the closure (local, except the dynamic       *)
-(* steps InsertReadChild ... ReleaseCASChild), commit (CommitStart ...     *)
-(* CommitDone); a conflict retries with a fresh snapshot (transaction.rs   *)
-(* drive()).  Static configs have DynThreads = {} and Detached = {}.       *)
+(* shortcut) the transactions DynJobs names, at the root: "ins" inserts  *)
+(* C1 (Online: insert_online, else insert), "reins" releases C1 and        *)
+(* insert_onlines it again, "rel" releases it.  A thread in CondThreads    *)
+(* runs "cond" at the root: its body asks to retry (BodyRetry) while C1 is *)
+(* below 1 in its snapshot.  Threads in Endless never finish.              *)
+(* A transaction = snapshot (SnapRead, SnapCheck, bundle / unbundle        *)
+(* frames), the closure (local, except the dynamic steps InsertReadChild   *)
+(* ... ReleaseCASChild, TxValidate), commit (CommitStart ... CommitDone); *)
+(* a conflict retries with a fresh snapshot (transaction.rs drive()).     *)
+(* Static configs have DynThreads = {} and Detached = {}.                  *)
 (*                                                                         *)
 (* Granularity: every action performs at most one load or one CAS of one  *)
 (* linkage, as the Rust step does.  Rust steps that touch no shared memory *)
@@ -47,6 +51,10 @@
 (* TagAfterSuccess (no-op), a commit success ClearMyTags; a thread that    *)
 (* waits on a foreign tag may PreemptTag it when it is older.  Privilege = *)
 (* FALSE switches all of that off, as the Rust `no-privilege` feature does.*)
+(* A conflict found at commit time (CommitRead, UnbundleWalk "changed")   *)
+(* tags too (TagOnConflict), a dynamic child CAS is preceded by TxValidate *)
+(* (Validate), and a body that asks to retry runs BodyRetry, which clears  *)
+(* the transaction's tags (RetryClearsTags): tla/FINDINGS.md #4 - #6.      *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences, FiniteSets, TLC
 
@@ -73,13 +81,41 @@ CONSTANTS
     LimboReady,   \* TRUE: insert_read_child takes a child in limbo under the
                   \* inserting parent as ready (its carried packet); FALSE: it
                   \* unbundles it (Promote), which CASes P (FINDINGS #3)
+    Validate,     \* TRUE: TxValidate (the transaction root is still the
+                  \* snapshot's wrapper) before every child CAS of a dynamic
+                  \* operation, and a doomed attempt writes nothing more (it
+                  \* tags the root and retries); FALSE: no TxValidate, and a
+                  \* doomed release does not stop the body (FINDINGS #4)
+    StopDoomed,   \* (Validate = FALSE only) TRUE: a doomed release still
+                  \* stops the body (as this spec had it); FALSE: the body
+                  \* goes on (as the code had it)
+    TagOnConflict, \* TRUE: a conflict found at commit time (CommitRead's
+                  \* "another packet", UnbundleWalk's "changed" and "found
+                  \* nothing") applies TagAfterFail; FALSE: only failed CASes
+                  \* tag (FINDINGS #5)
+    RetryClearsTags, \* TRUE: BodyRetry clears the transaction's tags; FALSE:
+                  \* they are kept across the retry (FINDINGS #6)
+    RetryRestamps, \* TRUE: BodyRetry also gives the transaction a fresh stamp
+                  \* (Negotiator::new); FALSE: it keeps its stamp (FINDINGS #6:
+                  \* clearing alone still livelocks)
+    DynJobs,      \* the transactions of the DynThreads thread, a subset of
+                  \* {"ins", "reins", "rel"} ("reins": release C1 and
+                  \* insert_online it again in one transaction)
+    CondThreads,  \* threads running "cond": a transaction at the root whose
+                  \* body asks to retry (iterate_commit_if returning false)
+                  \* while C1's payload in its snapshot is below 1, and else
+                  \* increments every leaf
+    Endless,      \* threads that never finish: their budget never decreases,
+                  \* and their transactions rewrite the leaves they would
+                  \* increment with the same value (new packets, so readers see
+                  \* a change, but payloads and credit stay bounded)
     Null          \* model value
 
 ASSUME Levels \in {2, 3}
 ASSUME HardLink \in {"none", "diamond", "shortcut", "shortcut_rev"}
 ASSUME HardLink # "none" => Levels = 3
 ASSUME Threads = 1..Cardinality(Threads) /\ Threads # {}
-ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads = Threads
+ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads \cup CondThreads = Threads
 ASSUME Levels = 2 => MidThreads = {}
 ASSUME Cardinality(DynThreads) <= 1 /\ Online \in BOOLEAN
 ASSUME Detached \subseteq {"C1", "C2"}
@@ -90,6 +126,14 @@ ASSUME Privilege \in BOOLEAN
 ASSUME RestampBundled \in BOOLEAN
 ASSUME SafeAdopt \in BOOLEAN
 ASSUME LimboReady \in BOOLEAN
+ASSUME Validate \in BOOLEAN /\ TagOnConflict \in BOOLEAN /\ RetryClearsTags \in BOOLEAN
+ASSUME StopDoomed \in BOOLEAN /\ (Validate => StopDoomed)
+ASSUME RetryRestamps \in BOOLEAN /\ (RetryRestamps => RetryClearsTags)
+ASSUME DynJobs \subseteq {"ins", "reins", "rel"}
+ASSUME "reins" \in DynJobs => "ins" \in DynJobs /\ Online /\ Levels = 2
+ASSUME DynThreads # {} /\ MaxCommits > 1 => "rel" \in DynJobs
+ASSUME CondThreads \subseteq Threads /\ (CondThreads # {} => Levels = 2 /\ DynThreads = {} /\ "C1" \notin Detached)
+ASSUME Endless \subseteq RootThreads \cup MidThreads \cup LeafThreads
 
 VARIABLES
     linkage,      \* [Nodes -> Wrapper]: the one atomic word of each node
@@ -222,17 +266,18 @@ RECURSIVE HasLeaf(_, _)
 HasLeaf(p, n) == n \in Leaves \/ \E c \in DOMAIN p.sub : p.sub[c] # Null /\ HasLeaf(p.sub[c], c)
 
 \* The new version a transaction at n publishes (the closure: every leaf
-\* in n's snapshot gets +1, through Transaction::get_mut: the packets on
+\* in n's snapshot gets +d, through Transaction::get_mut: the packets on
 \* the paths to them are new copies, every other packet and every void
-\* slot is kept as it is).
-RECURSIVE NewPkt(_, _, _)
-NewPkt(p, n, s) ==
-    IF n \in Leaves THEN [p EXCEPT !.pay = @ + 1, !.id = s]
+\* slot is kept as it is).  d = 1, or 0 for an Endless thread (a write of
+\* the same value: still new packets).
+RECURSIVE NewPkt(_, _, _, _)
+NewPkt(p, n, s, d) ==
+    IF n \in Leaves THEN [p EXCEPT !.pay = @ + d, !.id = s]
     ELSE [p EXCEPT !.id = s,
                    !.sub = [c \in DOMAIN @ |-> IF @[c] # Null /\ HasLeaf(@[c], c)
-                                                 THEN NewPkt(@[c], c, s) ELSE @[c]]]
+                                                 THEN NewPkt(@[c], c, s, d) ELSE @[c]]]
 
-\* Leaves whose payload NewPkt(p, n, s) increments.
+\* Leaves whose payload NewPkt(p, n, s, 1) increments.
 RECURSIVE LeavesIn(_, _)
 LeavesIn(p, n) ==
     IF n \in Leaves THEN {n}
@@ -276,6 +321,8 @@ ClearMyTags(t) ==
     ELSE [n \in Nodes |-> IF priorityTag[n] = MyTag(t) THEN Null ELSE priorityTag[n]]
 
 CasFailed(t, n)    == priorityTag' = [priorityTag EXCEPT ![n] = TagAfterFail(t, n)]
+\* TagAfterFail on every node of S (one Rust step tagging several linkages).
+ConflictTags(t, S) == [n \in Nodes |-> IF n \in S THEN TagAfterFail(t, n) ELSE priorityTag[n]]
 CasSucceeded(t, n) == priorityTag' = [priorityTag EXCEPT ![n] = TagAfterSuccess(t, n)]
 
 -----------------------------------------------------------------------------
@@ -310,11 +357,14 @@ UnbundleFrame(n, tw, mode, s, inprog) ==
 \* and wrapper (= the commit's `old` and `snap_wrapper`); readW:
 \* commit_read's wrapper; result: commit result.  Dynamic steps: txSer
 \* (Transaction::serial), dynW (the child's wrapper read), insSlot (the
-\* packet an online insert pulled).  bgen: wrappers and packets this
-\* bundle operation has created so far (hard-link trees only, see BundleId).
+\* packet an online insert pulled), dynOp (the child CAS TxValidate leads
+\* to: "rel" or "ins"), doomed (Validate = FALSE only: a release found the
+\* child changed, the body went on, the attempt will not commit).  bgen:
+\* wrappers and packets this bundle operation has created so far
+\* (hard-link trees only, see BundleId).
 Local0 == [op |-> Null, job |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
            readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null,
-           bgen |-> 0]
+           bgen |-> 0, dynOp |-> Null, doomed |-> FALSE]
 Retry(l) == [Local0 EXCEPT !.op = "snap", !.job = l.job]
 
 Top(l) == l.stack[Len(l.stack)]
@@ -330,16 +380,24 @@ Disturbed(l) == [pc |-> "snap_check", l |-> Retry(l)]
 \* insert_online pulls the child only when it is not in the subtree yet
 \* (insert_impl's in_tree: else the new slot is void, a hard link inside the
 \* subtree); release CASes the child only when its slot held its packet and
-\* the child is not found elsewhere in the subtree after the removal.
+\* the child is not found elsewhere in the subtree after the removal
+\* ("reins": 2 levels, C1 listed with its packet, then insert_online; the
+\* insert follows the release, see ReleaseCASChild).  "cond": the body asks
+\* to retry while C1 is below 1 in the snapshot (2 levels, static tree).
 SnapDone(l, p, w) ==
     LET next == CASE l.job = "ins" /\ Online /\ DynChild \notin PresentNodes(p)
                        -> "insert_read_child"
-                  [] l.job = "rel" /\ p.sub[DynChild] # Null
+                  [] l.job \in {"rel", "reins"} /\ p.sub[DynChild] # Null
                                    /\ DynChild \notin PresentNodes(RelPkt(p, 0))
                        -> "release_read_child"
+                  [] l.job = "reins" -> Assert(FALSE, "reins: C1 is not listed with its packet")
+                  [] l.job = "cond" /\ p.sub["C1"].pay < 1
+                       -> "body_retry"
                   [] OTHER -> "commit_start"
     IN [pc |-> next,
-        l  |-> [l EXCEPT !.op = IF next = "commit_start" THEN "commit" ELSE "closure",
+        l  |-> [l EXCEPT !.op = CASE next = "commit_start" -> "commit"
+                                  [] next = "body_retry"   -> "body"
+                                  [] OTHER                 -> "closure",
                          !.snapPkt = p, !.snapW = w, !.bgen = 0]]
 
 \* Identity of what a bundle creates (Rust: a fresh Arc each time).  Every
@@ -427,15 +485,16 @@ Init ==
     /\ credit = [c \in Leaves |-> 0]
 
 \* The transactions one iteration of t runs, in this order.
-JobOrder == CASE Levels = 2 -> <<"ins", "P", "C1", "C2", "rel">>
+JobOrder == CASE Levels = 2 -> <<"ins", "reins", "cond", "P", "C1", "C2", "rel">>
               [] ~HL        -> <<"G", "P", "C1", "C2">>
               [] OTHER      -> <<"ins", "G", "P", "Q", "C1", "rel">>
 Jobs(t) == (IF t \in RootThreads THEN {RootNode} ELSE {})
            \cup (IF t \in MidThreads THEN MidNodes ELSE {})
            \cup (IF t \in LeafThreads THEN Leaves ELSE {})
-           \cup (IF t \in DynThreads THEN {"ins", "rel"} ELSE {})
+           \cup (IF t \in DynThreads THEN DynJobs ELSE {})
+           \cup (IF t \in CondThreads THEN {"cond"} ELSE {})
 \* The node a transaction runs on.
-JobNode(j) == IF j \in {"ins", "rel"} THEN RootNode ELSE j
+JobNode(j) == IF j \in {"ins", "reins", "rel", "cond"} THEN RootNode ELSE j
 FirstJob(q) == JobOrder[CHOOSE i \in DOMAIN JobOrder :
                            JobOrder[i] \in q /\ \A j \in 1..(i - 1) : JobOrder[j] \notin q]
 
@@ -645,33 +704,42 @@ UnbundleWalk(t) ==
        IF ~HasPri(pw) THEN
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] = SetTop(l, f2)]
-            /\ UNCHANGED serial
+            /\ UNCHANGED <<serial, priorityTag>>
        ELSE IF found = Null THEN
+            \* locate() found nothing: Disturbed; with TagOnConflict the
+            \* target is tagged
             LET r == Ret("disturbed", Null) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
+            /\ priorityTag' = IF TagOnConflict THEN ConflictTags(t, {f.node}) ELSE priorityTag
             /\ UNCHANGED serial
        ELSE IF Collided(f2) THEN
             LET r == Ret("collided", Null) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
-            /\ UNCHANGED serial
+            /\ UNCHANGED <<serial, priorityTag>>
        ELSE IF f.mode = "snap" /\ Complete(found) THEN
             LET r == Ret("found", found) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
-            /\ UNCHANGED serial
+            /\ UNCHANGED <<serial, priorityTag>>
        ELSE IF f.mode = "commit" /\ found # l.snapPkt THEN
+            \* SubvalueChanged: the commit's conflict; with TagOnConflict the
+            \* target and every linkage of the walked chain are tagged
             LET r == Ret("changed", Null) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
+            /\ priorityTag' = IF TagOnConflict
+                               THEN ConflictTags(t, {f.node} \cup {f2.chain[i].node : i \in 1..k})
+                               ELSE priorityTag
             /\ UNCHANGED serial
        ELSE
             /\ serial' = [serial EXCEPT ![t] = sers[k]]
             /\ pc' = [pc EXCEPT ![t] = "unbundle_cas_ancestors"]
             /\ local' = [local EXCEPT ![t] =
                    SetTop(l, [f2 EXCEPT !.found = found, !.copies = copies, !.casPos = k])]
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
+            /\ UNCHANGED priorityTag
+    /\ UNCHANGED <<linkage, target, budget, queue, credit, stamp>>
 
 \* CAS one ancestor (root first) to its missing copy.
 UnbundleCASAncestors(t) ==
@@ -696,12 +764,15 @@ UnbundleCASAncestors(t) ==
     /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
 
 \* The version a transaction publishes, and the leaves it increments.
-TxPkt(l, n, s) ==
-    CASE l.job = "ins" -> InsPkt(l.snapPkt, l.insSlot, s)
-      [] l.job = "rel" -> RelPkt(l.snapPkt, s)
-      [] OTHER         -> NewPkt(l.snapPkt, n, s)
-TxLeaves(l, n) == IF l.job \in {"ins", "rel"} THEN {} ELSE LeavesIn(l.snapPkt, n)
-Credited(l, n) == [c \in Leaves |-> credit[c] + (IF c \in TxLeaves(l, n) THEN 1 ELSE 0)]
+\* (t: the thread; an Endless one writes the same values.)
+TxPkt(t, l, n, s) ==
+    CASE l.job = "ins"   -> InsPkt(l.snapPkt, l.insSlot, s)
+      [] l.job = "reins" -> InsPkt(RelPkt(l.snapPkt, s), l.insSlot, s)
+      [] l.job = "rel"   -> RelPkt(l.snapPkt, s)
+      [] OTHER           -> NewPkt(l.snapPkt, n, s, IF t \in Endless THEN 0 ELSE 1)
+TxLeaves(t, l, n) == IF l.job \in {"ins", "reins", "rel"} \/ t \in Endless THEN {}
+                     ELSE LeavesIn(l.snapPkt, n)
+Credited(t, l, n) == [c \in Leaves |-> credit[c] + (IF c \in TxLeaves(t, l, n) THEN 1 ELSE 0)]
 
 \* CAS the target to priority with its found packet (or, in a commit, the
 \* transaction's new packet).
@@ -711,7 +782,7 @@ UnbundleCASChild(t) ==
            f  == Top(l)
            n  == f.node
            s  == Gen(serial[t], Max(f.chain[1].w.ser, f.tw.ser))
-           p  == IF f.mode = "commit" THEN TxPkt(l, n, s) ELSE f.found
+           p  == IF f.mode = "commit" THEN TxPkt(t, l, n, s) ELSE f.found
            nw == PW(p, s)
            inst == [m \in {f.chain[i].node : i \in 1..Len(f.chain)} |->
                       LET i == CHOOSE i \in 1..Len(f.chain) : f.chain[i].node = m
@@ -725,7 +796,7 @@ UnbundleCASChild(t) ==
                /\ CasSucceeded(t, n)
                /\ pc' = [pc EXCEPT ![t] = r.pc]
                /\ local' = [local EXCEPT ![t] = r.l]
-               /\ credit' = IF f.mode = "commit" THEN Credited(l, n) ELSE credit
+               /\ credit' = IF f.mode = "commit" THEN Credited(t, l, n) ELSE credit
           ELSE LET r == AfterReturn(PopL(l), Outcome("disturbed")) IN
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = r.pc]
@@ -752,9 +823,9 @@ CommitParent(t) ==
        /\ CanProceed(t, n)
        /\ serial' = [serial EXCEPT ![t] = s]
        /\ IF linkage[n] = l.snapW THEN
-               /\ linkage' = [linkage EXCEPT ![n] = PW(TxPkt(l, n, s), s)]
+               /\ linkage' = [linkage EXCEPT ![n] = PW(TxPkt(t, l, n, s), s)]
                /\ CasSucceeded(t, n)
-               /\ credit' = Credited(l, n)
+               /\ credit' = Credited(t, l, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null, !.result = "ok"]]
           ELSE
@@ -775,13 +846,17 @@ CommitRead(t) ==
        IF HasPri(w) /\ w.pkt = l.snapPkt THEN
             /\ pc' = [pc EXCEPT ![t] = "commit_try_cas"]
             /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = w]]
+            /\ UNCHANGED priorityTag
        ELSE IF HasPri(w) THEN
+            \* conflict; with TagOnConflict it tags the node
             /\ pc' = [pc EXCEPT ![t] = "commit_done"]
             /\ local' = [local EXCEPT ![t] = [l EXCEPT !.result = "conflict"]]
+            /\ priorityTag' = IF TagOnConflict THEN ConflictTags(t, {n}) ELSE priorityTag
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "commit", Null, {}))]
-    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
+            /\ UNCHANGED priorityTag
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, credit, stamp>>
 
 \* CAS against the wrapper commit_read loaded.
 CommitTryCAS(t) ==
@@ -793,9 +868,9 @@ CommitTryCAS(t) ==
        /\ CanProceed(t, n)
        /\ serial' = [serial EXCEPT ![t] = s]
        /\ IF linkage[n] = l.readW THEN
-               /\ linkage' = [linkage EXCEPT ![n] = PW(TxPkt(l, n, s), s)]
+               /\ linkage' = [linkage EXCEPT ![n] = PW(TxPkt(t, l, n, s), s)]
                /\ CasSucceeded(t, n)
-               /\ credit' = Credited(l, n)
+               /\ credit' = Credited(t, l, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null, !.result = "ok"]]
           ELSE
@@ -813,7 +888,7 @@ CommitDone(t) ==
             LET q == queue[t] \ {target[t]} IN
             /\ priorityTag' = ClearMyTags(t)
             /\ queue' = [queue EXCEPT ![t] = q]
-            /\ budget' = [budget EXCEPT ![t] = IF q = {} THEN @ - 1 ELSE @]
+            /\ budget' = [budget EXCEPT ![t] = IF q = {} /\ t \notin Endless THEN @ - 1 ELSE @]
             /\ pc' = [pc EXCEPT ![t] = "idle"]
             /\ target' = [target EXCEPT ![t] = Null]
             /\ local' = [local EXCEPT ![t] = Local0]
@@ -829,14 +904,49 @@ CommitDone(t) ==
 (* Transaction::release in the body of a transaction at P.                 *)
 (* (insert also takes a snapshot of the child to rule out cycles; for a    *)
 (* leaf that is one load whose result is discarded, so it is left out.)    *)
+(*                                                                         *)
+(* With Validate, every child CAS (ReleaseCASChild, InsertCASChild) is     *)
+(* preceded by TxValidate: the transaction root must still be the wrapper  *)
+(* its snapshot returned.  A doomed attempt (validation failed, or the     *)
+(* release found the child changed) tags the root and retries at once:    *)
+(* in Rust the body goes on, but writes no shared memory any more (a      *)
+(* doomed insert_online only loads the child, and the results of those    *)
+(* loads are dropped with the attempt), so going straight to the retry    *)
+(* removes only thread-local steps.                                       *)
 
 \* The transaction's serial (Transaction::serial), minted on first use.
 TxSerial(t) == IF local[t].txSer # Null THEN local[t].txSer
                ELSE Gen(serial[t], IF local[t].snapW = Null THEN 0 ELSE local[t].snapW.ser)
 
+\* The attempt is doomed (Validate): tag the transaction root (it enters
+\* the negotiation), write nothing more, retry with a fresh snapshot; the
+\* stamp and the tags are kept.
+Doom(t, l) ==
+    /\ priorityTag' = [priorityTag EXCEPT ![JobNode(target[t])] = TagAfterFail(t, JobNode(target[t]))]
+    /\ pc' = [pc EXCEPT ![t] = "snap_check"]
+    /\ local' = [local EXCEPT ![t] = Retry(l)]
+
+\* One load of the transaction root's linkage: still exactly the wrapper
+\* the snapshot returned (Transaction::snap_wrapper), or the attempt is
+\* doomed.  (snapW is never Null here: the root of a dynamic transaction
+\* always has priority in these trees; Rust re-stamps a root that was
+\* bundled at snapshot time first, which is not modelled.)
+TxValidate(t) ==
+    /\ pc[t] = "tx_validate"
+    /\ LET l == local[t] IN
+       /\ Assert(l.snapW # Null, "TxValidate: the transaction root was bundled at snapshot time")
+       /\ IF linkage[JobNode(target[t])] = l.snapW THEN
+               /\ pc' = [pc EXCEPT ![t] = IF l.dynOp = "rel" THEN "release_cas_child"
+                                                             ELSE "insert_cas_child"]
+               /\ UNCHANGED <<local, priorityTag>>
+          ELSE Doom(t, l)
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, credit, stamp>>
+
 \* Loads the child: ready (priority and complete; with LimboReady also in
-\* limbo under P, carrying its packet), or unbundle it first (Promote).
-Ready(w) == (HasPri(w) /\ Complete(w.pkt)) \/ (LimboReady /\ w.by = RootNode /\ w.pkt # Null)
+\* limbo under P, carrying a complete packet: dynamic.rs
+\* insert_read_child), or unbundle it first (Promote).
+Ready(w) == \/ HasPri(w) /\ Complete(w.pkt)
+            \/ LimboReady /\ ~HasPri(w) /\ w.by = RootNode /\ w.pkt # Null /\ Complete(w.pkt)
 InsertReadChild(t) ==
     /\ pc[t] = "insert_read_child"
     /\ LET l  == local[t]
@@ -846,8 +956,8 @@ InsertReadChild(t) ==
        IN
        /\ serial' = IF l.txSer = Null THEN [serial EXCEPT ![t] = s] ELSE serial
        /\ IF Ready(cw) THEN
-               /\ pc' = [pc EXCEPT ![t] = "insert_cas_child"]
-               /\ local' = [local EXCEPT ![t] = [l1 EXCEPT !.dynW = cw]]
+               /\ pc' = [pc EXCEPT ![t] = IF Validate THEN "tx_validate" ELSE "insert_cas_child"]
+               /\ local' = [local EXCEPT ![t] = [l1 EXCEPT !.dynW = cw, !.dynOp = "ins"]]
           ELSE
                /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
                /\ local' = [local EXCEPT ![t] =
@@ -855,17 +965,25 @@ InsertReadChild(t) ==
     /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
 
 \* Puts the child in limbo under P carrying its packet, which the insert
-\* puts in P's new slot.
+\* puts in P's new slot.  (g = 1: a fresh Arc in Rust; in "reins" the
+\* release's limbo wrapper has the same serial and may carry the same
+\* packet.)  A doomed attempt (Validate = FALSE only) retries instead of
+\* committing.
 InsertCASChild(t) ==
     /\ pc[t] = "insert_cas_child"
     /\ LET l == local[t] IN
        /\ CanProceed(t, DynChild)
        /\ IF linkage[DynChild] = l.dynW THEN
-               /\ linkage' = [linkage EXCEPT ![DynChild] = LW(RootNode, l.txSer, l.dynW.pkt)]
+               /\ linkage' = [linkage EXCEPT ![DynChild] =
+                                  [LW(RootNode, l.txSer, l.dynW.pkt) EXCEPT !.g = 1]]
                /\ CasSucceeded(t, DynChild)
-               /\ pc' = [pc EXCEPT ![t] = "commit_start"]
-               /\ local' = [local EXCEPT ![t] =
-                      [l EXCEPT !.op = "commit", !.insSlot = l.dynW.pkt, !.dynW = Null]]
+               /\ IF l.doomed THEN
+                      /\ pc' = [pc EXCEPT ![t] = "snap_check"]
+                      /\ local' = [local EXCEPT ![t] = Retry(l)]
+                  ELSE
+                      /\ pc' = [pc EXCEPT ![t] = "commit_start"]
+                      /\ local' = [local EXCEPT ![t] =
+                             [l EXCEPT !.op = "commit", !.insSlot = l.dynW.pkt, !.dynW = Null]]
           ELSE
                /\ CasFailed(t, DynChild)
                /\ pc' = [pc EXCEPT ![t] = "insert_read_child"]
@@ -875,7 +993,10 @@ InsertCASChild(t) ==
 
 \* Loads the child whose bundled slot the release removes: still in the
 \* state the snapshot saw (its own packet is the slot, or bundled by P),
-\* or the transaction is doomed (retried with a fresh snapshot, no commit).
+\* or the transaction is doomed: with Validate it tags the root and
+\* retries; without, it retries (StopDoomed), or (the code before the fix)
+\* a "reins" body goes on to insert_online the child and only the commit
+\* is skipped.
 ReleaseReadChild(t) ==
     /\ pc[t] = "release_read_child"
     /\ LET l    == local[t]
@@ -885,14 +1006,23 @@ ReleaseReadChild(t) ==
        IN
        /\ serial' = IF l.txSer = Null THEN [serial EXCEPT ![t] = s] ELSE serial
        /\ IF (HasPri(cw) /\ cw.pkt = slot) \/ cw.by = RootNode THEN
-               /\ pc' = [pc EXCEPT ![t] = "release_cas_child"]
-               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.txSer = s, !.dynW = cw]]
+               /\ pc' = [pc EXCEPT ![t] = IF Validate THEN "tx_validate" ELSE "release_cas_child"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.txSer = s, !.dynW = cw, !.dynOp = "rel"]]
+               /\ UNCHANGED priorityTag
+          ELSE IF Validate THEN
+               Doom(t, l)
+          ELSE IF l.job = "reins" /\ ~StopDoomed THEN
+               /\ pc' = [pc EXCEPT ![t] = "insert_read_child"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.txSer = s, !.doomed = TRUE]]
+               /\ UNCHANGED priorityTag
           ELSE
                /\ pc' = [pc EXCEPT ![t] = "snap_check"]
                /\ local' = [local EXCEPT ![t] = Retry(l)]
-    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
+               /\ UNCHANGED priorityTag
+    /\ UNCHANGED <<linkage, target, budget, queue, credit, stamp>>
 
-\* Puts the released child in limbo carrying its last packet.
+\* Puts the released child in limbo carrying its last packet; "reins" then
+\* insert_onlines it again (the body's next call, still in the closure).
 ReleaseCASChild(t) ==
     /\ pc[t] = "release_cas_child"
     /\ LET l    == local[t]
@@ -902,14 +1032,39 @@ ReleaseCASChild(t) ==
        /\ IF linkage[DynChild] = l.dynW THEN
                /\ linkage' = [linkage EXCEPT ![DynChild] = LW(RootNode, l.txSer, slot)]
                /\ CasSucceeded(t, DynChild)
-               /\ pc' = [pc EXCEPT ![t] = "commit_start"]
-               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.op = "commit", !.dynW = Null]]
+               /\ IF l.job = "reins" THEN
+                      /\ pc' = [pc EXCEPT ![t] = "insert_read_child"]
+                      /\ local' = [local EXCEPT ![t] = [l EXCEPT !.dynW = Null]]
+                  ELSE
+                      /\ pc' = [pc EXCEPT ![t] = "commit_start"]
+                      /\ local' = [local EXCEPT ![t] = [l EXCEPT !.op = "commit", !.dynW = Null]]
           ELSE
                /\ CasFailed(t, DynChild)
                /\ pc' = [pc EXCEPT ![t] = "release_read_child"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.dynW = Null]]
                /\ UNCHANGED linkage
     /\ UNCHANGED <<serial, target, budget, queue, credit, stamp>>
+
+-----------------------------------------------------------------------------
+(* drive.rs: a body that asks to retry (iterate_commit_if returning        *)
+(* false).                                                                 *)
+
+\* The retry runs the body again on a fresh snapshot.  With
+\* RetryClearsTags every tag the transaction holds is cleared; the stamp
+\* is kept, or with RetryRestamps (the code: drive.rs body_retry) replaced
+\* by a fresh one minted after the snapshot the body just read
+\* (serial::next of its wrapper's serial).
+BodyRetry(t) ==
+    /\ pc[t] = "body_retry"
+    /\ priorityTag' = IF RetryClearsTags THEN ClearMyTags(t) ELSE priorityTag
+    /\ pc' = [pc EXCEPT ![t] = "snap_check"]
+    /\ local' = [local EXCEPT ![t] = Retry(local[t])]
+    /\ IF RetryRestamps THEN
+            LET st == Gen(serial[t], IF local[t].snapW = Null THEN 0 ELSE local[t].snapW.ser) IN
+            /\ stamp' = [stamp EXCEPT ![t] = st]
+            /\ serial' = [serial EXCEPT ![t] = st]
+       ELSE UNCHANGED <<serial, stamp>>
+    /\ UNCHANGED <<linkage, target, budget, queue, credit>>
 
 -----------------------------------------------------------------------------
 (* negotiation.rs: a thread waiting at a CAS step on a foreign tag takes *)
@@ -938,6 +1093,34 @@ PreemptTag(t, n) ==
 
 -----------------------------------------------------------------------------
 AllDone == \A t \in Threads : pc[t] = "idle" /\ budget[t] = 0
+\* Every thread that is not Endless has finished (= AllDone if Endless = {}).
+OthersDone == \A t \in Threads \ Endless : pc[t] = "idle" /\ budget[t] = 0
+
+\* The steps of thread t (the same disjuncts as NextStep, which
+\* tests/tla_mapping.rs parses: keep the two lists equal), for per-thread
+\* fairness (ThreadFairSpec).
+ThreadStep(t) ==
+        \/ SnapRead(t)
+        \/ SnapCheck(t)
+        \/ BundlePhase1(t)
+        \/ BundlePhase2(t)
+        \/ BundlePhase3(t)
+        \/ BundlePhase4(t)
+        \/ UnbundleWalk(t)
+        \/ UnbundleCASAncestors(t)
+        \/ UnbundleCASChild(t)
+        \/ CommitStart(t)
+        \/ CommitParent(t)
+        \/ CommitRead(t)
+        \/ CommitTryCAS(t)
+        \/ CommitDone(t)
+        \/ InsertReadChild(t)
+        \/ InsertCASChild(t)
+        \/ ReleaseReadChild(t)
+        \/ ReleaseCASChild(t)
+        \/ TxValidate(t)
+        \/ BodyRetry(t)
+        \/ \E n \in Nodes : PreemptTag(t, n)
 
 NextStep ==
     \E t \in Threads :
@@ -959,6 +1142,8 @@ NextStep ==
         \/ InsertCASChild(t)
         \/ ReleaseReadChild(t)
         \/ ReleaseCASChild(t)
+        \/ TxValidate(t)
+        \/ BodyRetry(t)
         \/ \E n \in Nodes : PreemptTag(t, n)
 
 \* Finished: a self-loop, so the deadlock check stays on; outside NextStep,
@@ -969,7 +1154,14 @@ Next == NextStep \/ Terminating
 
 Spec == Init /\ [][Next]_vars /\ WF_vars(NextStep)
 
+\* Weak fairness per thread: no thread that can move is ignored forever.
+\* Needed where one thread may run alone for ever (an Endless thread, a
+\* body that retries): under WF_vars(NextStep) such a run is fair even
+\* while another thread could move all along.
+ThreadFairSpec == Init /\ [][Next]_vars /\ \A t \in Threads : WF_vars(ThreadStep(t))
+
 EventuallyAllDone == <>AllDone
+EventuallyOthersDone == <>OthersDone
 
 -----------------------------------------------------------------------------
 (* Invariants *)
@@ -993,7 +1185,8 @@ TypeOK ==
                            "unbundle_cas_ancestors", "unbundle_cas_child",
                            "commit_start", "commit_parent", "commit_read",
                            "commit_try_cas", "commit_done", "insert_read_child",
-                           "insert_cas_child", "release_read_child", "release_cas_child"}]
+                           "insert_cas_child", "release_read_child", "release_cas_child",
+                           "tx_validate", "body_retry"}]
 
 \* A published packet that is not missing has the packet of every node of
 \* its subtree (Packet::is_complete means what it says): every slot holds a
@@ -1052,10 +1245,12 @@ NoIncompleteBundle ==
 \* lost or doubled update), and (static trees) each finished transaction
 \* published exactly its own increments.
 LeafPay(c) == CurPkt(c).pay
+\* Leaves a committed job increments ("cond" commits at the root).
+JobIncs(x) == CASE x \in Nodes -> Incs(x) [] x = "cond" -> Incs(RootNode) [] OTHER -> {}
 Contrib(t, c) ==
-    (MaxCommits - budget[t]) * Cardinality({x \in Jobs(t) : x \in Nodes /\ c \in Incs(x)})
+    (MaxCommits - budget[t]) * Cardinality({x \in Jobs(t) : c \in JobIncs(x)})
     + (IF queue[t] = {} THEN 0
-       ELSE Cardinality({x \in Jobs(t) \ queue[t] : x \in Nodes /\ c \in Incs(x)}))
+       ELSE Cardinality({x \in Jobs(t) \ queue[t] : c \in JobIncs(x)}))
 RECURSIVE SumContrib(_, _)
 SumContrib(S, c) ==
     IF S = {} THEN 0
@@ -1064,14 +1259,14 @@ SumContrib(S, c) ==
 QuiescentCheck ==
     (\A t \in Threads : pc[t] = "idle") =>
         \A c \in Leaves : /\ LeafPay(c) = credit[c]
-                          /\ (Detached = {} => credit[c] = SumContrib(Threads, c))
+                          /\ (Detached = {} /\ Endless = {} => credit[c] = SumContrib(Threads, c))
 
 TerminalPayloadCheck ==
     AllDone => \A c \in Leaves :
         /\ LeafPay(c) = credit[c]
         /\ Detached = {} =>
-              LeafPay(c) = MaxCommits * Cardinality({tx \in Threads \X Nodes :
-                                                     tx[2] \in Jobs(tx[1]) /\ c \in Incs(tx[2])})
+              LeafPay(c) = MaxCommits * Cardinality({tx \in Threads \X (Nodes \cup {"cond"}) :
+                                                     tx[2] \in Jobs(tx[1]) /\ c \in JobIncs(tx[2])})
 
 \* Dynamic: a child P does not list is never bundled into P (only a limbo
 \* wrapper, which carries the packet, may point at a parent not listing it).

@@ -11,7 +11,7 @@ Notation:
     B>P[s]      bundled reference into P, serial s
     L>P[s]pkt   limbo under P carrying pkt
     leaf packet pay#id      inner packet {C1:.., C2:..}  (! = missing, _ = void)
-    tags        node=iter/tid for every priority tag that is set
+    tags        node=stamp (c.t) for every priority tag that is set
     "<- t k"    the step was thread t's action k
 """
 import json
@@ -55,7 +55,7 @@ def frame(f, base):
 
 def render(state, base):
     link = "  ".join(f"{n}={wrapper(w, base)}" for n, w in sorted(state["linkage"].items()))
-    tags = " ".join(f"{n}={t[0]}/{t[1]}" for n, t in sorted(state["priorityTag"].items())
+    tags = " ".join(f"{n}={ser(t, base)}" for n, t in sorted(state["priorityTag"].items())
                     if t != "Null")
     threads = []
     for i, p in enumerate(state["pc"]):
@@ -63,6 +63,7 @@ def render(state, base):
         stack = " / ".join(frame(f, base) for f in l["stack"])
         threads.append(f"T{i + 1}:{p}@{state['target'][i]}"
                        f" ser={ser(state['serial'][i], base)} budget={state['budget'][i]}"
+                       + (f" stamp={ser(state['stamp'][i], base)}" if state["stamp"][i] != "Null" else "")
                        + (f" [{stack}]" if stack else ""))
     return link + (f"   tags: {tags}" if tags else ""), threads
 

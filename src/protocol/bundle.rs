@@ -58,8 +58,70 @@ pub(crate) struct BundleFrame {
     pub(crate) in_progress: InProgress,
 }
 
-/// Addresses of the linkages being bundled by one operation (compared only).
-pub(crate) type InProgress = SmallVec<[usize; 4]>;
+/// The linkages being bundled by one operation's nested bundle frames: a
+/// persistent list (innermost first) that each nested frame extends in
+/// O(1), so bundling a chain of depth d costs O(d), not O(d²).
+#[derive(Clone, Default)]
+pub(crate) struct InProgress(Option<Arc<InProgressCell>>);
+
+pub(crate) struct InProgressCell {
+    /// Address of the linkage (compared only, never dereferenced).
+    addr: usize,
+    outer: InProgress,
+}
+
+impl InProgress {
+    /// Just `node`: a bundle that treats everything already bundled under
+    /// `node` as inside it (an online insert pulling a subtree into the
+    /// tree of `node`).
+    pub(crate) fn of(node: &Arc<Linkage>) -> InProgress {
+        InProgress::default().with(node)
+    }
+
+    /// `root` and every node of `nodes`: an online insert's bundle, which
+    /// must leave alone everything already in the inserting tree.
+    pub(crate) fn of_tree<'a>(
+        root: &Arc<Linkage>,
+        nodes: impl IntoIterator<Item = &'a Arc<Linkage>>,
+    ) -> InProgress {
+        nodes
+            .into_iter()
+            .fold(InProgress::of(root), |acc, n| acc.with(n))
+    }
+
+    fn with(&self, node: &Arc<Linkage>) -> InProgress {
+        InProgress(Some(Arc::new(InProgressCell {
+            addr: Arc::as_ptr(node) as usize,
+            outer: self.clone(),
+        })))
+    }
+
+    /// Whether `node` is being bundled by this operation.
+    pub(crate) fn contains(&self, node: &Linkage) -> bool {
+        let addr = node as *const Linkage as usize;
+        let mut cur = &self.0;
+        while let Some(cell) = cur {
+            if cell.addr == addr {
+                return true;
+            }
+            cur = &cell.outer.0;
+        }
+        false
+    }
+}
+
+impl Drop for InProgressCell {
+    /// Iterative, like the list is long (a deep chain).
+    fn drop(&mut self) {
+        let mut next = self.outer.0.take();
+        while let Some(cell) = next {
+            next = match Arc::try_unwrap(cell) {
+                Ok(mut c) => c.outer.0.take(),
+                Err(_) => None,
+            };
+        }
+    }
+}
 
 impl BundleFrame {
     pub(crate) fn new(
@@ -67,10 +129,9 @@ impl BundleFrame {
         wrapper: Arc<PacketWrapper>,
         serial: Serial,
         is_root: bool,
-        enclosing: &[usize],
+        enclosing: &InProgress,
     ) -> Self {
-        let mut in_progress: InProgress = enclosing.iter().copied().collect();
-        in_progress.push(Arc::as_ptr(&node) as usize);
+        let in_progress = enclosing.with(&node);
         BundleFrame {
             in_progress,
             node,
@@ -166,8 +227,10 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
         return Next::Stay;
     }
     let child = f.children().nodes[f.idx].clone();
-    if Arc::ptr_eq(&child, &f.node) {
-        // A node listed as its own child cannot be bundled into itself.
+    if Arc::ptr_eq(&child, &f.node) || f.in_progress.contains(&child) {
+        // A node listed as its own child cannot be bundled into itself; a
+        // node this operation is bundling already (an online insert's
+        // bundle: a node of the inserting tree) stays where it is.
         f.push(None, None);
         return Next::Stay;
     }

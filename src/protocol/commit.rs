@@ -61,7 +61,7 @@ impl CommitFrame {
         match self.pc {
             CommitPc::Start => commit_start(self),
             CommitPc::Parent => commit_parent(self, neg),
-            CommitPc::Read => commit_read(self, returned),
+            CommitPc::Read => commit_read(self, returned, neg),
             CommitPc::TryCas => commit_try_cas(self, neg),
             CommitPc::Done => commit_done(self, neg),
         }
@@ -119,9 +119,15 @@ pub(crate) fn commit_parent(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
 }
 
 /// Loads the node's wrapper: still our packet (CAS it), someone else's
-/// packet (conflict), or bundled (unbundle with our new packet).
+/// packet (conflict), or bundled (unbundle with our new packet). A conflict
+/// found here, without any failed CAS, still tags the node: every way a
+/// transaction learns it lost enters the oldest-wins negotiation.
 /// TLA+: CommitRead
-pub(crate) fn commit_read(f: &mut CommitFrame, returned: Option<Outcome>) -> Next {
+pub(crate) fn commit_read(
+    f: &mut CommitFrame,
+    returned: Option<Outcome>,
+    neg: &mut Negotiator,
+) -> Next {
     if let Some(outcome) = returned {
         return match outcome {
             Outcome::Unbundle(UnbundleResult::NewSubvalue(_)) => f.finish(CommitResult::Committed),
@@ -139,6 +145,7 @@ pub(crate) fn commit_read(f: &mut CommitFrame, returned: Option<Outcome>) -> Nex
             f.pc = CommitPc::TryCas;
             return Next::Stay;
         }
+        negotiation::tag_after_fail(&f.node, neg);
         return f.finish(CommitResult::Conflict);
     }
     Next::Call(Frame::from(UnbundleFrame::new(

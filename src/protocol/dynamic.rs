@@ -21,10 +21,14 @@ use std::sync::Arc;
 pub(crate) enum InsertRead {
     /// The child has priority with a complete packet, or is in limbo under
     /// this very parent (left there by an earlier, failed attempt of the
-    /// inserting transaction, which does not list it): its packet is ready.
+    /// inserting transaction, which does not list it, or by this attempt's
+    /// release of it from this parent): its packet is ready, as long as
+    /// `tx_validate` holds. (A child this attempt released from *another*
+    /// parent never gets here: see `Transaction::insert_impl`.)
     Ready(Arc<PacketWrapper>),
-    /// The child's packet is missing: bundle it first (take a snapshot).
-    NeedsBundle,
+    /// The child's packet is missing: bundle it first (as a part of the
+    /// inserting transaction's tree, see `Transaction::pull_child`).
+    NeedsBundle(Arc<PacketWrapper>),
     /// The child is bundled or in limbo: unbundle it first.
     NeedsPromote(Arc<PacketWrapper>),
 }
@@ -42,13 +46,14 @@ pub(crate) fn insert_read_child(child: &Linkage, parent: &Linkage) -> InsertRead
     if w.own_packet().is_complete() {
         InsertRead::Ready(w)
     } else {
-        InsertRead::NeedsBundle
+        InsertRead::NeedsBundle(w)
     }
 }
 
 /// Result of a gated CAS on a child.
 pub(crate) enum ChildCas {
-    Done,
+    /// Installed this wrapper.
+    Done(Arc<PacketWrapper>),
     Failed,
     /// Another transaction's priority tag: wait, then try again.
     Blocked,
@@ -63,10 +68,10 @@ fn gated_cas(
     if !negotiation::can_proceed(child, neg) {
         return ChildCas::Blocked;
     }
-    match child.slot.compare_exchange(expected, next) {
+    match child.slot.compare_exchange(expected, next.clone()) {
         Ok(()) => {
             negotiation::tag_after_success(child, neg);
-            ChildCas::Done
+            ChildCas::Done(next)
         }
         Err(_) => {
             negotiation::tag_after_fail(child, neg);
@@ -125,4 +130,67 @@ pub(crate) fn release_cas_child(
 ) -> ChildCas {
     let next = PacketWrapper::limbo(parent, index, serial, slot);
     gated_cas(child, expected, next, neg)
+}
+
+/// Before a child CAS: is the transaction's base still current? One load of
+/// the transaction root's linkage, which must still hold exactly the
+/// wrapper the snapshot was read from (`snap`). Then the root's committed
+/// state, and with it the parent's committed child list, is the one the
+/// transaction read, so the limbo wrapper the CAS installs carries the
+/// child's current packet and the parent's slot for it (if it lists the
+/// child at all) is void or that very packet. Without this check an insert
+/// or release of a transaction that has already lost could put the child
+/// in limbo under a parent whose stale slot then hides the child's newest
+/// commit (issue 9, defect 1). `false`: the attempt is doomed.
+/// TLA+: TxValidate
+pub(crate) fn tx_validate(root: &Linkage, snap: &Arc<PacketWrapper>) -> bool {
+    Arc::ptr_eq(&root.load(), snap)
+}
+
+/// `tx_validate` for a transaction whose root was bundled in an ancestor at
+/// snapshot time: loads the root's `bundled_by` chain up to the first
+/// priority ancestor and finds the root's packet down its slots. The base
+/// is current iff that ancestor's packet is complete (then every slot in
+/// it is current: an unbundle marks the ancestors missing first) and the
+/// packet found is the transaction's base. Loads only; any doubt (a
+/// missing ancestor, a parent gone) answers `false`.
+///
+/// `None`: cannot tell by reading (the priority ancestor's packet is
+/// missing, so the slots in it may be stale).
+pub(crate) fn base_is_current(root: &Arc<Linkage>, old: &Arc<Packet>) -> Option<bool> {
+    let mut links = vec![root.clone()];
+    let mut wrappers = vec![root.load()];
+    loop {
+        let w = wrappers.last().expect("not empty");
+        if w.has_priority() {
+            break;
+        }
+        let Some(parent) = w.bundled_by.as_ref().and_then(|b| b.upgrade()) else {
+            return Some(false);
+        };
+        wrappers.push(parent.load());
+        links.push(parent);
+    }
+    let top = wrappers.last().expect("not empty").own_packet();
+    if wrappers.len() == 1 {
+        return Some(Arc::ptr_eq(top, old));
+    }
+    if !top.is_complete() {
+        return None;
+    }
+    let mut packet = top.clone();
+    for j in (0..links.len() - 1).rev() {
+        // As `UnbundleFrame::locate`: the slot in the level above if it
+        // lists this level, else the packet its limbo wrapper carries.
+        let listed = packet.children.as_ref().and_then(|ch| {
+            ch.position(&links[j], wrappers[j].index)
+                .and_then(|i| ch.slots[i].clone())
+        });
+        packet = match (listed, &wrappers[j].packet) {
+            (Some(p), _) => p,
+            (None, Some(carried)) => carried.clone(),
+            (None, None) => return Some(false),
+        };
+    }
+    Some(Arc::ptr_eq(&packet, old))
 }

@@ -221,8 +221,7 @@ impl Operation {
         self.done.take().expect("finished")
     }
 
-    /// The outcome, once [`step`](Self::step) returned true.
-    #[cfg(test)]
+    /// The outcome, once [`step`](Self::step) returned `Done`.
     pub(crate) fn into_outcome(self) -> Option<Outcome> {
         self.done
     }

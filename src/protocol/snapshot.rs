@@ -93,7 +93,7 @@ pub(crate) fn snap_check(f: &mut SnapshotFrame, returned: Option<Outcome>) -> Ne
             w,
             bundle_serial,
             true,
-            &[],
+            &Default::default(),
         )));
     }
     Next::Call(Frame::from(UnbundleFrame::new(

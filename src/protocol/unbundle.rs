@@ -46,9 +46,6 @@ pub(crate) enum UnbundlePc {
     CasChild,
 }
 
-/// Safety net against a corrupted (cyclic) parent chain: never walk forever.
-const MAX_CHAIN: usize = 4096;
-
 pub(crate) struct UnbundleFrame {
     pub(crate) target: Arc<Linkage>,
     pub(crate) target_wrapper: Arc<PacketWrapper>,
@@ -88,7 +85,7 @@ impl UnbundleFrame {
     pub(crate) fn step(&mut self, returned: Option<Outcome>, neg: &mut Negotiator) -> Next {
         debug_assert!(returned.is_none(), "unbundle starts no sub-operation");
         match self.pc {
-            UnbundlePc::Walk => unbundle_walk(self),
+            UnbundlePc::Walk => unbundle_walk(self, neg),
             UnbundlePc::CasAncestors => unbundle_cas_ancestors(self, neg),
             UnbundlePc::CasChild => unbundle_cas_child(self, neg),
         }
@@ -157,7 +154,7 @@ impl UnbundleFrame {
         };
         self.chain[..inside]
             .iter()
-            .any(|(l, w)| w.serial == *serial || in_progress.contains(&(Arc::as_ptr(l) as usize)))
+            .any(|(l, w)| w.serial == *serial || in_progress.contains(l))
     }
 
     fn prepare_cas(&mut self, packets: &[Arc<Packet>]) {
@@ -185,9 +182,11 @@ fn ret(r: UnbundleResult) -> Next {
 }
 
 /// Loads the next ancestor up the chain; once it has priority, locates the
-/// node's packet and decides what to do.
+/// node's packet and decides what to do. No depth limit: inserts never
+/// create a cycle, so every `bundled_by` chain ends at a priority ancestor,
+/// and the walk is linear in its length.
 /// TLA+: UnbundleWalk
-pub(crate) fn unbundle_walk(f: &mut UnbundleFrame) -> Next {
+pub(crate) fn unbundle_walk(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next {
     let lower = f.level_wrapper(f.chain.len()).clone();
     let parent = lower.bundled_by.as_ref().and_then(|w| w.upgrade());
     let Some(parent) = parent else {
@@ -196,14 +195,15 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame) -> Next {
         if f.chain.is_empty() {
             if let Some(carried) = &lower.packet {
                 let packets = [carried.clone()];
-                return decide(f, &packets);
+                return decide(f, &packets, neg);
             }
         }
         return ret(UnbundleResult::Disturbed);
     };
-    if f.chain.len() >= MAX_CHAIN || Arc::ptr_eq(&parent, &f.target) {
-        return ret(UnbundleResult::Disturbed);
-    }
+    debug_assert!(
+        !Arc::ptr_eq(&parent, &f.target),
+        "a bundled_by chain never loops (inserts reject cycles)"
+    );
     let pw = parent.load();
     let root = pw.has_priority();
     f.chain.push((parent, pw));
@@ -212,12 +212,18 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame) -> Next {
     }
     match f.locate() {
         Some((_, inside)) if f.collided(inside) => ret(UnbundleResult::Collided),
-        Some((packets, _)) => decide(f, &packets),
-        None => ret(UnbundleResult::Disturbed),
+        Some((packets, _)) => decide(f, &packets, neg),
+        None => {
+            // Moved while we walked: the lost race enters the negotiation.
+            if !matches!(f.mode, UnbundleMode::Peek) {
+                negotiation::tag_after_fail(&f.target, neg);
+            }
+            ret(UnbundleResult::Disturbed)
+        }
     }
 }
 
-fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>]) -> Next {
+fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>], neg: &mut Negotiator) -> Next {
     let found = &packets[0];
     match &f.mode {
         UnbundleMode::Snapshot if found.is_complete() => {
@@ -225,6 +231,15 @@ fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>]) -> Next {
         }
         UnbundleMode::Peek => return ret(UnbundleResult::Found(found.clone())),
         UnbundleMode::Commit { old, .. } if !Arc::ptr_eq(old, found) => {
+            // The commit lost without a failed CAS: someone committed to the
+            // node (maybe through an ancestor's bundle). Tag the node and
+            // every ancestor walked, so that when this transaction is the
+            // oldest, neither leaf nor scope committers can overtake its
+            // next attempt (defect 5 of issue 9).
+            negotiation::tag_after_fail(&f.target, neg);
+            for (link, _) in &f.chain {
+                negotiation::tag_after_fail(link, neg);
+            }
             return ret(UnbundleResult::SubvalueChanged);
         }
         _ => {}

@@ -1,0 +1,349 @@
+//! The retry loop behind every `iterate_commit` flavour, and the
+//! bookkeeping of transactions nested on one thread.
+//!
+//! A transaction runs its closure on a fresh snapshot, commits, and on any
+//! lost race runs again. Which attempts end how:
+//!
+//! | the attempt … | then |
+//! |---|---|
+//! | commits | tags released, the committed snapshot returned |
+//! | conflicts at commit, or a dynamic operation in it was doomed | tags kept (they were set when it lost), run again |
+//! | closure asks to retry (`iterate_commit_if` → `false`) | tags released, a fresh stamp ([`body_retry`]), run again |
+//! | closure stops or fails | tags released (the negotiator is dropped) |
+//!
+//! Nesting: a transaction started from inside another one's closure on the
+//! same thread inherits the outermost transaction's stamp (so it is as old
+//! as the work it is part of and can never wait on a younger peer that
+//! waits on its own outer transaction), and when it commits into the
+//! subtree of an enclosing transaction, that enclosing attempt is marked:
+//! it will conflict. An enclosing transaction whose attempts fail
+//! [`NESTED_LIMIT`] times in a row with such a mark can never commit; it
+//! reports a [`NestedConflict`] instead of looping.
+
+use crate::error::{NestedConflict, NodeName};
+use crate::linkage::Linkage;
+use crate::negotiation::{self, Negotiator, Stamp};
+use crate::packet::{self, Packet};
+use crate::protocol::{
+    CommitFrame, CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame, UnbundleFrame,
+    UnbundleMode,
+};
+use crate::serial;
+use crate::snapshot::Snapshot;
+use crate::structure;
+use crate::sync::thread_local;
+use crate::transaction::{Transaction, TxStats};
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+/// Attempts in a row that may fail only because of the thread's own nested
+/// commits before the enclosing transaction reports a [`NestedConflict`].
+/// Each such attempt ran the closure, which committed into the enclosing
+/// subtree again; a closure that does so on its first attempt only (then
+/// writes through the enclosing transaction) needs one.
+pub const NESTED_LIMIT: u32 = 4;
+
+/// What the body of a transaction asks for.
+pub(crate) enum Flow<E> {
+    Commit,
+    Retry,
+    Stop,
+    Fail(E),
+}
+
+/// How a transaction ended without committing.
+pub(crate) enum Ended<E> {
+    /// The closure failed with its own error.
+    Body(E),
+    /// Its own nested commits keep invalidating it.
+    Nested(NestedConflict),
+}
+
+/// Per-thread nesting state. An outermost transaction pays two cell
+/// accesses; the log of nested commits is only written by nested ones.
+struct Nesting {
+    /// Transactions running on this thread (0: none).
+    depth: Cell<u32>,
+    /// The outermost running transaction's stamp (valid while depth > 0).
+    stamp: Cell<Stamp>,
+    /// Nested commits published so far (a generation count).
+    commits: Cell<u64>,
+    /// What those nested commits published, as (root, packet); cleared when
+    /// an outermost transaction starts an attempt.
+    log: RefCell<Vec<(Arc<Linkage>, Arc<Packet>)>>,
+}
+
+thread_local! {
+    // Not `const`: loom's `thread_local!` does not take a const initialiser.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static NESTING: Nesting = Nesting {
+        depth: Cell::new(0),
+        stamp: Cell::new(0),
+        commits: Cell::new(0),
+        log: RefCell::new(Vec::new()),
+    };
+}
+
+/// The stamp a new transaction or snapshot on this thread negotiates with:
+/// the outermost running transaction's, or a fresh one.
+pub(crate) fn stamp_for_this_thread() -> Stamp {
+    NESTING
+        .try_with(|n| (n.depth.get() > 0).then(|| n.stamp.get()))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| serial::next(0))
+}
+
+/// This transaction's place in `NESTING`; left when dropped (also when the
+/// closure panics).
+struct Entered {
+    depth: u32,
+}
+
+impl Entered {
+    fn new() -> (Self, Stamp) {
+        let stamp = stamp_for_this_thread();
+        let depth = NESTING.with(|n| {
+            let d = n.depth.get();
+            if d == 0 {
+                n.stamp.set(stamp);
+            }
+            n.depth.set(d + 1);
+            d
+        });
+        (Entered { depth }, stamp)
+    }
+
+    /// Starts an attempt: the nested-commit count to compare with later.
+    fn attempt(&self) -> u64 {
+        NESTING.with(|n| {
+            if self.depth == 0 && n.commits.get() != 0 {
+                n.log.borrow_mut().clear();
+                n.commits.set(0);
+            }
+            n.commits.get()
+        })
+    }
+
+    /// The attempt that started at `since` and read `base` at `root` was
+    /// lost: did a nested commit of this thread invalidate it? Its root is
+    /// inside this tree, or it is an ancestor and changed this root's packet.
+    fn lost_to_nested(
+        &self,
+        since: u64,
+        root: &Arc<Linkage>,
+        base: &Arc<Packet>,
+    ) -> Option<NodeName> {
+        NESTING.with(|n| {
+            if n.commits.get() == since {
+                return None;
+            }
+            let log = n.log.borrow();
+            let from = log.len() - (n.commits.get() - since) as usize;
+            let mine: std::collections::HashSet<*const Linkage> = packet::nodes_in(base)
+                .iter()
+                .map(Arc::as_ptr)
+                .chain(std::iter::once(Arc::as_ptr(root)))
+                .collect();
+            log[from..].iter().find_map(|(inner, published)| {
+                // Inside this tree, around it (changing it), or sharing a
+                // node with it (a hard link: its snapshot takes that node's
+                // packet out of this tree).
+                let inside = mine.contains(&Arc::as_ptr(inner));
+                let changed_around =
+                    packet::find(inner, published, root).is_some_and(|p| !Arc::ptr_eq(p, base));
+                let shares = || {
+                    packet::nodes_in(published)
+                        .iter()
+                        .any(|x| mine.contains(&Arc::as_ptr(x)))
+                };
+                (inside || changed_around || shares()).then(|| name(inner))
+            })
+        })
+    }
+
+    /// This (nested) transaction published `shot`.
+    fn committed(&self, shot: &Snapshot) {
+        if self.depth == 0 {
+            return;
+        }
+        NESTING.with(|n| {
+            n.log
+                .borrow_mut()
+                .push((shot.root.clone(), shot.packet.clone()));
+            n.commits.set(n.commits.get() + 1);
+        });
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let _ = NESTING.try_with(|n| n.depth.set(self.depth));
+    }
+}
+
+pub(crate) fn name(link: &Arc<Linkage>) -> NodeName {
+    NodeName {
+        type_name: link.type_name,
+        addr: Arc::as_ptr(link) as usize,
+    }
+}
+
+/// Runs the protocol for a snapshot of `node`.
+pub(crate) fn snapshot_result(node: &Arc<Linkage>, neg: &mut Negotiator) -> SnapResult {
+    let frame = Frame::Snapshot(SnapshotFrame::new(node.clone()));
+    match Operation::run_frame(frame, neg) {
+        Outcome::Snapshot(r) => r,
+        _ => unreachable!("a snapshot operation returns a snapshot"),
+    }
+}
+
+/// Unbundles `node` from its ancestors if it is bundled (the `Promote`
+/// unbundle), so that the next snapshot of it reads its own wrapper.
+fn give_priority(node: &Arc<Linkage>, neg: &mut Negotiator) {
+    let w = node.load();
+    if !w.has_priority() {
+        let frame = UnbundleFrame::new(node.clone(), w, UnbundleMode::Promote);
+        let _ = Operation::run_frame(Frame::from(frame), neg);
+    }
+}
+
+/// A stand-alone snapshot (`Node::snapshot`).
+pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
+    let mut neg = Negotiator::with_stamp(stamp_for_this_thread());
+    let r = snapshot_result(node, &mut neg);
+    Snapshot {
+        root: node.clone(),
+        packet: r.packet,
+    }
+}
+
+/// The closure asked to run again: it is now waiting for something only
+/// others can change. Release every tag this transaction holds (they would
+/// block exactly those others: issue 9, defect 6) and give up its age: take
+/// a fresh stamp, minted after the snapshot it just read (`last`: the
+/// serial of its wrapper), so younger than whoever wrote what it read. With
+/// its old stamp it would still win every conflict with the writer it
+/// waits for, and each of its snapshots would re-bundle what the writer
+/// had just unbundled: TLC found that lasso (`tla/FINDINGS.md` #6).
+/// TLA+: BodyRetry
+pub(crate) fn body_retry(neg: &mut Negotiator, last: serial::Serial) {
+    negotiation::clear_my_tags(neg);
+    neg.stamp = serial::next(last);
+}
+
+/// Commits one attempt; `Some` with the committed snapshot on success.
+fn commit(tr: &mut Transaction) -> Option<Snapshot> {
+    if !tr.settle_moves() {
+        return None;
+    }
+    let frame = Frame::Commit(CommitFrame::new(
+        tr.root.clone(),
+        tr.old.clone(),
+        tr.packet.clone(),
+        tr.snap_wrapper.take(),
+    ));
+    let outcome = if tr.inserts.iter().any(|i| i.external) {
+        let pending: Vec<structure::PendingInsert> = tr
+            .inserts
+            .iter()
+            .map(|i| structure::PendingInsert {
+                parent: i.parent.clone(),
+                child: i.child.clone(),
+            })
+            .collect();
+        let (root, working) = (tr.root.clone(), tr.packet.clone());
+        structure::commit_locked(frame, &mut tr.neg, || {
+            structure::inserts_acyclic(&root, &working, &pending)
+        })?
+    } else {
+        Operation::run_frame(frame, &mut tr.neg)
+    };
+    match outcome {
+        Outcome::Commit(CommitResult::Committed) => Some(Snapshot {
+            root: tr.root.clone(),
+            packet: tr.packet.clone(),
+        }),
+        Outcome::Commit(CommitResult::Conflict) => None,
+        _ => unreachable!("a commit operation returns a commit result"),
+    }
+}
+
+/// The retry loop shared by every `iterate_commit` flavour.
+pub(crate) fn drive<E>(
+    root: &Arc<Linkage>,
+    stats: Option<&mut TxStats>,
+    mut body: impl FnMut(&mut Transaction) -> Flow<E>,
+) -> Result<Option<Snapshot>, Ended<E>> {
+    let (entered, stamp) = Entered::new();
+    let mut neg = Negotiator::with_stamp(stamp);
+    let mut attempt = 0u32;
+    let mut own_losses = 0u32;
+    let mut promote = false;
+    let result = loop {
+        let since = entered.attempt();
+        if std::mem::take(&mut promote) {
+            give_priority(root, &mut neg);
+        }
+        let snap = snapshot_result(root, &mut neg);
+        let mut tr = Transaction::new(root.clone(), snap, attempt, neg);
+        attempt += 1;
+        let flow = body(&mut tr);
+        let committed = match flow {
+            Flow::Commit if tr.doomed => {
+                tracing::trace!(attempt, "transaction doomed by a dynamic operation");
+                None
+            }
+            Flow::Commit => {
+                let wrote = !Arc::ptr_eq(&tr.old, &tr.packet);
+                commit(&mut tr).map(|shot| (shot, wrote))
+            }
+            Flow::Retry => {
+                let last = tr.snap_wrapper.as_ref().map_or(0, |w| w.serial);
+                body_retry(&mut tr.neg, last);
+                None
+            }
+            Flow::Stop => {
+                neg = tr.into_negotiator();
+                break Ok(None);
+            }
+            Flow::Fail(e) => {
+                neg = tr.into_negotiator();
+                break Err(Ended::Body(e));
+            }
+        };
+        if let Some((shot, wrote)) = committed {
+            neg = tr.into_negotiator();
+            if wrote {
+                entered.committed(&shot);
+            }
+            break Ok(Some(shot));
+        }
+        tracing::trace!(attempt, "transaction attempt lost, retrying");
+        promote = tr.wants_priority;
+        let lost_to = entered.lost_to_nested(since, root, &tr.old);
+        neg = tr.into_negotiator();
+        match lost_to {
+            Some(inner) => {
+                own_losses += 1;
+                if own_losses >= NESTED_LIMIT {
+                    break Err(Ended::Nested(NestedConflict {
+                        outer: name(root),
+                        inner,
+                        attempts: own_losses,
+                    }));
+                }
+            }
+            None => own_losses = 0,
+        }
+    };
+    if let Some(s) = stats {
+        *s = TxStats {
+            retries: attempt.saturating_sub(1),
+            cas_failures: neg.cas_failures,
+            waits: neg.waits,
+            waited: neg.waited,
+        };
+    }
+    result
+}

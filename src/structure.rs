@@ -1,0 +1,185 @@
+//! Keeping the tree acyclic: the cycle check of `insert`, tied to the
+//! commit that performs the insert.
+//!
+//! An insert of `child` under `parent` creates a cycle exactly when
+//! `parent` is reachable from `child`. Where the edges come from decides
+//! how the check is made atomic with the commit:
+//!
+//! * Edges inside the transaction's tree are the transaction's own working
+//!   version. The commit's CAS on the transaction root succeeds only if
+//!   that tree is unchanged since the snapshot (every change below the
+//!   root goes through the root: an unbundle marks it missing), so a check
+//!   made on the working version still holds at the commit.
+//! * Edges outside it (the inserted child's subtree, when the child is not
+//!   in the transaction's tree yet) are read from the current state, and
+//!   nothing ties them to the transaction's commit. So every transaction
+//!   that inserts such an *external* child runs its final commit under one
+//!   process-wide lock ([`commit_locked`]) and checks its inserts again
+//!   under it, against the current state, right before its commit CAS.
+//!   Two external inserts are thereby serialised: the second one sees the
+//!   first one's edge. An insert whose child is already in the inserting
+//!   transaction's tree cannot close a cycle through nodes outside it (a
+//!   tree is closed under children), so it needs no lock.
+//!
+//! The lock is held only while the commit steps run, never while a closure
+//! runs or while the commit waits on a priority tag (it is released for the
+//! wait and the check is repeated after it), so it cannot deadlock with the
+//! negotiation. External inserts are rare (plugging a subtree in); all
+//! other commits never touch the lock. See `docs/architecture.md`, "Cycles".
+
+use crate::linkage::Linkage;
+use crate::negotiation::Negotiator;
+use crate::packet::Packet;
+use crate::protocol::{
+    Frame, Operation, Outcome, Step, UnbundleFrame, UnbundleMode, UnbundleResult,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// One insert a transaction attempt made, for the check at commit.
+pub(crate) struct PendingInsert {
+    pub(crate) parent: Arc<Linkage>,
+    pub(crate) child: Arc<Linkage>,
+}
+
+/// Serialises the commits of transactions that insert external children.
+static STRUCTURE: Mutex<()> = Mutex::new(());
+
+/// Whether `to` is `from` or below it. Child lists come from the working
+/// version `working` of the tree rooted at `root` for the nodes whose
+/// packet it holds, and from the current state for the others: a complete
+/// packet read there is a consistent version of that node's whole subtree,
+/// so it is walked as it is (linear in its size); an incomplete one only
+/// gives the node's own list, and each child is read again.
+pub(crate) fn reaches(
+    root: &Linkage,
+    working: &Arc<Packet>,
+    from: &Arc<Linkage>,
+    to: &Linkage,
+) -> bool {
+    // Nodes whose packet the working version holds (it wins over anything
+    // read from the current state: it has this transaction's own edges).
+    let mut local: HashMap<*const Linkage, Arc<Packet>> = HashMap::new();
+    let mut walk: Vec<&Arc<Packet>> = vec![working];
+    local.insert(root as *const Linkage, working.clone());
+    while let Some(p) = walk.pop() {
+        if let Some(ch) = p.children.as_ref() {
+            for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+                if let Some(sp) = slot {
+                    local.insert(Arc::as_ptr(n), sp.clone());
+                    walk.push(sp);
+                }
+            }
+        }
+    }
+    enum Item {
+        /// A node whose list must be looked up.
+        Node(Arc<Linkage>),
+        /// A node with a packet known to be its current (or working) one.
+        Known(Arc<Linkage>, Arc<Packet>),
+    }
+    let mut seen: HashSet<*const Linkage> = HashSet::new();
+    let mut stack = vec![Item::Node(from.clone())];
+    while let Some(item) = stack.pop() {
+        let (n, packet, trusted) = match item {
+            Item::Node(n) => match local.get(&Arc::as_ptr(&n)) {
+                Some(p) => {
+                    let p = p.clone();
+                    (n, p, true)
+                }
+                None => {
+                    let p = peek(&n);
+                    let complete = p.is_complete();
+                    (n, p, complete)
+                }
+            },
+            Item::Known(n, p) => match local.get(&Arc::as_ptr(&n)) {
+                Some(mine) => {
+                    let mine = mine.clone();
+                    (n, mine, true)
+                }
+                None => (n, p, true),
+            },
+        };
+        if std::ptr::eq(&*n, to) {
+            return true;
+        }
+        if !seen.insert(Arc::as_ptr(&n)) {
+            continue;
+        }
+        let Some(ch) = packet.children.as_ref() else {
+            continue;
+        };
+        for (c, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+            stack.push(match slot {
+                Some(sp) if trusted => Item::Known(c.clone(), sp.clone()),
+                _ => Item::Node(c.clone()),
+            });
+        }
+    }
+    false
+}
+
+/// The current packet of a node (complete or not), read without any CAS (a
+/// snapshot here could steal nodes shared with the calling transaction's
+/// tree and make it retry forever).
+pub(crate) fn peek(link: &Arc<Linkage>) -> Arc<Packet> {
+    loop {
+        let w = link.load();
+        if w.has_priority() {
+            return w.own_packet().clone();
+        }
+        let frame = UnbundleFrame::new(link.clone(), w, UnbundleMode::Peek);
+        // Peeking never CASes, so it never tags or waits.
+        let mut neg = Negotiator::with_stamp(0);
+        if let Outcome::Unbundle(UnbundleResult::Found(p)) =
+            Operation::run_frame(Frame::from(frame), &mut neg)
+        {
+            return p;
+        }
+    }
+}
+
+/// Whether every pending insert still leaves the tree acyclic.
+pub(crate) fn inserts_acyclic(
+    root: &Linkage,
+    working: &Arc<Packet>,
+    inserts: &[PendingInsert],
+) -> bool {
+    inserts
+        .iter()
+        .all(|i| !reaches(root, working, &i.child, &i.parent))
+}
+
+/// Runs a commit operation under the structure lock, checking `acyclic`
+/// right before it and again after every wait on a priority tag (the lock
+/// is released while waiting). `None`: the check failed; the commit was
+/// abandoned before its publishing CAS and the attempt must be retried.
+pub(crate) fn commit_locked(
+    frame: Frame,
+    neg: &mut Negotiator,
+    acyclic: impl Fn() -> bool,
+) -> Option<Outcome> {
+    let lock = || STRUCTURE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = lock();
+    if !acyclic() {
+        return None;
+    }
+    let mut op = Operation::new(frame);
+    loop {
+        match op.step(neg) {
+            Step::Done => break,
+            Step::Running => {}
+            Step::Blocked(link) => {
+                drop(guard);
+                neg.wait(&link);
+                guard = lock();
+                if !acyclic() {
+                    return None;
+                }
+            }
+        }
+    }
+    drop(guard);
+    op.into_outcome()
+}
