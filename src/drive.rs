@@ -244,17 +244,9 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
         tr.snap_wrapper.take(),
     ));
     let outcome = if tr.inserts.iter().any(|i| i.external) {
-        let pending: Vec<structure::PendingInsert> = tr
-            .inserts
-            .iter()
-            .map(|i| structure::PendingInsert {
-                parent: i.parent.clone(),
-                child: i.child.clone(),
-            })
-            .collect();
-        let (root, working) = (tr.root.clone(), tr.packet.clone());
+        let (root, working, inserts) = (&tr.root, &tr.packet, &tr.inserts);
         structure::commit_locked(frame, &mut tr.neg, || {
-            structure::inserts_acyclic(&root, &working, &pending)
+            structure::inserts_acyclic(root, working, inserts)
         })?
     } else {
         Operation::run_frame(frame, &mut tr.neg)

@@ -40,6 +40,9 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct PendingInsert {
     pub(crate) parent: Arc<Linkage>,
     pub(crate) child: Arc<Linkage>,
+    /// The child was not in the transaction's tree: its subtree's edges
+    /// are outside what the commit validates.
+    pub(crate) external: bool,
 }
 
 /// Serialises the commits of transactions that insert external children.

@@ -53,7 +53,7 @@ pub struct Transaction {
     serial: Serial,
     attempt: u32,
     /// Inserts made by this attempt, for the cycle check at commit.
-    pub(crate) inserts: Vec<InsertRecord>,
+    pub(crate) inserts: Vec<structure::PendingInsert>,
     /// Children this attempt put in limbo by a release.
     moved: Vec<Moved>,
     /// Nodes this attempt brought into the tree by an online insert (CAS),
@@ -78,15 +78,6 @@ struct Moved {
     last_released: Arc<Packet>,
 }
 
-/// One insert of an attempt.
-pub(crate) struct InsertRecord {
-    pub(crate) parent: Arc<Linkage>,
-    pub(crate) child: Arc<Linkage>,
-    /// The child was not in the transaction's tree: its subtree's edges
-    /// are outside what the commit validates (see `structure`).
-    pub(crate) external: bool,
-}
-
 /// What it took to commit a transaction (see
 /// [`Node::iterate_commit_with_stats`](crate::Node::iterate_commit_with_stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,7 +85,8 @@ pub struct TxStats {
     /// Attempts thrown away before the one that committed (conflicts,
     /// dynamic operations that lost a race, `iterate_commit_if` refusals).
     pub retries: u32,
-    /// CASes that failed inside the protocol (each one tags its linkage).
+    /// Races lost inside the protocol: failed CASes and conflicts found
+    /// without one (each tags its linkage).
     pub cas_failures: u32,
     /// Times the transaction waited on another transaction's priority tag.
     pub waits: u32,
@@ -517,7 +509,7 @@ impl Transaction {
         } else {
             Some(self.pull_child(parent, child))
         };
-        self.inserts.push(InsertRecord {
+        self.inserts.push(structure::PendingInsert {
             parent: parent.clone(),
             child: child.clone(),
             external: !in_tree,
