@@ -244,9 +244,10 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
         tr.snap_wrapper.take(),
     ));
     let outcome = if tr.inserts.iter().any(|i| i.external) {
+        let released = tr.released_subtrees();
         let (root, working, inserts) = (&tr.root, &tr.packet, &tr.inserts);
         structure::commit_locked(frame, &mut tr.neg, || {
-            structure::inserts_acyclic(root, working, inserts)
+            structure::inserts_acyclic(root, working, &released, inserts)
         })?
     } else {
         Operation::run_frame(frame, &mut tr.neg)
@@ -305,6 +306,7 @@ pub(crate) fn drive<E>(
             }
         };
         if let Some((shot, wrote)) = committed {
+            tr.committed = true;
             neg = tr.into_negotiator();
             if wrote {
                 entered.committed(&shot);

@@ -53,24 +53,35 @@ static STRUCTURE: Mutex<()> = Mutex::new(());
 /// packet it holds, and from the current state for the others: a complete
 /// packet read there is a consistent version of that node's whole subtree,
 /// so it is walked as it is (linear in its size); an incomplete one only
-/// gives the node's own list, and each child is read again.
+/// gives the node's own list, and each child is read again. `released`:
+/// subtrees the transaction released, with their packets as released (the
+/// state they have once it commits, with its own edges in them); they
+/// count after the working version and before the current state.
 pub(crate) fn reaches(
     root: &Linkage,
     working: &Arc<Packet>,
+    released: &[(Arc<Linkage>, Arc<Packet>)],
     from: &Arc<Linkage>,
     to: &Linkage,
 ) -> bool {
     // Nodes whose packet the working version holds (it wins over anything
     // read from the current state: it has this transaction's own edges).
     let mut local: HashMap<*const Linkage, Arc<Packet>> = HashMap::new();
-    let mut walk: Vec<&Arc<Packet>> = vec![working];
-    local.insert(root as *const Linkage, working.clone());
-    while let Some(p) = walk.pop() {
-        if let Some(ch) = p.children.as_ref() {
-            for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
-                if let Some(sp) = slot {
-                    local.insert(Arc::as_ptr(n), sp.clone());
-                    walk.push(sp);
+    let roots = std::iter::once((root as *const Linkage, working))
+        .chain(released.iter().map(|(l, p)| (Arc::as_ptr(l), p)));
+    for (link, top) in roots {
+        if local.contains_key(&link) {
+            continue;
+        }
+        local.insert(link, top.clone());
+        let mut walk: Vec<&Arc<Packet>> = vec![top];
+        while let Some(p) = walk.pop() {
+            if let Some(ch) = p.children.as_ref() {
+                for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+                    if let Some(sp) = slot {
+                        local.entry(Arc::as_ptr(n)).or_insert_with(|| sp.clone());
+                        walk.push(sp);
+                    }
                 }
             }
         }
@@ -147,11 +158,12 @@ pub(crate) fn peek(link: &Arc<Linkage>) -> Arc<Packet> {
 pub(crate) fn inserts_acyclic(
     root: &Linkage,
     working: &Arc<Packet>,
+    released: &[(Arc<Linkage>, Arc<Packet>)],
     inserts: &[PendingInsert],
 ) -> bool {
     inserts
         .iter()
-        .all(|i| !reaches(root, working, &i.child, &i.parent))
+        .all(|i| !reaches(root, working, released, &i.child, &i.parent))
 }
 
 /// Runs a commit operation under the structure lock, checking `acyclic`

@@ -11,6 +11,7 @@ use crate::protocol::bundle::InProgress;
 use crate::protocol::dynamic::{self, ChildCas, InsertRead};
 use crate::protocol::{
     BundleFrame, BundleResult, Frame, Operation, Outcome, SnapResult, UnbundleFrame, UnbundleMode,
+    UnbundleResult,
 };
 use crate::serial::{self, Serial};
 use crate::snapshot::{Snapshot, children_of};
@@ -56,9 +57,11 @@ pub struct Transaction {
     pub(crate) inserts: Vec<structure::PendingInsert>,
     /// Children this attempt put in limbo by a release.
     moved: Vec<Moved>,
-    /// Nodes this attempt brought into the tree by an online insert (CAS),
-    /// with the packet pulled.
-    pulled: Vec<(Arc<Linkage>, Arc<Packet>)>,
+    /// Nodes this attempt brought into the tree by an online insert (CAS).
+    pulled: Vec<Pulled>,
+    /// The commit of this attempt succeeded (set by the retry loop): what
+    /// the drop cleans up depends on it.
+    pub(crate) committed: bool,
     /// Validation could not be done by reading: the next attempt gives the
     /// root priority before its snapshot.
     pub(crate) wants_priority: bool,
@@ -67,13 +70,25 @@ pub struct Transaction {
     pub(crate) neg: Negotiator,
 }
 
+/// A node this attempt pulled in with an online insert.
+struct Pulled {
+    child: Arc<Linkage>,
+    /// The packet it carries in the limbo wrapper (what the working tree
+    /// holds for it unless written since).
+    packet: Arc<Packet>,
+    /// That limbo wrapper.
+    wrapper: Arc<PacketWrapper>,
+}
+
 /// A child this attempt released (put in limbo), and what became of it.
 struct Moved {
     child: Arc<Linkage>,
     /// The parent its limbo wrapper names (the one it was released from).
     limbo_parent: Arc<Linkage>,
-    /// The limbo wrapper this attempt installed last.
-    wrapper: Arc<PacketWrapper>,
+    /// The limbo wrapper this attempt installed last; `None` when the
+    /// attempt was doomed before it installed one (it only keeps the view
+    /// consistent: a doomed attempt never commits).
+    wrapper: Option<Arc<PacketWrapper>>,
     /// Its packet when this attempt last released it.
     last_released: Arc<Packet>,
 }
@@ -107,13 +122,15 @@ impl Transaction {
             inserts: Vec::new(),
             moved: Vec::new(),
             pulled: Vec::new(),
+            committed: false,
             wants_priority: false,
             neg,
         }
     }
 
-    pub(crate) fn into_negotiator(self) -> Negotiator {
-        self.neg
+    pub(crate) fn into_negotiator(mut self) -> Negotiator {
+        // The drop (below) still runs: it cleans up this attempt's limbo.
+        std::mem::replace(&mut self.neg, Negotiator::with_stamp(0))
     }
 
     /// The payload of `node` in this transaction's version of the subtree.
@@ -171,6 +188,12 @@ impl Transaction {
 
     /// Inserts `child` under `parent` and brings its current state into this
     /// transaction, so it can be read and written right away.
+    ///
+    /// One exception: a node that is (at the time of the call) only below a
+    /// node this transaction released earlier in the same attempt is
+    /// inserted as [`insert`](Self::insert) does: it is in the tree after
+    /// the commit, but this attempt cannot read it. (Release and insert
+    /// the node itself to move it with its state.)
     pub fn insert_online(
         &mut self,
         parent: &impl AsNode,
@@ -198,18 +221,25 @@ impl Transaction {
         // the packet it carries (the one pulled) is its state whether this
         // transaction commits or not. Releasing it unwritten needs no CAS;
         // written, any CAS would publish the uncommitted writes at once.
-        let pulled = self.pulled.iter().position(|(c, _)| Arc::ptr_eq(c, child));
+        let pulled = self
+            .pulled
+            .iter()
+            .position(|p| Arc::ptr_eq(&p.child, child));
         if let Some(i) = pulled {
             let slot = self
                 .children_list(parent)?
                 .and_then(|c| c.slots[pos].clone());
-            if !slot.is_some_and(|s| Arc::ptr_eq(&s, &self.pulled[i].1)) {
+            if !slot.is_some_and(|s| Arc::ptr_eq(&s, &self.pulled[i].packet)) {
                 return Err(TreeError::ReleaseOfPulledNode);
             }
         }
         // The released subtree may hold the packet of a hard-linked node
         // that stays listed (void) elsewhere in this tree: mark the path
         // missing so the next snapshot bundles it back in.
+        // An insert of this edge earlier in the attempt is undone: the
+        // commit's cycle check must not test an edge that is not there.
+        self.inserts
+            .retain(|i| !(Arc::ptr_eq(&i.parent, parent) && Arc::ptr_eq(&i.child, child)));
         let pkt = self.packet_mut(parent, true)?;
         let ch = Arc::make_mut(pkt.children.as_mut().expect("has the child"));
         let slot = ch.slots.remove(pos);
@@ -219,17 +249,17 @@ impl Transaction {
             pkt.missing = false;
         }
         if let Some(i) = pulled {
-            self.pulled.remove(i);
+            let p = self.pulled.remove(i);
+            unlimbo(&p.child, &p.wrapper);
             return Ok(());
         }
         let Some(slot) = slot else {
             // Void slot: the child's packet lives under another parent.
             return Ok(());
         };
-        if self.contains_link(child) || self.doomed {
+        if self.contains_link(child) {
             // Still reachable through another parent in this subtree (hard
-            // link): its packet stays where it is. Or this attempt is lost
-            // anyway: it must not touch the child.
+            // link): its packet stays where it is.
             return Ok(());
         }
         if let Some(m) = self.moved.iter_mut().find(|m| Arc::ptr_eq(&m.child, child)) {
@@ -240,14 +270,39 @@ impl Transaction {
                 return Ok(());
             }
         }
+        let wrapper = self.release_in_limbo(child, parent, pos, &slot);
+        self.moved.retain(|m| !Arc::ptr_eq(&m.child, child));
+        self.moved.push(Moved {
+            child: child.clone(),
+            limbo_parent: parent.clone(),
+            wrapper,
+            last_released: slot,
+        });
+        Ok(())
+    }
+
+    /// The child CAS of a release: puts `child` in limbo under `parent`
+    /// carrying `slot`. `None` when the attempt is (or gets) doomed: then it
+    /// must not touch the child, and it records the release for its own
+    /// view only (a later `insert_online` of the child reads `slot`).
+    fn release_in_limbo(
+        &mut self,
+        child: &Arc<Linkage>,
+        parent: &Arc<Linkage>,
+        pos: usize,
+        slot: &Arc<Packet>,
+    ) -> Option<Arc<PacketWrapper>> {
+        if self.doomed {
+            return None;
+        }
         let serial = self.serial();
         loop {
-            let Some(w) = dynamic::release_read_child(child, parent, &slot) else {
+            let Some(w) = dynamic::release_read_child(child, parent, slot) else {
                 self.doom();
-                return Ok(());
+                return None;
             };
             if !self.validate_over(&w) {
-                return Ok(());
+                return None;
             }
             match dynamic::release_cas_child(
                 child,
@@ -258,16 +313,7 @@ impl Transaction {
                 slot.clone(),
                 &mut self.neg,
             ) {
-                ChildCas::Done(installed) => {
-                    self.moved.retain(|m| !Arc::ptr_eq(&m.child, child));
-                    self.moved.push(Moved {
-                        child: child.clone(),
-                        limbo_parent: parent.clone(),
-                        wrapper: installed,
-                        last_released: slot,
-                    });
-                    return Ok(());
-                }
+                ChildCas::Done(installed) => return Some(installed),
                 ChildCas::Failed => {}
                 ChildCas::Blocked => self.neg.wait(child),
             }
@@ -282,19 +328,26 @@ impl Transaction {
     /// state. Until the commit that parent does list it, so the carried
     /// packet is not read. `false`: the attempt is doomed.
     pub(crate) fn settle_moves(&mut self) -> bool {
+        if self.doomed {
+            return false;
+        }
         let mut i = 0;
         while i < self.moved.len() {
             let m = &self.moved[i];
-            let desired = packet::find(&self.root, &self.packet, &m.child)
-                .unwrap_or(&m.last_released)
-                .clone();
-            let carried = m.wrapper.packet.as_ref().expect("a limbo wrapper carries");
+            let desired = self
+                .final_packet_of(&m.child)
+                .unwrap_or_else(|| m.last_released.clone());
+            let wrapper = m
+                .wrapper
+                .as_ref()
+                .expect("not doomed: every release installed one");
+            let carried = wrapper.packet.as_ref().expect("a limbo wrapper carries");
             if Arc::ptr_eq(carried, &desired) {
                 i += 1;
                 continue;
             }
             let (child, parent, expected) =
-                (m.child.clone(), m.limbo_parent.clone(), m.wrapper.clone());
+                (m.child.clone(), m.limbo_parent.clone(), wrapper.clone());
             let serial = self.serial();
             loop {
                 if !self.validate() {
@@ -310,7 +363,7 @@ impl Transaction {
                     &mut self.neg,
                 ) {
                     ChildCas::Done(installed) => {
-                        self.moved[i].wrapper = installed;
+                        self.moved[i].wrapper = Some(installed);
                         break;
                     }
                     ChildCas::Failed => {
@@ -354,29 +407,67 @@ impl Transaction {
     }
 
     /// Right before a child CAS: is the base still current (`tx_validate`)?
-    /// A transaction whose root was bundled in an ancestor when it took its
-    /// snapshot has no wrapper to compare with; it reads its root's packet
-    /// where it lives (`dynamic::base_is_current`, loads only: a CAS here,
-    /// such as re-stamping the root, would take the root out of the
-    /// ancestor's bundle, and a snapshot of that ancestor in the same
-    /// closure would put it back, every attempt). `false`: doomed.
+    /// The fast path is one load: the root still holds the wrapper the
+    /// snapshot was read from. Otherwise the base is current iff the root's
+    /// packet is still the very packet the snapshot read (`old`, an `Arc`
+    /// this transaction holds, so its address names it): a commit anywhere
+    /// in the subtree replaces it, an unbundle below marks it missing (a
+    /// new packet), so identity means nothing was published since. A
+    /// bundle and unbundle of the root keep the packet, which is why a
+    /// snapshot of an ancestor taken inside the closure must not doom the
+    /// attempt (it did, on every attempt). `false`: doomed.
     fn validate(&mut self) -> bool {
         if self.doomed {
             return false;
         }
         let ok = match &self.snap_wrapper {
-            Some(snap) => dynamic::tx_validate(&self.root, snap),
-            None => dynamic::base_is_current(&self.root, &self.old).unwrap_or_else(|| {
-                // Cannot tell by reading: retry with the root given
-                // priority first, so the next snapshot has a wrapper.
-                self.wants_priority = true;
-                false
-            }),
+            Some(snap) if dynamic::tx_validate(&self.root, snap) => true,
+            _ => self.revalidate_root(false),
         };
         if !ok {
             self.doom();
         }
         ok
+    }
+
+    /// The slow path of `validate`. A root with priority is current iff it
+    /// holds `old` (then its wrapper becomes the one the commit expects). A
+    /// bundled root is first checked by reading (`base_is_current`, loads
+    /// only); when that cannot tell, or when `need_priority`, the root is
+    /// unbundled with the same identity check the commit makes (an
+    /// `UnbundleMode::Commit` that installs `old` itself), which reads its
+    /// packet atomically and leaves it with priority.
+    fn revalidate_root(&mut self, need_priority: bool) -> bool {
+        loop {
+            let w = self.root.load();
+            if w.has_priority() {
+                let same = Arc::ptr_eq(w.own_packet(), &self.old);
+                if same {
+                    self.snap_wrapper = Some(w);
+                }
+                return same;
+            }
+            if !need_priority {
+                if let Some(current) = dynamic::base_is_current(&self.root, &self.old) {
+                    return current;
+                }
+            }
+            let mode = UnbundleMode::Commit {
+                old: self.old.clone(),
+                new: self.old.clone(),
+            };
+            let frame = UnbundleFrame::new(self.root.clone(), w, mode);
+            match Operation::run_frame(Frame::from(frame), &mut self.neg) {
+                Outcome::Unbundle(UnbundleResult::NewSubvalue(installed)) => {
+                    let (_, _, mine) = installed.last().expect("the root's own CAS");
+                    self.snap_wrapper = Some(mine.clone());
+                    return true;
+                }
+                Outcome::Unbundle(UnbundleResult::SubvalueChanged) => return false,
+                // Disturbed (tagged): look again.
+                _ => {}
+            }
+        }
     }
 
     /// `validate` before a child CAS that replaces `w`. When `w` is a limbo
@@ -394,11 +485,16 @@ impl Transaction {
         if !foreign_limbo {
             return true;
         }
-        let Some(snap) = self.snap_wrapper.clone() else {
-            // Bundled root: give it priority first, next attempt.
-            self.wants_priority = true;
-            self.doom();
-            return false;
+        // The touch is a CAS on the root: it needs the root with priority.
+        let snap = match self.snap_wrapper.clone() {
+            Some(snap) if dynamic::tx_validate(&self.root, &snap) => snap,
+            _ => {
+                if !self.revalidate_root(true) {
+                    self.doom();
+                    return false;
+                }
+                self.snap_wrapper.clone().expect("set by revalidate_root")
+            }
         };
         while !negotiation::can_proceed(&self.root, &self.neg) {
             self.neg.wait(&self.root);
@@ -487,15 +583,21 @@ impl Transaction {
         // working version for nodes in this tree (void slots included: a
         // hard-linked node's list is read where its packet is) and the
         // current state below nodes outside it.
-        if structure::reaches(&self.root, &self.packet, child, parent) {
+        let released = self.released_subtrees();
+        if structure::reaches(&self.root, &self.packet, &released, child, parent) {
             return Err(TreeError::Cycle);
         }
         let in_tree = self.contains_link(child);
+        // A node released by this attempt: its packet as it is now (where
+        // it was put back and released again with its new parent, maybe).
         let moved = self
             .moved
             .iter()
             .find(|m| Arc::ptr_eq(&m.child, child))
-            .map(|m| m.last_released.clone());
+            .map(|m| {
+                self.released_packet_of(child)
+                    .unwrap_or_else(|| m.last_released.clone())
+            });
         let child_packet = if in_tree || !online {
             None
         } else if let Some(released) = moved {
@@ -506,8 +608,19 @@ impl Transaction {
             // while its wrapper names another parent), `settle_moves` puts
             // the final packet in its limbo wrapper before the commit.
             Some(released)
+        } else if self.released_packet_of(child).is_some() {
+            // Below a node this attempt released: its wrapper names a parent
+            // inside that released subtree, which after the commit is no
+            // part of this tree, so this tree's slot could not be where
+            // writers of it look. Pulling it would unbundle it through the
+            // released node's limbo, which dooms this attempt, every
+            // attempt. It joins as a plain insert does: the next snapshot
+            // bundles it in through its own wrapper; this attempt cannot
+            // read it (documented on `insert_online`).
+            None
         } else {
-            Some(self.pull_child(parent, child))
+            let pulled = self.pull_child(parent, child);
+            Some(self.adopt_moved(child, pulled))
         };
         self.inserts.push(structure::PendingInsert {
             parent: parent.clone(),
@@ -527,8 +640,119 @@ impl Transaction {
         Ok(())
     }
 
+    /// The subtrees this attempt released and did not put back, with their
+    /// packets as released: their edges are this attempt's too (for the
+    /// cycle check).
+    pub(crate) fn released_subtrees(&self) -> Vec<(Arc<Linkage>, Arc<Packet>)> {
+        self.detached()
+            .map(|m| (m.child.clone(), m.last_released.clone()))
+            .collect()
+    }
+
+    /// The released children that head a detached subtree once this attempt
+    /// commits: not in the working tree, and not inside another such
+    /// subtree (a node released, put back elsewhere, and then released
+    /// with its new parent lives in the parent's released packet; its own
+    /// entry's packet is an earlier one).
+    fn detached(&self) -> impl Iterator<Item = &Moved> {
+        let out: Vec<&Moved> = self
+            .moved
+            .iter()
+            .filter(|m| !self.contains_link(&m.child))
+            .collect();
+        let heads: Vec<&Moved> = out
+            .iter()
+            .filter(|m| {
+                !out.iter().any(|o| {
+                    !Arc::ptr_eq(&o.child, &m.child)
+                        && packet::find(&o.child, &o.last_released, &m.child).is_some()
+                })
+            })
+            .copied()
+            .collect();
+        heads.into_iter()
+    }
+
+    /// The packet `node` has once this attempt commits: in the working tree,
+    /// or else in a subtree this attempt released (with its packet as
+    /// released). `None`: neither (it left the tree, or was never in it).
+    fn final_packet_of(&self, node: &Linkage) -> Option<Arc<Packet>> {
+        packet::find(&self.root, &self.packet, node)
+            .cloned()
+            .or_else(|| self.released_packet_of(node))
+    }
+
+    /// The packet of `node` inside a subtree this attempt released (the
+    /// released node itself or one below it), if any.
+    fn released_packet_of(&self, node: &Linkage) -> Option<Arc<Packet>> {
+        self.detached()
+            .find_map(|m| packet::find(&m.child, &m.last_released, node).cloned())
+    }
+
+    /// A subtree pulled in by an online insert may list, as a void slot, a
+    /// node this attempt released (its packet was bundled here, so the pull
+    /// left it void). The node moves into the pulled subtree with the
+    /// packet it was released with, on a path marked missing, as a move
+    /// does: `settle_moves` puts its final packet in its limbo wrapper, and
+    /// after the commit it takes priority with it (`unlimbo`), so its own
+    /// wrapper leads to that packet and the next bundle collects it. Without
+    /// this it was in no slot of the working tree: unreadable.
+    ///
+    /// Not so for a node *below* a released one: its wrapper names a
+    /// parent in the released subtree, which would keep pointing at the
+    /// packet it had there while this tree's copy is written (a lost
+    /// update). Its slot stays void: the next snapshot bundles it in.
+    fn adopt_moved(&mut self, child: &Arc<Linkage>, mut pulled: Arc<Packet>) -> Arc<Packet> {
+        if self.moved.is_empty() {
+            return pulled;
+        }
+        let mut adopted: Vec<*const Linkage> = Vec::new();
+        loop {
+            let mut released = None;
+            let found = packet::find_void(&pulled, |n| {
+                if adopted.contains(&Arc::as_ptr(n)) || self.contains_link(n) {
+                    return false;
+                }
+                released = self
+                    .moved
+                    .iter()
+                    .find(|m| Arc::ptr_eq(&m.child, n))
+                    .map(|m| m.last_released.clone());
+                released.is_some()
+            });
+            let Some((path, node)) = found else { break };
+            adopted.push(Arc::as_ptr(&node));
+            let mut cur = &mut pulled;
+            let (last, above) = path.split_last().expect("a void slot is below the root");
+            for &i in above {
+                let p = Packet::make_mut(cur);
+                p.missing = true;
+                let ch = Arc::make_mut(p.children.as_mut().expect("path goes through children"));
+                cur = ch.slots[i as usize]
+                    .as_mut()
+                    .expect("path goes through present slots");
+            }
+            let p = Packet::make_mut(cur);
+            p.missing = true;
+            let ch = Arc::make_mut(p.children.as_mut().expect("the void slot's list"));
+            ch.slots[*last as usize] = released;
+        }
+        if !adopted.is_empty() {
+            // A release of the pulled node compares with what it carries here.
+            if let Some(entry) = self
+                .pulled
+                .iter_mut()
+                .find(|p| Arc::ptr_eq(&p.child, child))
+            {
+                entry.packet = pulled.clone();
+            }
+        }
+        pulled
+    }
+
     /// Online insert: puts the child in limbo under `parent` and returns its
-    /// packet. A doomed attempt only reads the child (it will not commit).
+    /// packet. A doomed attempt only reads the child, bundled (it will not
+    /// commit).
     fn pull_child(&mut self, parent: &Arc<Linkage>, child: &Arc<Linkage>) -> Arc<Packet> {
         let index = self
             .children_list(parent)
@@ -537,9 +761,6 @@ impl Transaction {
             .map_or(0, |c| c.nodes.len());
         let serial = self.serial();
         loop {
-            if self.doomed {
-                return structure::peek(child);
-            }
             let read = match dynamic::insert_read_child(child, parent) {
                 InsertRead::NeedsBundle(w) => {
                     // Bundle the child as a part of this transaction's
@@ -562,13 +783,19 @@ impl Transaction {
             match read {
                 InsertRead::Ready(w) => {
                     let packet = w.packet.clone().expect("a ready child carries its packet");
-                    if !self.validate_over(&w) {
+                    // A doomed attempt (it will not commit) only reads the
+                    // child, complete, so its view stays whole.
+                    if self.doomed || !self.validate_over(&w) {
                         return packet;
                     }
                     match dynamic::insert_cas_child(child, &w, parent, index, serial, &mut self.neg)
                     {
-                        ChildCas::Done(_) => {
-                            self.pulled.push((child.clone(), packet.clone()));
+                        ChildCas::Done(wrapper) => {
+                            self.pulled.push(Pulled {
+                                child: child.clone(),
+                                packet: packet.clone(),
+                                wrapper,
+                            });
                             return packet;
                         }
                         ChildCas::Failed => {}
@@ -580,6 +807,57 @@ impl Transaction {
                     let frame = UnbundleFrame::new(child.clone(), w, UnbundleMode::Promote);
                     Operation::run_frame(Frame::from(frame), &mut self.neg);
                 }
+            }
+        }
+    }
+}
+
+/// Takes a child out of a limbo this attempt installed, once that limbo
+/// names a parent that does not list the child (and never will: a release
+/// that committed, a move that committed elsewhere, an online insert that
+/// was released again or whose attempt did not commit). Its state is the
+/// carried packet either way; a priority wrapper holding it says so
+/// without naming that parent. Such a stale `bundled_by` edge is not an
+/// edge of the tree, so it can close a loop with real ones (the parent
+/// inserted below the child later) and every walk up that loop, a snapshot
+/// or a commit, went round forever. A plain CAS from the wrapper this
+/// attempt installed: when it fails, someone has taken the child out of
+/// that limbo already (an unbundle or a bundle), which is as good.
+fn unlimbo(child: &Linkage, installed: &Arc<PacketWrapper>) {
+    let Some(carried) = installed.packet.clone() else {
+        return;
+    };
+    let next = PacketWrapper::priority(carried, serial::next(installed.serial));
+    let _ = child.slot.compare_exchange(installed, next);
+}
+
+impl Drop for Transaction {
+    /// The end of an attempt: no limbo of it may outlive it naming a parent
+    /// that does not list the child (see [`unlimbo`]).
+    fn drop(&mut self) {
+        if self.committed {
+            // Released children: their parent's committed version does not
+            // list them; moved ones are listed by another parent, on a path
+            // this commit marked missing, so the next bundle collects them
+            // through their priority wrapper.
+            for m in &self.moved {
+                let Some(w) = &m.wrapper else { continue };
+                // Put back under the parent it was released from (maybe in
+                // a subtree released later): that limbo is listed.
+                let listed = self.final_packet_of(&m.limbo_parent).is_some_and(|p| {
+                    p.children
+                        .as_ref()
+                        .is_some_and(|c| c.position(&m.child, w.index).is_some())
+                });
+                if !listed {
+                    unlimbo(&m.child, w);
+                }
+            }
+        } else {
+            // Pulled children: the parent's committed version never listed
+            // them. (Released ones are still listed: harmless.)
+            for p in &self.pulled {
+                unlimbo(&p.child, &p.wrapper);
             }
         }
     }

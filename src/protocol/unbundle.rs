@@ -60,6 +60,9 @@ pub(crate) struct UnbundleFrame {
     /// Next chain index to CAS (counts down to 0, root first).
     cas_pos: usize,
     installed: Installed,
+    /// Loop detection (Brent): the linkage remembered at the last power of
+    /// two of the chain length; meeting it again means a loop.
+    loop_mark: usize,
 }
 
 impl UnbundleFrame {
@@ -79,7 +82,23 @@ impl UnbundleFrame {
             copies: SmallVec::new(),
             cas_pos: 0,
             installed: SmallVec::new(),
+            loop_mark: 0,
         }
+    }
+
+    /// Whether `parent`, the next level up, was walked already. Brent's
+    /// check: compares with one remembered linkage, moved up at every power
+    /// of two, so a loop is seen within twice its length plus the distance
+    /// to it, at constant cost per level.
+    fn closes_loop(&mut self, parent: &Arc<Linkage>) -> bool {
+        let p = Arc::as_ptr(parent) as usize;
+        let len = self.chain.len();
+        if len == 0 {
+            self.loop_mark = Arc::as_ptr(&self.target) as usize;
+        } else if len.is_power_of_two() {
+            self.loop_mark = Arc::as_ptr(&self.chain[len - 1].0) as usize;
+        }
+        p == self.loop_mark
     }
 
     pub(crate) fn step(&mut self, returned: Option<Outcome>, neg: &mut Negotiator) -> Next {
@@ -183,8 +202,10 @@ fn ret(r: UnbundleResult) -> Next {
 
 /// Loads the next ancestor up the chain; once it has priority, locates the
 /// node's packet and decides what to do. No depth limit: inserts never
-/// create a cycle, so every `bundled_by` chain ends at a priority ancestor,
-/// and the walk is linear in its length.
+/// create a cycle and limbo wrappers naming a parent that does not list the
+/// child are cleaned up when their attempt ends, so every `bundled_by`
+/// chain ends at a priority ancestor (a loop seen meanwhile is a lost race),
+/// and the walk is linear in its length (so is the loop check).
 /// TLA+: UnbundleWalk
 pub(crate) fn unbundle_walk(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next {
     let lower = f.level_wrapper(f.chain.len()).clone();
@@ -200,10 +221,16 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next
         }
         return ret(UnbundleResult::Disturbed);
     };
-    debug_assert!(
-        !Arc::ptr_eq(&parent, &f.target),
-        "a bundled_by chain never loops (inserts reject cycles)"
-    );
+    if f.closes_loop(&parent) {
+        // A loop: a limbo wrapper naming a parent that no longer lists the
+        // child closes it with real edges, for as long as the transaction
+        // that left it takes to clean it up (`Transaction`'s drop). Look
+        // again; the lost race enters the negotiation like any other.
+        if !matches!(f.mode, UnbundleMode::Peek) {
+            negotiation::tag_after_fail(&f.target, neg);
+        }
+        return ret(UnbundleResult::Disturbed);
+    }
     let pw = parent.load();
     let root = pw.has_priority();
     f.chain.push((parent, pw));

@@ -111,10 +111,10 @@ impl Out {
 pub struct ViewModel {
     pub w: World,
     pub read: Vec<Tri>,
-    /// A second acceptable value, for a node written by a nested commit
+    /// Other acceptable values, for a node written by a nested commit
     /// after the transaction's snapshot (that attempt is doomed; a packet
-    /// pulled in later may carry either value).
-    pub alt: Vec<Option<u64>>,
+    /// pulled in or moved later may carry any value the node had since).
+    pub alt: Vec<Vec<u64>>,
 }
 
 impl ViewModel {
@@ -122,13 +122,13 @@ impl ViewModel {
     pub fn snapshot(w: &World, s: usize) -> ViewModel {
         ViewModel {
             read: w.readable(s),
-            alt: vec![None; w.len()],
+            alt: vec![Vec::new(); w.len()],
             w: w.clone(),
         }
     }
 
     fn value_ok(&self, n: usize, v: u64) -> bool {
-        v == self.w.vals[n] || self.alt[n] == Some(v)
+        v == self.w.vals[n] || self.alt[n].contains(&v)
     }
 
     /// `n` was looked up and found (`true`) or not; checks it and settles a
@@ -151,7 +151,11 @@ impl ViewModel {
             Some(v) if !self.value_ok(n, v) => Err(format!(
                 "{what}: node {n} = {v}, model {}{}",
                 self.w.vals[n],
-                self.alt[n].map_or(String::new(), |a| format!(" (or {a})"))
+                if self.alt[n].is_empty() {
+                    String::new()
+                } else {
+                    format!(" (or one of {:?})", self.alt[n])
+                }
             )),
             _ => Ok(()),
         }
@@ -181,7 +185,7 @@ impl ViewModel {
         self.observe(n, ok, what)?;
         if ok {
             self.w.vals[n] = self.w.vals[n].wrapping_add(d);
-            if let Some(a) = &mut self.alt[n] {
+            for a in &mut self.alt[n] {
                 *a = a.wrapping_add(d);
             }
         }

@@ -1,0 +1,185 @@
+//! Regressions the sequential model (`tests/model.rs`) found after issue 9's
+//! fixes had landed (on 9f83bc2). Each is a minimal case it printed, in
+//! plain code; each failed or hung on 9f83bc2 (checked there) and passes
+//! now. Root causes:
+//! `tla/FINDINGS.md`, "What the sequential model found".
+//!
+//! Tests that used to hang run under a generous watchdog (`within`): it
+//! only fires on a hang, never decides a pass by timing.
+
+use kame_stm::{Node, TreeError};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let limit = Duration::from_secs(120);
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(RecvTimeoutError::Timeout) => panic!("{what}: no result after {limit:?} (hang)"),
+        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the operation panicked"),
+    }
+}
+
+/// A snapshot of an ancestor taken inside the closure bundles the
+/// transaction's root into it; an online insert then found its root's
+/// wrapper changed and doomed the attempt, every attempt (a livelock). Its
+/// packet is still the one it read: the attempt is valid.
+#[test]
+fn an_ancestor_snapshot_in_the_closure_does_not_doom_the_attempt() {
+    within("ancestor snapshot + insert_online", || {
+        let (top, mine, other) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+        top.insert(&mine).unwrap();
+        top.insert(&other).unwrap();
+        let (_, stats) = mine.iterate_commit_with_stats(|tr| {
+            let _ = top.snapshot();
+            tr.insert_online(&mine, &other).unwrap();
+            tr[&other] += 1;
+            tr[&mine] += 1;
+        });
+        assert_eq!(stats.retries, 0);
+        assert_eq!((mine.read(), other.read()), (1, 1));
+        let shot = top.snapshot();
+        assert_eq!((shot[&mine], shot[&other]), (1, 1));
+    });
+}
+
+/// An online insert of a node whose subtree holds a node this attempt had
+/// released (its packet lived in this tree, so the pulled packet listed it
+/// void): the released node was in no slot of the working tree, and the
+/// transaction could not read it.
+#[test]
+fn a_released_node_pulled_back_with_another_subtree_is_readable() {
+    let (root, mid, leaf, other) = (
+        Node::new(0u32),
+        Node::new(0u32),
+        Node::new(0u32),
+        Node::new(0u32),
+    );
+    root.insert(&mid).unwrap();
+    mid.insert(&leaf).unwrap();
+    other.insert(&leaf).unwrap(); // a hard link from outside the tree
+    let _ = root.snapshot();
+    root.iterate_commit(|tr| {
+        tr.release(&mid, &leaf).unwrap();
+        tr.insert_online(&mid, &other).unwrap();
+        tr[&leaf] += 5;
+    });
+    assert_eq!(leaf.read(), 5);
+    assert_eq!(root.snapshot()[&leaf], 5);
+    assert_eq!(other.snapshot()[&leaf], 5);
+}
+
+// The loop of `bundled_by` references left by a stale limbo (a hang) is
+// replayed from the model's own case: `recorded_cases` in `tests/model.rs`.
+
+/// An insert undone by a release in the same attempt was still checked for
+/// cycles at the commit, against the attempt's later edges: every commit
+/// failed the check (a livelock).
+#[test]
+fn an_insert_released_again_is_not_cycle_checked() {
+    within("insert + release, then the reverse edge", || {
+        let (root, a, b, x) = (
+            Node::new(0u32),
+            Node::new(0u32),
+            Node::new(0u32),
+            Node::new(0u32),
+        );
+        root.insert(&a).unwrap();
+        root.insert(&x).unwrap();
+        a.insert(&b).unwrap();
+        let _ = root.snapshot();
+        let (_, stats) = root.iterate_commit_with_stats(|tr| {
+            tr.insert(&b, &x).unwrap(); // x also below b (a hard link)
+            tr.release(&b, &x).unwrap(); // undone
+            tr.release(&a, &b).unwrap();
+            tr.insert(&x, &b).unwrap(); // b below x: no cycle any more
+        });
+        assert_eq!(stats.retries, 0);
+        let shot = root.snapshot();
+        assert_eq!(shot.children(&x).unwrap().count(), 1);
+        assert_eq!(shot.children(&a).unwrap().count(), 0);
+    });
+}
+
+/// The cycle check of an insert ignored the edges of subtrees this attempt
+/// had released: the insert was accepted, the commit's check (which sees
+/// them) refused it, every attempt.
+#[test]
+fn the_cycle_check_sees_the_edges_of_released_subtrees() {
+    within("insert below a released subtree's own descendant", || {
+        let (root, x, y, z) = (
+            Node::new(0u32),
+            Node::new(0u32),
+            Node::new(0u32),
+            Node::new(0u32),
+        );
+        let outside = Node::new(0u32);
+        root.insert(&x).unwrap();
+        root.insert(&z).unwrap();
+        outside.insert(&z).unwrap(); // z: under root and under outside
+        let _ = root.snapshot();
+        let r = root.try_iterate_commit(|tr| {
+            tr.insert(&x, &outside)?; // x -> outside -> z
+            tr.release(&root, &x)?; // x leaves with that edge
+            tr.insert(&z, &x) // z -> x -> outside -> z: a cycle
+        });
+        assert_eq!(r.err(), Some(TreeError::Cycle));
+        let _ = y;
+    });
+}
+
+/// A child moved back under the parent it was released from, written, and
+/// then released with that parent: its limbo carried the packet of its
+/// first release, and after the commit a read of it lost the write.
+#[test]
+fn a_move_inside_a_subtree_released_later_keeps_its_write() {
+    let (root, a, b, c) = (
+        Node::new(0u64),
+        Node::new(0u64),
+        Node::new(0u64),
+        Node::new(0u64),
+    );
+    let top = Node::new(0u64);
+    top.insert(&root).unwrap();
+    root.insert(&a).unwrap();
+    a.insert(&b).unwrap();
+    b.insert(&c).unwrap();
+    let _ = top.snapshot();
+    top.iterate_commit(|tr| {
+        tr.release(&b, &c).unwrap();
+        tr.insert_online(&a, &c).unwrap();
+        tr[&c] += 1;
+        tr.release(&root, &a).unwrap();
+    });
+    assert_eq!(c.read(), 1);
+    assert_eq!(a.snapshot()[&c], 1);
+}
+
+/// An online insert of a node that is only below a node released earlier
+/// in the attempt unbundled it through that node's limbo, which dooms the
+/// attempt, every attempt (a livelock). It is inserted as `insert` does.
+#[test]
+fn an_online_insert_below_a_released_node_commits() {
+    within("release, then insert_online of a grandchild", || {
+        let (root, a, b) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+        root.insert(&a).unwrap();
+        a.insert(&b).unwrap();
+        let _ = root.snapshot();
+        let (_, stats) = root.iterate_commit_with_stats(|tr| {
+            tr.release(&root, &a).unwrap();
+            tr.insert_online(&root, &b).unwrap();
+            assert!(!tr.contains(&b), "inserted as by `insert`");
+        });
+        assert_eq!(stats.retries, 0);
+        b.iterate_commit(|tr| tr[&b] += 1);
+        let shot = root.snapshot();
+        assert_eq!(shot[&b], 1);
+        assert!(!shot.contains(&a));
+        assert_eq!(a.snapshot()[&b], 1);
+    });
+}
