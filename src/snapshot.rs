@@ -2,7 +2,7 @@
 
 use crate::error::NotFound;
 use crate::linkage::Linkage;
-use crate::node::{AsNode, Node, NodeRef, not_found};
+use crate::node::{AsNode, Node, NodeRef, not_found_in_snapshot};
 use crate::packet::{self, Packet};
 use std::fmt;
 use std::ops::Index;
@@ -57,7 +57,7 @@ impl Snapshot {
     }
 
     pub(crate) fn packet_of(&self, link: &Linkage) -> Result<&Arc<Packet>, NotFound> {
-        packet::find(&self.root, &self.packet, link).ok_or_else(|| not_found(link))
+        packet::find(&self.root, &self.packet, link).ok_or_else(|| not_found_in_snapshot(link))
     }
 }
 
@@ -88,5 +88,24 @@ impl fmt::Debug for Snapshot {
             .field("root", &self.root())
             .field("children", &self.packet.child_count())
             .finish()
+    }
+}
+
+impl Snapshot {
+    /// Whether both snapshots show the same committed version of the same
+    /// subtree (identity, not equality of payloads): e.g. a display that
+    /// redraws only when something changed.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let n = Node::new(0u8);
+    /// let (a, b) = (n.snapshot(), n.snapshot());
+    /// assert!(a.same_version(&b));
+    /// n.iterate_commit(|tr| tr[&n] = 0); // a commit, even of an equal value
+    /// assert!(!a.same_version(&n.snapshot()));
+    /// ```
+    #[must_use]
+    pub fn same_version(&self, other: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.root, &other.root) && Arc::ptr_eq(&self.packet, &other.packet)
     }
 }

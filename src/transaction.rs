@@ -608,3 +608,19 @@ impl<P: 'static> IndexMut<&Node<P>> for Transaction {
         }
     }
 }
+
+/// The root, the attempt, and whether this attempt has written yet.
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field(
+                "root",
+                &NodeRef {
+                    link: self.root.clone(),
+                },
+            )
+            .field("attempt", &self.attempt)
+            .field("written", &!Arc::ptr_eq(&self.old, &self.packet))
+            .finish_non_exhaustive()
+    }
+}

@@ -858,7 +858,7 @@ impl Harness {
             let r = match cx.run(tr, &mut a, ops) {
                 Ok(()) => Ok(()),
                 Err(Stop::Tree(e)) => {
-                    a.err = Some(e);
+                    a.err = Some(e.clone());
                     Err(e)
                 }
                 Err(Stop::Model(msg)) => {
@@ -934,8 +934,9 @@ impl Harness {
             Res::Failed(e) => {
                 let want = last
                     .err
+                    .clone()
                     .or(matches!(flavor, Flavor::Try(true)).then_some(TreeError::NotAChild));
-                if Some(e) != want {
+                if Some(&e) != want.as_ref() {
                     return Err(format!(
                         "try_iterate_commit returned Err({e:?}), model {want:?}"
                     ));
@@ -959,7 +960,7 @@ impl Harness {
                 "iterate_commit_while committed although the closure returned false".into(),
             );
         }
-        if let Some(e) = last.err {
+        if let Some(e) = &last.err {
             return Err(format!(
                 "try_iterate_commit committed although the closure returned Err({e:?})"
             ));
