@@ -2,6 +2,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "serde")]
+pub mod config;
 mod drive;
 mod error;
 mod linkage;
