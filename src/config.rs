@@ -229,7 +229,10 @@ fn named_nodes(
         if node.name().is_some() {
             // A hard-linked node met twice on the same path is one entry.
             if !seen.insert(path.clone()) {
-                if out.iter().any(|(p, n): &(String, NodeRef)| *p == path && *n == node) {
+                if out
+                    .iter()
+                    .any(|(p, n): &(String, NodeRef)| *p == path && *n == node)
+                {
                     continue;
                 }
                 return Err(ConfigError::DuplicatePath { path });

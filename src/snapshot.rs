@@ -30,7 +30,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The payload of `node`, or [`NotFound`] if it is not in this subtree.
+    /// The payload of `node`.
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`] when `node` is not in this subtree (`shot[&node]`
+    /// panics instead).
     pub fn get<P: 'static>(&self, node: &Node<P>) -> Result<&P, NotFound> {
         self.packet_of(&node.link).map(|p| p.payload::<P>())
     }
@@ -41,6 +46,10 @@ impl Snapshot {
     }
 
     /// The children of `node` (in list order).
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`] when `node` is not in this subtree.
     pub fn children(
         &self,
         node: &impl AsNode,
@@ -50,6 +59,7 @@ impl Snapshot {
     }
 
     /// The node this snapshot was taken of.
+    #[must_use]
     pub fn root(&self) -> NodeRef {
         NodeRef {
             link: self.root.clone(),
@@ -73,7 +83,10 @@ pub(crate) fn children_of(p: &Packet) -> impl ExactSizeIterator<Item = NodeRef> 
 impl<P: 'static> Index<&Node<P>> for Snapshot {
     type Output = P;
 
-    /// Panics if `node` is not in this subtree; see [`Snapshot::get`].
+    /// # Panics
+    ///
+    /// If `node` is not in this subtree, naming the node; see
+    /// [`Snapshot::get`].
     fn index(&self, node: &Node<P>) -> &P {
         match self.get(node) {
             Ok(p) => p,

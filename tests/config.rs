@@ -82,7 +82,10 @@ fn round_trip_through_json_restores_every_named_node() {
     assert_eq!(shot[&r.label], "run 7");
     assert_eq!(shot[&r.gains], [1.0, 0.5, 0.0]);
     assert_eq!(shot[&r.volts], (3, true));
-    assert_eq!(shot[&r.unnamed], 10.0, "unnamed nodes are not in the document");
+    assert_eq!(
+        shot[&r.unnamed], 10.0,
+        "unnamed nodes are not in the document"
+    );
     assert_eq!(Config::save(&shot, &reg).unwrap(), saved);
 }
 
@@ -167,10 +170,5 @@ fn two_nodes_with_one_path_are_refused() {
     root.insert(&Node::named("x", 1.0_f64)).unwrap();
     root.insert(&Node::named("x", 2.0_f64)).unwrap();
     let err = Config::save(&root.snapshot(), &registry()).unwrap_err();
-    assert_eq!(
-        err,
-        ConfigError::DuplicatePath {
-            path: "r/x".into()
-        }
-    );
+    assert_eq!(err, ConfigError::DuplicatePath { path: "r/x".into() });
 }
