@@ -21,7 +21,10 @@ use std::sync::Arc;
 ///
 /// Equality, hashing and ordering are by identity (the node, not its
 /// payload), so handles can key a map, e.g. of GUI widgets; a [`NodeRef`]
-/// to the same node compares and hashes alike.
+/// to the same node compares and hashes alike. (Clippy's
+/// `mutable_key_type` cannot see that the hash ignores the atomics inside:
+/// `ignore-interior-mutability = ["kame_stm::Node", "kame_stm::NodeRef"]`
+/// in `clippy.toml` silences it.)
 ///
 /// ```
 /// use kame_stm::Node;
