@@ -357,6 +357,16 @@ impl<P: 'static> Node<P> {
     ///
     /// The child's packet is absorbed by the next snapshot of this node.
     ///
+    /// ```
+    /// use kame_stm::{Node, TreeError};
+    /// let (rack, dmm) = (Node::new(()), Node::named("dmm", 0.0_f64));
+    /// rack.insert(&dmm)?;
+    /// assert!(rack.snapshot().contains(&dmm));
+    /// assert_eq!(rack.insert(&dmm), Err(TreeError::AlreadyChild));
+    /// assert_eq!(dmm.insert(&rack), Err(TreeError::Cycle));
+    /// # Ok::<(), TreeError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`TreeError::AlreadyChild`] when `child` is already a child of this
