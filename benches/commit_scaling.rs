@@ -5,7 +5,7 @@
 //! Also, kame only: the 3-level tree `grand -> parent -> L leaves`
 //! (C++ `stm_micro` C1-C4, L = 1, 2, 4).
 //!
-//! `cargo bench --bench commit_scaling`
+//! `cargo bench -p kame-stm-bench --bench commit_scaling`
 
 #[path = "common/mod.rs"]
 mod common;

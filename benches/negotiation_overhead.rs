@@ -3,8 +3,8 @@
 //! same code with the tag machinery compiled out) and compare:
 //!
 //! ```sh
-//! cargo bench --bench negotiation_overhead -- --save-baseline privilege
-//! cargo bench --features no-privilege --bench negotiation_overhead -- --baseline privilege
+//! cargo bench -p kame-stm-bench --bench negotiation_overhead -- --save-baseline privilege
+//! cargo bench -p kame-stm-bench --features no-privilege --bench negotiation_overhead -- --baseline privilege
 //! ```
 //!
 //! The second run prints the change relative to the first; "no change in

@@ -3,8 +3,8 @@
 
 Reads criterion's estimates (target/criterion/**/new/estimates.json) and the
 throughput driver's RESULT lines (benches/run_throughput.sh output), prints
-markdown tables next to the C++ original's figures
-(../shared/reference/kame_cpp_figures.md) and writes SVG plots. Standard
+markdown tables next to the C++ original's figures (northriv/KAME
+kamestm/, measured on this machine kind; see docs/benchmarks.md) and writes SVG plots. Standard
 library only.
 
     python3 benches/plot.py --criterion target/criterion \
@@ -23,7 +23,7 @@ IMPLS = ["kame", "rwlock", "arcswap", "fast-stm"]
 COLORS = {"kame": "#d62728", "rwlock": "#1f77b4", "arcswap": "#2ca02c",
           "fast-stm": "#9467bd", "C++": "#444444", "target": "#ff7f0e"}
 
-# C++ kamestm on this machine kind (kame_cpp_figures.md), two builds:
+# C++ kamestm (northriv/KAME) on this machine kind, two builds:
 # "pool" = its default build with its own pool allocator, "glibc" = built
 # with USE_KAME_ALLOCATOR=OFF. stm_micro ns/op (§4), throughput child
 # updates/s in M/s, medians of 3 (§2.1, §2.2). Our runs with

@@ -17,12 +17,12 @@ WARMUP=${WARMUP:-1}
 MEASURE=${MEASURE:-2}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-cargo bench --no-run --bench single_node --bench tree16 --bench commit_scaling >&2
-cargo build --release --example throughput >&2
+cargo bench -p kame-stm-bench --no-run --bench single_node --bench tree16 --bench commit_scaling >&2
+cargo build -p kame-stm-bench --release --bin throughput >&2
 for alloc in system mimalloc; do
     export KAME_BENCH_ALLOC=$alloc
     echo "== $alloc: criterion" >&2
-    CRITERION_HOME="$OUT/criterion-$alloc" cargo bench --bench single_node --bench tree16 \
+    CRITERION_HOME="$OUT/criterion-$alloc" cargo bench -p kame-stm-bench --bench single_node --bench tree16 \
         --bench commit_scaling -- --warm-up-time "$WARMUP" --measurement-time "$MEASURE" \
         > "$OUT/criterion-$alloc.log" 2>&1
     echo "== $alloc: throughput" >&2

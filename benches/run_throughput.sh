@@ -15,8 +15,8 @@ REPS=${2:-3}
 IMPLS=${IMPLS:-"kame rwlock arcswap fast-stm"}
 M=256
 cd "$(dirname "$0")/.."
-cargo build --release --example throughput >&2 || exit 1
-T=${CARGO_TARGET_DIR:-target}/release/examples/throughput
+cargo build -p kame-stm-bench --release --bin throughput >&2 || exit 1
+T=${CARGO_TARGET_DIR:-target}/release/throughput
 
 # Other CPU-heavy processes (compilers, TLC, test runs) before and after each
 # run: plot.py --quiet-only drops runs that shared the machine with one.

@@ -2,7 +2,7 @@
 //! incrementing the payload, and the two in a row. Baselines: the root of
 //! their tree with no children.
 //!
-//! `cargo bench --bench single_node` (add `-- kame` to run only ours).
+//! `cargo bench -p kame-stm-bench --bench single_node` (add `-- kame` to run only ours).
 
 #[path = "common/mod.rs"]
 mod common;

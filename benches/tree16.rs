@@ -5,7 +5,7 @@
 //! The pairs B10/B11 alternate leaf and root work, which for kame forces
 //! an unbundle and a re-bundle every iteration.
 //!
-//! `cargo bench --bench tree16` (add `-- kame` to run only ours).
+//! `cargo bench -p kame-stm-bench --bench tree16` (add `-- kame` to run only ours).
 
 #[path = "common/mod.rs"]
 mod common;

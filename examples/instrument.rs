@@ -82,7 +82,7 @@ fn main() {
     let heater = Node::new(Heater::default());
     let magnet = Node::new(Magnet::default());
     let aux = Node::new(Aux::default());
-    for child in [thermometer.as_ref(), heater.as_ref(), magnet.as_ref()] {
+    for child in [thermometer.to_ref(), heater.to_ref(), magnet.to_ref()] {
         cryostat.insert(&child).expect("fresh nodes");
     }
 

@@ -183,10 +183,7 @@ impl Drop for Entered {
 }
 
 pub(crate) fn name(link: &Arc<Linkage>) -> NodeName {
-    NodeName {
-        type_name: link.type_name,
-        addr: Arc::as_ptr(link) as usize,
-    }
+    NodeName::of(link)
 }
 
 /// Runs the protocol for a snapshot of `node`.

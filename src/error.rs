@@ -1,17 +1,43 @@
 //! Errors: what can go wrong is reported, never undefined behaviour.
 
+use crate::linkage::Linkage;
 use std::fmt;
+use std::sync::Arc;
 
 /// The node is not part of the snapshot (or transaction) it was looked up in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NotFound {
+    /// The node that was looked up.
+    pub node: NodeName,
+    /// Where it was looked up.
+    pub place: Place,
+}
+
+/// Where a node was looked up, for [`NotFound`]'s message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Place {
+    /// In a [`Snapshot`](crate::Snapshot).
+    Snapshot,
+    /// In a [`Transaction`](crate::Transaction).
+    Transaction,
+}
+
+impl NotFound {
     /// Payload type of the node that was looked up.
-    pub type_name: &'static str,
+    pub fn type_name(&self) -> &'static str {
+        self.node.type_name
+    }
 }
 
 impl fmt::Display for NotFound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node ({}) is not in this snapshot", self.type_name)
+        let place = match self.place {
+            Place::Snapshot => "snapshot",
+            Place::Transaction => "transaction",
+        };
+        write!(f, "{} is not in this {place}'s subtree", self.node)
     }
 }
 
@@ -21,9 +47,10 @@ impl std::error::Error for NotFound {}
 /// nested transaction, to nodes inside the enclosing transaction's subtree
 /// (or to an ancestor of it): every such commit invalidates the enclosing
 /// attempt, so it could never commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NestedConflict {
-    /// The node the enclosing transaction runs on (payload type and address).
+    /// The node the enclosing transaction runs on.
     pub outer: NodeName,
     /// The node the nested transaction committed to.
     pub inner: NodeName,
@@ -31,18 +58,38 @@ pub struct NestedConflict {
     pub attempts: u32,
 }
 
-/// Identifies a node in errors and panics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Identifies a node in errors and panics: its name (see
+/// [`Node::named`](crate::Node::named)) when it has one, its payload type,
+/// and its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeName {
+    /// The node's name, if it was given one.
+    pub name: Option<Arc<str>>,
     /// Payload type.
     pub type_name: &'static str,
     /// Address of the node (stable while the node lives).
     pub addr: usize,
 }
 
+impl NodeName {
+    pub(crate) fn of(link: &Linkage) -> NodeName {
+        NodeName {
+            name: link.name.clone(),
+            type_name: link.type_name,
+            addr: std::ptr::from_ref(link) as usize,
+        }
+    }
+}
+
+/// `` node `heater` (f64) `` for a named node; `node (f64)@0x…` otherwise
+/// (the address tells two unnamed nodes of one type apart).
 impl fmt::Display for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node ({})@{:#x}", self.type_name, self.addr)
+        match &self.name {
+            Some(name) => write!(f, "node `{name}` ({})", self.type_name),
+            None => write!(f, "node ({})@{:#x}", self.type_name, self.addr),
+        }
     }
 }
 
@@ -62,7 +109,7 @@ impl std::error::Error for NestedConflict {}
 
 /// A dynamic tree operation (insert, release, swap) that cannot be done, or
 /// a transaction that cannot commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TreeError {
     /// The parent (or a node to swap) is not in the transaction's tree.

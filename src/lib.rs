@@ -1,45 +1,9 @@
-//! # kame-stm
-//!
-//! Lock-free, snapshot-based software transactional memory for a *tree* of
-//! typed nodes: a Rust port of the STM at the heart of KAME, the
-//! instrument-control framework.
-//!
-//! Instrument drivers, acquisition loops, GUIs and scripts share one tree
-//! of state. Readers take an immutable, subtree-consistent [`Snapshot`] —
-//! one atomic load when the subtree is already *bundled* — and may keep it
-//! as long as they like. Writers edit a private copy-on-write version in a
-//! [`Transaction`] and publish all of it with one CAS on the subtree root.
-//!
-//! ```
-//! use kame_stm::Node;
-//!
-//! #[derive(Clone, Debug, PartialEq)]
-//! struct Heater { power_w: f64 }
-//!
-//! let cryostat = Node::new("cryostat");
-//! let thermometer = Node::new(4.2_f64);
-//! let heater = Node::new(Heater { power_w: 0.0 });
-//! cryostat.insert(&thermometer).unwrap();
-//! cryostat.insert(&heater).unwrap();
-//!
-//! // Both writes become visible together, or not at all.
-//! cryostat.iterate_commit(|tr| {
-//!     tr[&thermometer] = 4.5;
-//!     tr[&heater].power_w = 0.1;
-//! });
-//!
-//! let shot = cryostat.snapshot();
-//! assert_eq!(shot[&thermometer], 4.5);
-//! assert_eq!(shot[&heater], Heater { power_w: 0.1 });
-//! ```
-//!
-//! See `docs/architecture.md` for the data model and the protocol, and
-//! `tla/` for its TLA+ specification: every step function of
-//! [`protocol`](crate) maps one to one onto an action of the spec.
-
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "serde")]
+pub mod config;
 mod drive;
 mod error;
 mod linkage;
@@ -55,7 +19,7 @@ mod transaction;
 mod wrapper;
 
 pub use drive::NESTED_LIMIT;
-pub use error::{NestedConflict, NodeName, NotFound, TreeError};
+pub use error::{NestedConflict, NodeName, NotFound, Place, TreeError};
 pub use node::{AsNode, Node, NodeRef};
 pub use snapshot::Snapshot;
 pub use transaction::{Transaction, TxStats};

@@ -20,6 +20,8 @@ pub struct Linkage {
     pub(crate) tag: AtomicU64,
     pub(crate) payload_type: TypeId,
     pub(crate) type_name: &'static str,
+    /// The name given by `Node::named`, for `Debug`, errors and panics.
+    pub(crate) name: Option<Arc<str>>,
 }
 
 impl Linkage {
@@ -27,6 +29,7 @@ impl Linkage {
         packet: Arc<Packet>,
         payload_type: TypeId,
         type_name: &'static str,
+        name: Option<Arc<str>>,
     ) -> Arc<Self> {
         let serial: Serial = serial::next(0);
         Arc::new(Linkage {
@@ -34,6 +37,7 @@ impl Linkage {
             tag: AtomicU64::new(0),
             payload_type,
             type_name,
+            name,
         })
     }
 
@@ -76,5 +80,11 @@ impl Drop for Linkage {
                 }
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Linkage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&crate::error::NodeName::of(self), f)
     }
 }

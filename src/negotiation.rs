@@ -65,7 +65,7 @@ impl Negotiator {
     }
 
     /// Waits until `link` may be CASed by this transaction: spins briefly,
-    /// then yields, then parks on the owner's wait cell with a timeout,
+    /// then yields, then parks on the linkage with a timeout,
     /// re-checking (and trying to preempt, when older) every round.
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
         let start = Instant::now();
@@ -85,8 +85,7 @@ impl Negotiator {
             } else if round < 64 {
                 std::thread::yield_now();
             } else {
-                let holder = link.tag.load(crate::sync::Ordering::Acquire);
-                park_on(holder, || !can_proceed(link, self));
+                park_on(link, || !can_proceed(link, self));
             }
         }
         let waited = start.elapsed();
@@ -182,7 +181,7 @@ pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
     if ok {
         tracing::debug!(stamp = me, preempted = cur, "priority tag preempted");
         neg.record(link);
-        wake(cur);
+        wake(link);
     }
     ok
 }
@@ -195,7 +194,6 @@ pub(crate) fn clear_my_tags(neg: &mut Negotiator) {
         return;
     }
     let me = neg.stamp;
-    let mut cleared = false;
     for link in neg.ledger.drain(..) {
         // Only our exact stamp: an older transaction that preempted us owns
         // the tag now and clears it itself.
@@ -209,79 +207,67 @@ pub(crate) fn clear_my_tags(neg: &mut Negotiator) {
             )
             .is_ok()
         {
-            cleared = true;
+            tracing::debug!(stamp = me, "priority tag cleared");
+            wake(&link);
         }
-    }
-    if cleared {
-        tracing::debug!(stamp = me, "priority tags cleared");
-        wake(me);
     }
 }
 
 // ---------------------------------------------------------------------------
-// Parking: one wait cell per thread-id bucket.
+// Parking: `parking_lot_core`'s address-keyed queues, keyed by the linkage
+// whose tag is awaited.
 
 #[cfg(not(loom))]
 mod park {
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use std::sync::{Condvar, Mutex};
-    use std::time::Duration;
+    use crate::linkage::Linkage;
+    use parking_lot_core::{DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN};
+    use std::time::{Duration, Instant};
 
-    pub(super) struct WaitCell {
-        generation: AtomicU64,
-        sleepers: AtomicUsize,
-        lock: Mutex<()>,
-        cv: Condvar,
+    fn key(link: &Linkage) -> usize {
+        std::ptr::from_ref(&link.tag) as usize
     }
 
-    const CELLS: usize = 64;
-    #[allow(clippy::declare_interior_mutable_const)]
-    const CELL: WaitCell = WaitCell {
-        generation: AtomicU64::new(0),
-        sleepers: AtomicUsize::new(0),
-        lock: Mutex::new(()),
-        cv: Condvar::new(),
-    };
-    static WAIT_CELLS: [WaitCell; CELLS] = [CELL; CELLS];
-
-    fn cell(stamp: u64) -> &'static WaitCell {
-        &WAIT_CELLS[(stamp & 0xffff) as usize % CELLS]
-    }
-
-    /// Sleeps (at most a millisecond) while `blocked()` holds and nobody
-    /// woke the owner's cell.
-    pub(super) fn park_on(owner: u64, blocked: impl Fn() -> bool) {
-        let c = cell(owner);
-        let g = c.generation.load(Ordering::Acquire);
-        c.sleepers.fetch_add(1, Ordering::AcqRel);
-        if blocked() {
-            let guard = c.lock.lock().unwrap_or_else(|e| e.into_inner());
-            if c.generation.load(Ordering::Acquire) == g {
-                let _ =
-                    c.cv.wait_timeout(guard, Duration::from_millis(1))
-                        .unwrap_or_else(|e| e.into_inner());
-            }
+    /// Sleeps while `blocked()` holds, until the tag of `link` is cleared
+    /// or taken over ([`wake`]), or a millisecond passed: a tag overwritten
+    /// by an older transaction's failure wakes nobody, and a waiter older
+    /// than the new owner must get to preempt it.
+    pub(super) fn park_on(link: &Linkage, blocked: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_millis(1);
+        // SAFETY: `validate` (an atomic load) and the no-op callbacks do not
+        // panic and do not call into parking_lot; the key is an address
+        // this thread keeps alive (it holds the linkage) and any other use
+        // of it only causes a spurious wake-up, which the caller's loop
+        // tolerates.
+        unsafe {
+            parking_lot_core::park(
+                key(link),
+                blocked,
+                || {},
+                |_, _| {},
+                DEFAULT_PARK_TOKEN,
+                Some(deadline),
+            );
         }
-        c.sleepers.fetch_sub(1, Ordering::AcqRel);
     }
 
-    pub(super) fn wake(owner: u64) {
-        let c = cell(owner);
-        if c.sleepers.load(Ordering::Acquire) == 0 {
-            return;
+    /// Wakes every transaction parked on the tag of `link`. Checked under
+    /// the queue's lock by `park`'s `validate`, so a change of the tag made
+    /// before this call is never slept through.
+    pub(super) fn wake(link: &Linkage) {
+        // SAFETY: as in `park_on`.
+        unsafe {
+            parking_lot_core::unpark_all(key(link), DEFAULT_UNPARK_TOKEN);
         }
-        c.generation.fetch_add(1, Ordering::AcqRel);
-        let _guard = c.lock.lock().unwrap_or_else(|e| e.into_inner());
-        c.cv.notify_all();
     }
 }
 
 #[cfg(loom)]
 mod park {
-    pub(super) fn park_on(_owner: u64, _blocked: impl Fn() -> bool) {
+    use crate::linkage::Linkage;
+    pub(super) fn park_on(_link: &Linkage, _blocked: impl Fn() -> bool) {
         loom::thread::yield_now();
     }
-    pub(super) fn wake(_owner: u64) {}
+    pub(super) fn wake(_link: &Linkage) {}
 }
 
 use park::{park_on, wake};

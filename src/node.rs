@@ -1,13 +1,15 @@
 //! Typed node handles.
 
 use crate::drive::{self, Ended, Flow};
-use crate::error::{NotFound, TreeError};
+use crate::error::{NodeName, NotFound, Place, TreeError};
 use crate::linkage::Linkage;
 use crate::packet::Packet;
 use crate::snapshot::Snapshot;
 use crate::transaction::{Transaction, TxStats};
 use std::any::TypeId;
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -16,6 +18,13 @@ use std::sync::Arc;
 /// A cheap-to-clone handle (one reference count). Different nodes of one
 /// tree may have different payload types. A node is kept alive by its
 /// handles and by every parent that lists it.
+///
+/// Equality, hashing and ordering are by identity (the node, not its
+/// payload), so handles can key a map, e.g. of GUI widgets; a [`NodeRef`]
+/// to the same node compares and hashes alike. (Clippy's
+/// `mutable_key_type` cannot see that the hash ignores the atomics inside:
+/// `ignore-interior-mutability = ["kame_stm::Node", "kame_stm::NodeRef"]`
+/// in `clippy.toml` silences it.)
 ///
 /// ```
 /// use kame_stm::Node;
@@ -46,15 +55,38 @@ impl<P> PartialEq for Node<P> {
 }
 impl<P> Eq for Node<P> {}
 
+impl<P> Hash for Node<P> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.link).hash(state);
+    }
+}
+
+/// By address: an arbitrary but stable order (for `BTreeMap` keys).
+impl<P> Ord for Node<P> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        Arc::as_ptr(&self.link).cmp(&Arc::as_ptr(&other.link))
+    }
+}
+
+impl<P> PartialOrd for Node<P> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// `` Node<f64> `heater` @0x… ``, or `Node<f64>@0x…` without a name.
 impl<P> fmt::Debug for Node<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Node<{}>@{:p}",
-            self.link.type_name,
-            Arc::as_ptr(&self.link)
-        )
+        debug_node("Node", &self.link, f)
     }
+}
+
+fn debug_node(kind: &str, link: &Arc<Linkage>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{kind}<{}>", link.type_name)?;
+    if let Some(name) = &link.name {
+        write!(f, " `{name}` ")?;
+    }
+    write!(f, "@{:p}", Arc::as_ptr(link))
 }
 
 /// Anything that names a node: a typed [`Node`] or an untyped [`NodeRef`].
@@ -84,10 +116,32 @@ impl AsNode for NodeRef {
 impl<P: Clone + Send + Sync + 'static> Node<P> {
     /// Creates a detached node holding `payload`.
     pub fn new(payload: P) -> Self {
+        Self::with_name(None, payload)
+    }
+
+    /// Creates a detached node holding `payload`, with a name that
+    /// `Debug`, errors and panics show, and that keys the node in a saved
+    /// configuration (the `config` module, feature `serde`). Names need not
+    /// be unique; the name of a node never changes.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let heater = Node::named("heater", 0.0_f64);
+    /// let other = Node::new(0u8);
+    /// assert_eq!(heater.name(), Some("heater"));
+    /// let err = other.snapshot().get(&heater).unwrap_err();
+    /// assert_eq!(err.to_string(), "node `heater` (f64) is not in this snapshot's subtree");
+    /// ```
+    pub fn named(name: impl Into<Arc<str>>, payload: P) -> Self {
+        Self::with_name(Some(name.into()), payload)
+    }
+
+    fn with_name(name: Option<Arc<str>>, payload: P) -> Self {
         let link = Linkage::new(
             Packet::leaf(payload),
             TypeId::of::<P>(),
             std::any::type_name::<P>(),
+            name,
         );
         Node {
             link,
@@ -96,9 +150,24 @@ impl<P: Clone + Send + Sync + 'static> Node<P> {
     }
 }
 
+impl<P> Node<P> {
+    /// The name given by [`Node::named`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.link.name.as_deref()
+    }
+}
+
 impl<P: 'static> Node<P> {
-    /// An untyped handle to the same node.
-    pub fn as_ref(&self) -> NodeRef {
+    /// An untyped handle to the same node (also `NodeRef::from(&node)`).
+    ///
+    /// ```
+    /// use kame_stm::{Node, NodeRef};
+    /// let n = Node::new(1u8);
+    /// let r: NodeRef = n.to_ref();
+    /// assert!(r == n && r.downcast::<u8>() == Some(n));
+    /// ```
+    #[must_use]
+    pub fn to_ref(&self) -> NodeRef {
         NodeRef {
             link: self.link.clone(),
         }
@@ -109,6 +178,7 @@ impl<P: 'static> Node<P> {
     /// One atomic load when the subtree is already bundled; otherwise the
     /// subtree is bundled first. The snapshot may be kept as long as you
     /// like; it never blocks writers or the reclamation of newer versions.
+    #[must_use = "taking a snapshot has no effect besides returning it"]
     pub fn snapshot(&self) -> Snapshot {
         drive::take_snapshot(&self.link)
     }
@@ -118,8 +188,28 @@ impl<P: 'static> Node<P> {
     /// running `f` again) until the commit succeeds. Returns the committed
     /// state.
     ///
-    /// `f` may run many times: keep it free of side effects other than
-    /// writes through `tr` (no I/O, no blocking, no sends).
+    /// # The closure
+    ///
+    /// `f` may run many times (once per attempt; [`Transaction::attempt`]
+    /// counts them), and the writes of every attempt but the committed one
+    /// are thrown away. So:
+    ///
+    /// * no I/O, no blocking (locks, channels, sleeps), no side effects
+    ///   outside the transaction: do them after `iterate_commit` returns,
+    ///   from the returned snapshot;
+    /// * read and write tree state only through `tr`: values read elsewhere
+    ///   (another snapshot, a nested transaction) are not validated by the
+    ///   commit;
+    /// * a nested transaction on a node inside this subtree invalidates the
+    ///   enclosing attempt (see *Panics*).
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let counter = Node::new(0u64);
+    /// let shot = counter.iterate_commit(|tr| tr[&counter] += 1);
+    /// // Side effects belong here, once, after the commit.
+    /// println!("committed {}", shot[&counter]);
+    /// ```
     ///
     /// # Panics
     ///
@@ -266,6 +356,22 @@ impl<P: 'static> Node<P> {
     /// Inserts `child` under this node in a transaction of its own.
     ///
     /// The child's packet is absorbed by the next snapshot of this node.
+    ///
+    /// ```
+    /// use kame_stm::{Node, TreeError};
+    /// let (rack, dmm) = (Node::new(()), Node::named("dmm", 0.0_f64));
+    /// rack.insert(&dmm)?;
+    /// assert!(rack.snapshot().contains(&dmm));
+    /// assert_eq!(rack.insert(&dmm), Err(TreeError::AlreadyChild));
+    /// assert_eq!(dmm.insert(&rack), Err(TreeError::Cycle));
+    /// # Ok::<(), TreeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::AlreadyChild`] when `child` is already a child of this
+    /// node, [`TreeError::Cycle`] when this node is `child` or one of its
+    /// descendants.
     pub fn insert(&self, child: &impl AsNode) -> Result<(), TreeError> {
         self.try_iterate_commit(|tr| tr.insert(self, child))
             .map(|_| ())
@@ -273,12 +379,28 @@ impl<P: 'static> Node<P> {
 
     /// Releases `child` from this node in a transaction of its own. The
     /// child keeps its state and may be inserted elsewhere.
+    ///
+    /// ```
+    /// use kame_stm::{Node, TreeError};
+    /// let (rack, dmm) = (Node::new(()), Node::named("dmm", 1.5_f64));
+    /// rack.insert(&dmm)?;
+    /// rack.release(&dmm)?;
+    /// assert!(!rack.snapshot().contains(&dmm));
+    /// assert_eq!(dmm.read(), 1.5); // unplugged, not lost
+    /// assert_eq!(rack.release(&dmm), Err(TreeError::NotAChild));
+    /// # Ok::<(), TreeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::NotAChild`] when `child` is not a child of this node.
     pub fn release(&self, child: &impl AsNode) -> Result<(), TreeError> {
         self.try_iterate_commit(|tr| tr.release(self, child))
             .map(|_| ())
     }
 
     /// A copy of this node's committed payload (`self.snapshot()[self].clone()`).
+    #[must_use]
     pub fn read(&self) -> P
     where
         P: Clone,
@@ -291,6 +413,23 @@ impl<P: 'static> Node<P> {
 }
 
 /// An untyped node handle, as found when iterating over children.
+///
+/// Equality, hashing and ordering are by identity, as for [`Node`].
+///
+/// ```
+/// use kame_stm::Node;
+/// let rack = Node::new("rack");
+/// rack.insert(&Node::named("T", 4.2_f64)).unwrap();
+/// rack.insert(&Node::named("label", String::from("cryostat"))).unwrap();
+/// let shot = rack.snapshot();
+/// for child in shot.children(&rack).unwrap() {
+///     if let Some(t) = child.downcast::<f64>() {
+///         assert_eq!((child.name(), shot[&t]), (Some("T"), 4.2));
+///     } else {
+///         assert!(child.is::<String>());
+///     }
+/// }
+/// ```
 #[derive(Clone)]
 pub struct NodeRef {
     pub(crate) link: Arc<Linkage>,
@@ -298,6 +437,7 @@ pub struct NodeRef {
 
 impl NodeRef {
     /// The typed handle, if the node's payload is a `P`.
+    #[must_use]
     pub fn downcast<P: 'static>(&self) -> Option<Node<P>> {
         (self.link.payload_type == TypeId::of::<P>()).then(|| Node {
             link: self.link.clone(),
@@ -315,6 +455,16 @@ impl NodeRef {
         self.link.type_name
     }
 
+    /// The name given by [`Node::named`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.link.name.as_deref()
+    }
+
+    /// Name, payload type and address, as errors show them.
+    pub fn node_name(&self) -> NodeName {
+        NodeName::of(&self.link)
+    }
+
     /// Whether both handles name the same node.
     pub fn same_node(&self, other: &impl AsNode) -> bool {
         Arc::ptr_eq(&self.link, other.linkage())
@@ -323,12 +473,38 @@ impl NodeRef {
 
 impl fmt::Debug for NodeRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "NodeRef<{}>@{:p}",
-            self.link.type_name,
-            Arc::as_ptr(&self.link)
-        )
+        debug_node("NodeRef", &self.link, f)
+    }
+}
+
+impl Hash for NodeRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.link).hash(state);
+    }
+}
+
+/// By address, as for [`Node`].
+impl Ord for NodeRef {
+    fn cmp(&self, other: &Self) -> Ordering {
+        Arc::as_ptr(&self.link).cmp(&Arc::as_ptr(&other.link))
+    }
+}
+
+impl PartialOrd for NodeRef {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<P: 'static> From<&Node<P>> for NodeRef {
+    fn from(node: &Node<P>) -> Self {
+        node.to_ref()
+    }
+}
+
+impl<P> PartialEq<NodeRef> for Node<P> {
+    fn eq(&self, other: &NodeRef) -> bool {
+        Arc::ptr_eq(&self.link, &other.link)
     }
 }
 
@@ -355,8 +531,18 @@ fn committed(r: Result<Option<Snapshot>, Ended<std::convert::Infallible>>) -> Sn
     }
 }
 
+/// `link` is not in a transaction's subtree.
 pub(crate) fn not_found(link: &Linkage) -> NotFound {
     NotFound {
-        type_name: link.type_name,
+        node: NodeName::of(link),
+        place: Place::Transaction,
+    }
+}
+
+/// `link` is not in a snapshot's subtree.
+pub(crate) fn not_found_in_snapshot(link: &Linkage) -> NotFound {
+    NotFound {
+        node: NodeName::of(link),
+        place: Place::Snapshot,
     }
 }

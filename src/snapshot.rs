@@ -2,7 +2,7 @@
 
 use crate::error::NotFound;
 use crate::linkage::Linkage;
-use crate::node::{AsNode, Node, NodeRef, not_found};
+use crate::node::{AsNode, Node, NodeRef, not_found_in_snapshot};
 use crate::packet::{self, Packet};
 use std::fmt;
 use std::ops::Index;
@@ -30,7 +30,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The payload of `node`, or [`NotFound`] if it is not in this subtree.
+    /// The payload of `node`.
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`] when `node` is not in this subtree (`shot[&node]`
+    /// panics instead).
     pub fn get<P: 'static>(&self, node: &Node<P>) -> Result<&P, NotFound> {
         self.packet_of(&node.link).map(|p| p.payload::<P>())
     }
@@ -41,6 +46,10 @@ impl Snapshot {
     }
 
     /// The children of `node` (in list order).
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`] when `node` is not in this subtree.
     pub fn children(
         &self,
         node: &impl AsNode,
@@ -50,6 +59,7 @@ impl Snapshot {
     }
 
     /// The node this snapshot was taken of.
+    #[must_use]
     pub fn root(&self) -> NodeRef {
         NodeRef {
             link: self.root.clone(),
@@ -57,7 +67,7 @@ impl Snapshot {
     }
 
     pub(crate) fn packet_of(&self, link: &Linkage) -> Result<&Arc<Packet>, NotFound> {
-        packet::find(&self.root, &self.packet, link).ok_or_else(|| not_found(link))
+        packet::find(&self.root, &self.packet, link).ok_or_else(|| not_found_in_snapshot(link))
     }
 }
 
@@ -73,7 +83,10 @@ pub(crate) fn children_of(p: &Packet) -> impl ExactSizeIterator<Item = NodeRef> 
 impl<P: 'static> Index<&Node<P>> for Snapshot {
     type Output = P;
 
-    /// Panics if `node` is not in this subtree; see [`Snapshot::get`].
+    /// # Panics
+    ///
+    /// If `node` is not in this subtree, naming the node; see
+    /// [`Snapshot::get`].
     fn index(&self, node: &Node<P>) -> &P {
         match self.get(node) {
             Ok(p) => p,
@@ -88,5 +101,24 @@ impl fmt::Debug for Snapshot {
             .field("root", &self.root())
             .field("children", &self.packet.child_count())
             .finish()
+    }
+}
+
+impl Snapshot {
+    /// Whether both snapshots show the same committed version of the same
+    /// subtree (identity, not equality of payloads): e.g. a display that
+    /// redraws only when something changed.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let n = Node::new(0u8);
+    /// let (a, b) = (n.snapshot(), n.snapshot());
+    /// assert!(a.same_version(&b));
+    /// n.iterate_commit(|tr| tr[&n] = 0); // a commit, even of an equal value
+    /// assert!(!a.same_version(&n.snapshot()));
+    /// ```
+    #[must_use]
+    pub fn same_version(&self, other: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.root, &other.root) && Arc::ptr_eq(&self.packet, &other.packet)
     }
 }

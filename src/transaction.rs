@@ -134,6 +134,11 @@ impl Transaction {
     }
 
     /// The payload of `node` in this transaction's version of the subtree.
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`] when `node` is not in this transaction's subtree
+    /// (`tr[&node]` panics instead).
     pub fn get<P: 'static>(&self, node: &Node<P>) -> Result<&P, NotFound> {
         packet::find(&self.root, &self.packet, &node.link)
             .map(|p| p.payload::<P>())
@@ -142,6 +147,10 @@ impl Transaction {
 
     /// Mutable access to the payload of `node`, copying it (and the path to
     /// it) on first write.
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`] when `node` is not in this transaction's subtree.
     pub fn get_mut<P: 'static>(&mut self, node: &Node<P>) -> Result<&mut P, NotFound> {
         self.packet_mut(&node.link, false)
             .map(|p| p.payload_mut::<P>())
@@ -153,6 +162,27 @@ impl Transaction {
     }
 
     /// The children of `node` in this transaction's version.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let bus = Node::new(());
+    /// for v in [1.0_f64, 2.0] {
+    ///     bus.insert(&Node::new(v)).unwrap();
+    /// }
+    /// // Zero every f64 child, whatever its handle is.
+    /// let shot = bus.iterate_commit(|tr| {
+    ///     let kids: Vec<_> = tr.children(&bus).unwrap().collect();
+    ///     for child in kids.iter().filter_map(|c| c.downcast::<f64>()) {
+    ///         tr[&child] = 0.0;
+    ///     }
+    /// });
+    /// let first = shot.children(&bus).unwrap().next().unwrap();
+    /// assert_eq!(shot[&first.downcast::<f64>().unwrap()], 0.0);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`] when `node` is not in this transaction's subtree.
     pub fn children(
         &self,
         node: &impl AsNode,
@@ -164,6 +194,7 @@ impl Transaction {
 
     /// A frozen copy of this transaction's current version (later writes in
     /// this transaction do not show in it).
+    #[must_use]
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             root: self.root.clone(),
@@ -182,6 +213,13 @@ impl Transaction {
     /// this transaction (use [`insert_online`](Self::insert_online) for that).
     ///
     /// A node may have several parents (a hard link).
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::NotFound`] for a parent outside this subtree,
+    /// [`TreeError::AlreadyChild`], and [`TreeError::Cycle`] when `parent`
+    /// is `child` or below it (checked again at commit, against inserts
+    /// racing this one).
     pub fn insert(&mut self, parent: &impl AsNode, child: &impl AsNode) -> Result<(), TreeError> {
         self.insert_impl(parent.linkage(), child.linkage(), false)
     }
@@ -194,6 +232,25 @@ impl Transaction {
     /// inserted as [`insert`](Self::insert) does: it is in the tree after
     /// the commit, but this attempt cannot read it. (Release and insert
     /// the node itself to move it with its state.)
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let rack = Node::new(0u32); // number of channels
+    /// let ch = Node::named("ch0", 0.0_f64);
+    /// // Plug in and configure in one step: nobody sees it half set up.
+    /// rack.try_iterate_commit(|tr| {
+    ///     tr.insert_online(&rack, &ch)?;
+    ///     tr[&ch] = 1.25;
+    ///     tr[&rack] += 1;
+    ///     Ok::<(), kame_stm::TreeError>(())
+    /// })?;
+    /// assert_eq!((rack.read(), ch.read()), (1, 1.25));
+    /// # Ok::<(), kame_stm::TreeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
     pub fn insert_online(
         &mut self,
         parent: &impl AsNode,
@@ -203,6 +260,25 @@ impl Transaction {
     }
 
     /// Removes `child` from `parent`'s children. The child keeps its state.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let (a, b) = (Node::new(()), Node::new(()));
+    /// let probe = Node::named("probe", 3u8);
+    /// a.insert(&probe)?;
+    /// // Move it from a to b: under a common root, in one transaction.
+    /// let root = Node::new(());
+    /// root.insert(&a)?;
+    /// root.insert(&b)?;
+    /// root.try_iterate_commit(|tr| {
+    ///     tr.release(&a, &probe)?;
+    ///     tr.insert(&b, &probe)
+    /// })?;
+    /// let shot = root.snapshot();
+    /// assert_eq!(shot.children(&a)?.len() + shot.children(&b)?.len(), 1);
+    /// assert_eq!(shot[&probe], 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -380,6 +456,23 @@ impl Transaction {
     }
 
     /// Exchanges the positions of two children of `parent`.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let list = Node::new(());
+    /// let (x, y) = (Node::named("x", 1u8), Node::named("y", 2u8));
+    /// list.insert(&x)?;
+    /// list.insert(&y)?;
+    /// let shot = list.try_iterate_commit(|tr| tr.swap(&list, &x, &y))?;
+    /// let names: Vec<_> = shot.children(&list)?.map(|c| c.name().unwrap().to_owned()).collect();
+    /// assert_eq!(names, ["y", "x"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::NotFound`] for a parent outside this subtree,
+    /// [`TreeError::NotAChild`] when `a` or `b` is not its child.
     pub fn swap(
         &mut self,
         parent: &impl AsNode,
@@ -866,7 +959,9 @@ impl Drop for Transaction {
 impl<P: 'static> Index<&Node<P>> for Transaction {
     type Output = P;
 
-    /// Panics if `node` is not in this transaction's subtree; see
+    /// # Panics
+    ///
+    /// If `node` is not in this transaction's subtree, naming the node; see
     /// [`Transaction::get`].
     fn index(&self, node: &Node<P>) -> &P {
         match self.get(node) {
@@ -877,12 +972,30 @@ impl<P: 'static> Index<&Node<P>> for Transaction {
 }
 
 impl<P: 'static> IndexMut<&Node<P>> for Transaction {
-    /// Panics if `node` is not in this transaction's subtree; see
+    /// # Panics
+    ///
+    /// If `node` is not in this transaction's subtree, naming the node; see
     /// [`Transaction::get_mut`].
     fn index_mut(&mut self, node: &Node<P>) -> &mut P {
         match self.get_mut(node) {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         }
+    }
+}
+
+/// The root, the attempt, and whether this attempt has written yet.
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field(
+                "root",
+                &NodeRef {
+                    link: self.root.clone(),
+                },
+            )
+            .field("attempt", &self.attempt)
+            .field("written", &!Arc::ptr_eq(&self.old, &self.packet))
+            .finish_non_exhaustive()
     }
 }

@@ -579,9 +579,10 @@ impl Ctx<'_> {
             self.limbo.push((p, c));
         }
         let readable = a.m.v.read[c];
+        let ok = r.is_ok();
         let res = self.dyn_op(a, r, |m, out| m.release(p, c, out));
         let still_held = a.m.v.w.reach(a.m.s)[c];
-        if r.is_ok() && !still_held && !a.pulled.contains(&c) {
+        if ok && !still_held && !a.pulled.contains(&c) {
             // Its packet left this tree with it: the library keeps it in
             // limbo under `p` (until the commit) and remembers its packet.
             // (Unless its slot was void: the model cannot tell when the
@@ -957,7 +958,7 @@ impl Harness {
             let r = match cx.run(tr, &mut a, ops) {
                 Ok(()) => Ok(()),
                 Err(Stop::Tree(e)) => {
-                    a.err = Some(e);
+                    a.err = Some(e.clone());
                     Err(e)
                 }
                 Err(Stop::Model(msg)) => {
@@ -1040,8 +1041,9 @@ impl Harness {
             Res::Failed(e) => {
                 let want = last
                     .err
+                    .clone()
                     .or(matches!(flavor, Flavor::Try(true)).then_some(TreeError::NotAChild));
-                if Some(e) != want {
+                if Some(&e) != want.as_ref() {
                     return Err(format!(
                         "try_iterate_commit returned Err({e:?}), model {want:?}"
                     ));
@@ -1065,7 +1067,7 @@ impl Harness {
                 "iterate_commit_while committed although the closure returned false".into(),
             );
         }
-        if let Some(e) = last.err {
+        if let Some(e) = &last.err {
             return Err(format!(
                 "try_iterate_commit committed although the closure returned Err({e:?})"
             ));

@@ -5,7 +5,7 @@
 //! Why: every written node costs a few small allocations, so the allocator
 //! is a large part of a commit. The C++ original is measured both with its
 //! own pool allocator (its default build) and with glibc malloc
-//! (`../shared/reference/kame_cpp_figures.md`); these two settings give the
+//! (the C++ columns of `docs/benchmarks.md`); these two settings give the
 //! matching Rust figures from one binary. The library itself never picks
 //! an allocator: that is the application's choice.
 

@@ -1,4 +1,4 @@
-//! Shared code of the benchmarks and of `examples/throughput.rs`.
+//! Shared code of the benchmarks and of the throughput driver (`throughput.rs`).
 //!
 //! * [`TreeOps`]: the single-threaded operations of the criterion benches
 //!   (KAME's `stm_micro` cases A1-A3, B1-B9), implemented by kame-stm

@@ -4,7 +4,7 @@
 //! so the figures compare directly with the C++ original's.
 //!
 //! ```text
-//! cargo run --release --example throughput -- SECONDS THREADS MAX_PAYLOAD CROSS_RATIO [options]
+//! cargo run -p kame-stm-bench --release --bin throughput -- SECONDS THREADS MAX_PAYLOAD CROSS_RATIO [options]
 //!   --levels 2|3      tree parent->child[N] (default) or grand->parent->child[N]
 //!   --impl NAME       kame (default) | rwlock | arcswap | fast-stm (baselines, benches/baselines/)
 //!   --readers R       R extra threads snapshot the whole tree in a loop and check
@@ -29,7 +29,7 @@
 //! `(leaf_commits_i + scope_commits) % MAX_PAYLOAD` (life-of-run counts), or
 //! the run fails loudly (exit 1).
 
-#[path = "../benches/common/mod.rs"]
+#[path = "common/mod.rs"]
 #[allow(unused_imports)]
 mod common;
 
