@@ -243,11 +243,20 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
         tr.packet.clone(),
         tr.snap_wrapper.take(),
     ));
-    let outcome = if tr.inserts.iter().any(|i| i.external) {
+    let external = tr.inserts.iter().any(|i| i.external);
+    let outcome = if external || tr.marks.any() {
         let (root, working, inserts) = (&tr.root, &tr.packet, &tr.inserts);
-        structure::commit_locked(frame, &mut tr.neg, || {
-            structure::inserts_acyclic(root, working, inserts)
-        })?
+        let marks = &mut tr.marks;
+        structure::commit_locked(
+            frame,
+            &mut tr.neg,
+            || !external || structure::inserts_acyclic(root, working, inserts),
+            |o| {
+                if marks.any() && matches!(o, Outcome::Commit(CommitResult::Committed)) {
+                    marks.take_place();
+                }
+            },
+        )?
     } else {
         Operation::run_frame(frame, &mut tr.neg)
     };
@@ -272,6 +281,7 @@ pub(crate) fn drive<E>(
     let mut attempt = 0u32;
     let mut own_losses = 0u32;
     let mut promote = false;
+    let mut after = None;
     let result = loop {
         let since = entered.attempt();
         if std::mem::take(&mut promote) {
@@ -305,6 +315,7 @@ pub(crate) fn drive<E>(
             }
         };
         if let Some((shot, wrote)) = committed {
+            after = Some((std::mem::take(&mut tr.marks), wrote));
             neg = tr.into_negotiator();
             if wrote {
                 entered.committed(&shot);
@@ -336,6 +347,14 @@ pub(crate) fn drive<E>(
             waits: neg.waits,
             waited: neg.waited,
         };
+    }
+    // Notification: outside every priority tag and outside this
+    // transaction's nesting (a listener may commit, also into this tree).
+    drop(neg);
+    drop(entered);
+    if let (Some((marks, wrote)), Ok(Some(shot))) = (after, &result) {
+        crate::subscription::committed(wrote);
+        marks.deliver(shot);
     }
     result
 }

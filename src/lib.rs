@@ -50,7 +50,9 @@ mod protocol;
 mod serial;
 mod snapshot;
 mod structure;
+mod subscription;
 mod sync;
+mod talker;
 mod transaction;
 mod wrapper;
 
@@ -58,6 +60,8 @@ pub use drive::NESTED_LIMIT;
 pub use error::{NestedConflict, NodeName, NotFound, TreeError};
 pub use node::{AsNode, Node, NodeRef};
 pub use snapshot::Snapshot;
+pub use subscription::{AsyncSubscription, Subscription};
+pub use talker::{Coalesce, Event, Listener, Mailbox, Talker};
 pub use transaction::{Transaction, TxStats};
 
 /// Runs deferred memory reclamation on this thread.

@@ -65,6 +65,8 @@ pub struct Transaction {
     /// Stamp and priority tags of this transaction (kept across retries;
     /// cleared on commit and when dropped, e.g. by a panic in the closure).
     pub(crate) neg: Negotiator,
+    /// Events marked by this attempt, delivered only if it commits.
+    pub(crate) marks: crate::talker::Marks,
 }
 
 /// A child this attempt released (put in limbo), and what became of it.
@@ -109,6 +111,7 @@ impl Transaction {
             pulled: Vec::new(),
             wants_priority: false,
             neg,
+            marks: Default::default(),
         }
     }
 
