@@ -354,7 +354,13 @@ pub(crate) fn drive<E>(
     drop(entered);
     if let (Some((marks, wrote)), Ok(Some(shot))) = (after, &result) {
         crate::subscription::committed(wrote);
-        marks.deliver(shot);
+        marks.deliver(shot, in_transaction());
     }
     result
+}
+
+/// Whether the calling thread runs inside some transaction's closure (for
+/// the delivery of marks: `talker`).
+pub(crate) fn in_transaction() -> bool {
+    NESTING.try_with(|n| n.depth.get() > 0).unwrap_or(false)
 }

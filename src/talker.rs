@@ -59,6 +59,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 /// An event as a queued listener receives it: the message and the state it
@@ -488,7 +489,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// One marked event waiting for its commit.
 trait Pending: Send {
-    fn deliver(self: Box<Self>, shot: &Snapshot, panic: &mut Option<Box<dyn Any + Send>>);
+    fn deliver(self: Box<Self>, shot: &Snapshot, panic: &mut Option<PanicPayload>);
 }
 
 struct Marked<M> {
@@ -497,7 +498,7 @@ struct Marked<M> {
 }
 
 impl<M: Send> Pending for Marked<M> {
-    fn deliver(self: Box<Self>, shot: &Snapshot, panic: &mut Option<Box<dyn Any + Send>>) {
+    fn deliver(self: Box<Self>, shot: &Snapshot, panic: &mut Option<PanicPayload>) {
         for e in self.listeners.iter() {
             if !e.alive.load(Ordering::SeqCst) {
                 continue;
@@ -524,23 +525,44 @@ pub(crate) struct Marks {
 /// lock (`structure::commit_locked`), so places follow commit order.
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// A committed attempt's events and its snapshot (`None`: nothing to
-/// deliver, the place is only given back).
-type Batch = (Vec<Box<dyn Pending>>, Option<Snapshot>);
+/// A committed attempt's events, queued for delivery.
+struct Batch {
+    events: Vec<Box<dyn Pending>>,
+    /// `None`: nothing to deliver, the place is only given back.
+    shot: Option<Snapshot>,
+    /// Nobody waits for it: any delivering thread delivers it (events
+    /// marked inside a listener or inside an enclosing transaction).
+    orphan: bool,
+    /// The place of the `deliver` call that waits for this batch, to which
+    /// a listener's panic is handed (`None`: the delivering thread's).
+    claim: Option<u64>,
+}
+
+type PanicPayload = Box<dyn Any + Send>;
 
 struct Dispatch {
-    /// The place whose events are delivered next.
+    /// The place whose events are delivered next (all before it are).
     next: u64,
     waiting: BTreeMap<u64, Batch>,
-    /// A thread is delivering (it delivers everything that is in order).
-    busy: bool,
+    /// The thread delivering now, and the place it was called for.
+    busy: Option<(ThreadId, u64)>,
+    /// The last place taken by a listener's commit on the delivering
+    /// thread: that thread waits for it too before it returns.
+    owed: Option<u64>,
+    /// Listener panics for the thread waiting on that place.
+    panics: BTreeMap<u64, PanicPayload>,
 }
 
 static DISPATCH: Mutex<Dispatch> = Mutex::new(Dispatch {
     next: 0,
     waiting: BTreeMap::new(),
-    busy: false,
+    busy: None,
+    owed: None,
+    panics: BTreeMap::new(),
 });
+
+/// Signalled whenever a delivering thread stops.
+static DELIVERED: Condvar = Condvar::new();
 
 impl Marks {
     /// Does the commit of this attempt need a place in the sequence?
@@ -554,38 +576,99 @@ impl Marks {
     }
 
     /// After the commit finished and the tags are released: delivers these
-    /// events, with `shot`, in sequence. Resumes a listener's panic after
-    /// every delivery this thread took on was made.
-    pub(crate) fn deliver(mut self, shot: &Snapshot) {
+    /// events, with `shot`, in sequence, and returns once they (and what
+    /// listeners marked meanwhile on this thread) were delivered, by this
+    /// thread or by the one delivering already. From inside a listener, or
+    /// inside an enclosing transaction's closure (whose tags a listener
+    /// might need), it does not wait: the events go after the ones being
+    /// delivered. A listener's panic resumes on the thread that waited for
+    /// that event, after the deliveries.
+    pub(crate) fn deliver(mut self, shot: &Snapshot, nested: bool) {
         let Some(seq) = self.seq.take() else {
             return;
         };
-        let pending = std::mem::take(&mut self.pending);
+        let me = std::thread::current().id();
         let mut d = lock(&DISPATCH);
-        d.waiting.insert(seq, (pending, Some(shot.clone())));
-        if d.busy {
-            // That thread delivers ours when it gets to it.
+        let busy = d.busy;
+        let inside_listener = busy.is_some_and(|(t, _)| t == me);
+        let claim = match busy {
+            Some((t, root)) if t == me => Some(root),
+            _ if nested => None,
+            _ => Some(seq),
+        };
+        d.waiting.insert(
+            seq,
+            Batch {
+                events: std::mem::take(&mut self.pending),
+                shot: Some(shot.clone()),
+                orphan: nested || inside_listener,
+                claim,
+            },
+        );
+        if inside_listener {
+            d.owed = Some(d.owed.map_or(seq, |o| o.max(seq)));
             return;
         }
-        d.busy = true;
-        let mut panic = None;
-        loop {
+        let root = seq;
+        let mut target = seq;
+        let mut mine: Option<PanicPayload> = None;
+        while d.next <= target {
             let next = d.next;
-            let Some((events, shot)) = d.waiting.remove(&next) else {
-                break;
-            };
-            d.next += 1;
-            drop(d);
-            if let Some(shot) = shot {
-                for ev in events {
-                    ev.deliver(&shot, &mut panic);
+            if d.busy.is_none() && d.waiting.contains_key(&next) {
+                d.busy = Some((me, root));
+                // Ours and everything before it; after it only what nobody
+                // waits for (the others' owners take over: no thread
+                // delivers forever).
+                loop {
+                    let next = d.next;
+                    let take = d
+                        .waiting
+                        .get(&next)
+                        .is_some_and(|b| next <= target || b.orphan);
+                    if !take {
+                        break;
+                    }
+                    let batch = d.waiting.remove(&next).expect("present");
+                    drop(d);
+                    let mut panic = None;
+                    if let Some(shot) = &batch.shot {
+                        for ev in batch.events {
+                            ev.deliver(shot, &mut panic);
+                        }
+                    }
+                    d = lock(&DISPATCH);
+                    if let Some(p) = panic {
+                        match batch.claim {
+                            Some(c) if c != root => {
+                                d.panics.entry(c).or_insert(p);
+                            }
+                            _ => {
+                                mine.get_or_insert(p);
+                            }
+                        }
+                    }
+                    // Advanced only now: its owner returns when it sees
+                    // this, and finds its panic stored.
+                    d.next += 1;
+                    // What our listeners marked, we wait for as well.
+                    if let Some(o) = d.owed.take() {
+                        target = target.max(o);
+                    }
                 }
+                d.busy = None;
+                DELIVERED.notify_all();
+            } else if nested {
+                // Do not wait inside an enclosing transaction.
+                break;
+            } else {
+                d = DELIVERED.wait(d).unwrap_or_else(|e| e.into_inner());
             }
-            d = lock(&DISPATCH);
         }
-        d.busy = false;
+        if let Some(p) = d.panics.remove(&root) {
+            mine.get_or_insert(p);
+        }
         drop(d);
-        if let Some(p) = panic {
+        if let Some(p) = mine {
             resume_unwind(p);
         }
     }
@@ -597,7 +680,17 @@ impl Drop for Marks {
     fn drop(&mut self) {
         if let Some(seq) = self.seq.take() {
             let mut d = lock(&DISPATCH);
-            d.waiting.insert(seq, (Vec::new(), None));
+            d.waiting.insert(
+                seq,
+                Batch {
+                    events: Vec::new(),
+                    shot: None,
+                    orphan: true,
+                    claim: None,
+                },
+            );
+            drop(d);
+            DELIVERED.notify_all();
         }
     }
 }
