@@ -194,7 +194,7 @@ impl Subscription {
 
     /// Makes [`changed`](Self::changed) return at most once per `interval`
     /// (the newest state at that time): a display redrawn at ≤ 30 Hz is
-    /// `at_most_every(Duration::from_millis(33))`.
+    /// `at_most_every(Duration::from_millis(34))`.
     pub fn at_most_every(mut self, interval: Duration) -> Self {
         self.interval = Some(interval);
         self

@@ -716,3 +716,8 @@ impl Transaction {
         talker.mark_into(&mut self.marks, msg);
     }
 }
+
+/// The examples of `docs/notification.md`, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/notification.md")]
+struct NotificationDoc;
