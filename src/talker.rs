@@ -45,10 +45,13 @@
 //! sequence by one thread at a time. So per talker, and across talkers,
 //! listeners hear events in commit order, and a listener never runs
 //! concurrently with another listener. The delivering thread is a thread
-//! that committed a mark: usually the one whose commit it is, but when
-//! another thread is delivering already (or an earlier commit's delivery is
-//! still to be made), that thread delivers it. A transaction with no mark
-//! (or whose talkers have no listener) never touches the lock.
+//! that committed a mark: usually the one whose commit it is; when another
+//! thread is delivering already, that one delivers it, and the committing
+//! thread waits until it has. So when `iterate_commit` returns, its events
+//! were delivered (not so for a commit made inside a listener or inside
+//! another transaction's closure, which does not wait: see
+//! `docs/notification.md`). A transaction with no mark (or whose talkers
+//! have no listener) never touches the lock.
 
 use crate::snapshot::Snapshot;
 use crate::transaction::Transaction;
