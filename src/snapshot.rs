@@ -115,8 +115,9 @@ impl Snapshot {
     /// node it writes, so the answer is found by following the packets that
     /// differ: O(depth) for a change, and for a subtree that was only
     /// re-bundled (new packets, same contents) the re-packed paths are
-    /// walked and `false` returned. A node in one snapshot only has
-    /// changed; in neither, it has not.
+    /// walked and `false` returned (a leaf's packet copied without a
+    /// write, which the protocol does rarely, counts as a change). A node
+    /// in one snapshot only has changed; in neither, it has not.
     ///
     /// ```
     /// use kame_stm::Node;
