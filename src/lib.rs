@@ -40,9 +40,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod delivery;
 mod drive;
 mod error;
 mod linkage;
+mod mailbox;
 mod negotiation;
 mod node;
 mod packet;
@@ -58,10 +60,11 @@ mod wrapper;
 
 pub use drive::NESTED_LIMIT;
 pub use error::{NestedConflict, NodeName, NotFound, TreeError};
+pub use mailbox::{Coalesce, Mailbox};
 pub use node::{AsNode, Node, NodeRef};
 pub use snapshot::Snapshot;
 pub use subscription::{AsyncSubscription, Subscription};
-pub use talker::{Coalesce, Event, Listener, Mailbox, Talker};
+pub use talker::{Event, Listener, Talker};
 pub use transaction::{Transaction, TxStats};
 
 /// Runs deferred memory reclamation on this thread.

@@ -156,8 +156,11 @@ impl Drop for Watch {
     }
 }
 
-/// A receiver of the changes of one node's subtree (see the
-/// [module](self) docs). Made by [`Node::subscribe`].
+/// A receiver of the changes of one node's subtree, coalescing like
+/// `tokio::sync::watch`: [`changed`](Self::changed) returns the newest
+/// state once it differs from the last one returned, however many commits
+/// that took. Made by [`Node::subscribe`]; the model and its cost are in
+/// `docs/notification.md`.
 pub struct Subscription {
     node: Arc<Linkage>,
     /// The last snapshot returned (or taken by `snapshot`).

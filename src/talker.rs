@@ -53,17 +53,15 @@
 //! `docs/notification.md`). A transaction with no mark (or whose talkers
 //! have no listener) never touches the lock.
 
+pub(crate) use crate::delivery::Marks;
+use crate::delivery::{PanicPayload, Pending};
 use crate::snapshot::Snapshot;
 use crate::transaction::Transaction;
 use arc_swap::ArcSwap;
-use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// An event as a queued listener receives it: the message and the state it
 /// was committed with.
@@ -76,7 +74,7 @@ pub struct Event<M> {
 }
 
 /// Where a listener's events go.
-trait Sink<M>: Send + Sync {
+pub(crate) trait Sink<M>: Send + Sync {
     fn deliver(&self, shot: &Snapshot, msg: &M);
     /// The talker is gone: no event will follow the ones under way.
     fn close(&self) {}
@@ -105,7 +103,12 @@ impl<M> Drop for Registry<M> {
     }
 }
 
-/// A source of typed events of type `M`, marked in transactions.
+/// A source of typed events of type `M`, marked in transactions
+/// ([`Transaction::mark`]) and delivered to its listeners after, and only
+/// after, the attempt that committed, with the committed [`Snapshot`], in
+/// commit order. Listeners: [`connect`](Self::connect),
+/// [`connect_distinct`](Self::connect_distinct), and queued
+/// [`mailbox`](Self::mailbox)es; the model is in `docs/notification.md`.
 ///
 /// Cheap to clone (clones share the listeners), so it can live in a payload
 /// and be copied with it. With no listener, a mark costs one load of the
@@ -184,7 +187,8 @@ impl<M: Send + 'static> Talker<M> {
     /// unregisters `f`, also from inside a delivery.
     ///
     /// A panic in `f` is caught; the other deliveries are made, then the
-    /// panic resumes on the delivering thread.
+    /// panic resumes on the thread that waited for that event (the one
+    /// whose commit it was, after its commit).
     #[must_use = "dropping the Listener unregisters it at once"]
     pub fn connect<F>(&self, f: F) -> Listener
     where
@@ -207,35 +211,12 @@ impl<M: Send + 'static> Talker<M> {
         }))
     }
 
-    /// A queue of this talker's events for a thread or an event loop to
-    /// drain (e.g. a GUI thread), coalesced as `coalesce` says. Dropping
-    /// the mailbox unregisters it.
-    pub fn mailbox(&self, coalesce: Coalesce) -> Mailbox<M>
-    where
-        M: Clone,
-    {
-        let inner = Arc::new(MailboxInner {
-            state: Mutex::new(MailboxState {
-                queue: VecDeque::new(),
-                closed: false,
-                last_out: None,
-            }),
-            ready: Condvar::new(),
-            coalesce,
-        });
-        let listener = self.register(Box::new(Post(inner.clone())));
-        Mailbox {
-            inner,
-            _listener: listener,
-        }
-    }
-
     /// Number of listeners (mailboxes included) connected now.
     pub fn listener_count(&self) -> usize {
         self.registry.listeners.load().len()
     }
 
-    fn register(&self, sink: Box<dyn Sink<M>>) -> Listener {
+    pub(crate) fn register(&self, sink: Box<dyn Sink<M>>) -> Listener {
         let id = self.registry.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
             id,
@@ -264,7 +245,7 @@ impl<M: Send + 'static> Talker<M> {
         if listeners.is_empty() {
             return;
         }
-        marks.pending.push(Box::new(Marked { listeners, msg }));
+        marks.push(Box::new(Marked { listeners, msg }));
     }
 }
 
@@ -324,175 +305,10 @@ impl fmt::Debug for Listener {
     }
 }
 
-/// How a [`Mailbox`] coalesces the events that wait in it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Coalesce {
-    /// Every event, in commit order.
-    All,
-    /// Only the newest waiting event (latest wins): a slow reader skips
-    /// intermediate states, never the last one.
-    Latest,
-    /// Latest wins, and [`Mailbox::recv`] returns at most once per
-    /// interval (e.g. a display redrawn at ≤ 30 Hz); `try_recv` returns
-    /// nothing before the interval is over.
-    Interval(Duration),
-}
-
-struct MailboxState<M> {
-    queue: VecDeque<Event<M>>,
-    closed: bool,
-    last_out: Option<Instant>,
-}
-
-struct MailboxInner<M> {
-    state: Mutex<MailboxState<M>>,
-    ready: Condvar,
-    coalesce: Coalesce,
-}
-
-struct Post<M>(Arc<MailboxInner<M>>);
-
-impl<M: Clone + Send> Sink<M> for Post<M> {
-    fn deliver(&self, shot: &Snapshot, msg: &M) {
-        let ev = Event {
-            snapshot: shot.clone(),
-            message: msg.clone(),
-        };
-        let mut st = lock(&self.0.state);
-        if self.0.coalesce != Coalesce::All {
-            st.queue.clear();
-        }
-        st.queue.push_back(ev);
-        drop(st);
-        self.0.ready.notify_all();
-    }
-
-    fn close(&self) {
-        lock(&self.0.state).closed = true;
-        self.0.ready.notify_all();
-    }
-}
-
-/// Queued delivery: a talker's events wait here until a thread takes them.
-///
-/// ```
-/// use kame_stm::{Coalesce, Node, Talker};
-/// let level = Node::new(0u32);
-/// let filled: Talker<u32> = Talker::new();
-/// let mut gui = filled.mailbox(Coalesce::Latest);
-/// for v in 1..=3 {
-///     level.iterate_commit(|tr| {
-///         tr[&level] = v;
-///         tr.mark(&filled, v);
-///     });
-/// }
-/// // Latest wins: the GUI thread sees one event, the last state.
-/// let ev = gui.try_recv().unwrap();
-/// assert_eq!((ev.message, ev.snapshot[&level]), (3, 3));
-/// assert!(gui.try_recv().is_none());
-/// ```
-pub struct Mailbox<M> {
-    inner: Arc<MailboxInner<M>>,
-    _listener: Listener,
-}
-
-impl<M> fmt::Debug for Mailbox<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mailbox")
-            .field("coalesce", &self.inner.coalesce)
-            .field("waiting", &lock(&self.inner.state).queue.len())
-            .finish()
-    }
-}
-
-impl<M> Mailbox<M> {
-    /// The next event if one is waiting (and, with
-    /// [`Coalesce::Interval`], the interval since the last one is over).
-    pub fn try_recv(&mut self) -> Option<Event<M>> {
-        let mut st = lock(&self.inner.state);
-        if self.hold_until(&st).is_some_and(|t| t > Instant::now()) {
-            return None;
-        }
-        self.take(&mut st)
-    }
-
-    /// Waits for the next event. `None`: the talker is gone and nothing is
-    /// left.
-    pub fn recv(&mut self) -> Option<Event<M>> {
-        self.recv_until(None)
-    }
-
-    /// Waits at most `timeout` for the next event.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Event<M>> {
-        self.recv_until(Some(Instant::now() + timeout))
-    }
-
-    /// Every event waiting now (no waiting).
-    pub fn drain(&mut self) -> Vec<Event<M>> {
-        let mut out = Vec::new();
-        while let Some(e) = self.try_recv() {
-            out.push(e);
-        }
-        out
-    }
-
-    fn hold_until(&self, st: &MailboxState<M>) -> Option<Instant> {
-        match (self.inner.coalesce, st.last_out) {
-            (Coalesce::Interval(d), Some(t)) => Some(t + d),
-            _ => None,
-        }
-    }
-
-    fn take(&self, st: &mut MailboxState<M>) -> Option<Event<M>> {
-        let ev = st.queue.pop_front()?;
-        if matches!(self.inner.coalesce, Coalesce::Interval(_)) {
-            st.last_out = Some(Instant::now());
-        }
-        Some(ev)
-    }
-
-    fn recv_until(&mut self, deadline: Option<Instant>) -> Option<Event<M>> {
-        let mut st = lock(&self.inner.state);
-        loop {
-            let now = Instant::now();
-            let hold = self.hold_until(&st).filter(|&t| t > now);
-            if !st.queue.is_empty() && hold.is_none() {
-                return self.take(&mut st);
-            }
-            if st.queue.is_empty() && st.closed {
-                return None;
-            }
-            // Wake at the end of the interval, or at the deadline.
-            let until = match (hold, deadline) {
-                (Some(h), Some(d)) => Some(h.min(d)),
-                (h, d) => h.or(d),
-            };
-            if deadline.is_some_and(|d| d <= now) {
-                return None;
-            }
-            st = match until {
-                None => self.inner.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(t) => {
-                    self.inner
-                        .ready
-                        .wait_timeout(st, t.saturating_duration_since(now))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A listener's panic never happens while one of these is held; but a
     // poisoned lock must not turn one panic into many.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One marked event waiting for its commit.
-trait Pending: Send {
-    fn deliver(self: Box<Self>, shot: &Snapshot, panic: &mut Option<PanicPayload>);
 }
 
 struct Marked<M> {
@@ -510,190 +326,6 @@ impl<M: Send> Pending for Marked<M> {
                 tracing::error!("a listener panicked; the other deliveries go on");
                 panic.get_or_insert(p);
             }
-        }
-    }
-}
-
-/// The events one transaction attempt marked. Dropped with the attempt
-/// when it does not commit.
-#[derive(Default)]
-pub(crate) struct Marks {
-    pending: Vec<Box<dyn Pending>>,
-    /// Place in the delivery sequence, taken under the commit lock when the
-    /// attempt committed.
-    seq: Option<u64>,
-}
-
-/// Next place in the delivery sequence; only advanced under the commit
-/// lock (`structure::commit_locked`), so places follow commit order.
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A committed attempt's events, queued for delivery.
-struct Batch {
-    events: Vec<Box<dyn Pending>>,
-    /// `None`: nothing to deliver, the place is only given back.
-    shot: Option<Snapshot>,
-    /// Nobody waits for it: any delivering thread delivers it (events
-    /// marked inside a listener or inside an enclosing transaction).
-    orphan: bool,
-    /// The place of the `deliver` call that waits for this batch, to which
-    /// a listener's panic is handed (`None`: the delivering thread's).
-    claim: Option<u64>,
-}
-
-type PanicPayload = Box<dyn Any + Send>;
-
-struct Dispatch {
-    /// The place whose events are delivered next (all before it are).
-    next: u64,
-    waiting: BTreeMap<u64, Batch>,
-    /// The thread delivering now, and the place it was called for.
-    busy: Option<(ThreadId, u64)>,
-    /// The last place taken by a listener's commit on the delivering
-    /// thread: that thread waits for it too before it returns.
-    owed: Option<u64>,
-    /// Listener panics for the thread waiting on that place.
-    panics: BTreeMap<u64, PanicPayload>,
-}
-
-static DISPATCH: Mutex<Dispatch> = Mutex::new(Dispatch {
-    next: 0,
-    waiting: BTreeMap::new(),
-    busy: None,
-    owed: None,
-    panics: BTreeMap::new(),
-});
-
-/// Signalled whenever a delivering thread stops.
-static DELIVERED: Condvar = Condvar::new();
-
-impl Marks {
-    /// Does the commit of this attempt need a place in the sequence?
-    pub(crate) fn any(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    /// Under the commit lock, right after the commit succeeded.
-    pub(crate) fn take_place(&mut self) {
-        self.seq = Some(SEQ.fetch_add(1, Ordering::Relaxed));
-    }
-
-    /// After the commit finished and the tags are released: delivers these
-    /// events, with `shot`, in sequence, and returns once they (and what
-    /// listeners marked meanwhile on this thread) were delivered, by this
-    /// thread or by the one delivering already. From inside a listener, or
-    /// inside an enclosing transaction's closure (whose tags a listener
-    /// might need), it does not wait: the events go after the ones being
-    /// delivered. A listener's panic resumes on the thread that waited for
-    /// that event, after the deliveries.
-    pub(crate) fn deliver(mut self, shot: &Snapshot, nested: bool) {
-        let Some(seq) = self.seq.take() else {
-            return;
-        };
-        let me = std::thread::current().id();
-        let mut d = lock(&DISPATCH);
-        let busy = d.busy;
-        let inside_listener = busy.is_some_and(|(t, _)| t == me);
-        let claim = match busy {
-            Some((t, root)) if t == me => Some(root),
-            _ if nested => None,
-            _ => Some(seq),
-        };
-        d.waiting.insert(
-            seq,
-            Batch {
-                events: std::mem::take(&mut self.pending),
-                shot: Some(shot.clone()),
-                orphan: nested || inside_listener,
-                claim,
-            },
-        );
-        if inside_listener {
-            d.owed = Some(d.owed.map_or(seq, |o| o.max(seq)));
-            return;
-        }
-        let root = seq;
-        let mut target = seq;
-        let mut mine: Option<PanicPayload> = None;
-        while d.next <= target {
-            let next = d.next;
-            if d.busy.is_none() && d.waiting.contains_key(&next) {
-                d.busy = Some((me, root));
-                // Ours and everything before it; after it only what nobody
-                // waits for (the others' owners take over: no thread
-                // delivers forever).
-                loop {
-                    let next = d.next;
-                    let take = d
-                        .waiting
-                        .get(&next)
-                        .is_some_and(|b| next <= target || b.orphan);
-                    if !take {
-                        break;
-                    }
-                    let batch = d.waiting.remove(&next).expect("present");
-                    drop(d);
-                    let mut panic = None;
-                    if let Some(shot) = &batch.shot {
-                        for ev in batch.events {
-                            ev.deliver(shot, &mut panic);
-                        }
-                    }
-                    d = lock(&DISPATCH);
-                    if let Some(p) = panic {
-                        match batch.claim {
-                            Some(c) if c != root => {
-                                d.panics.entry(c).or_insert(p);
-                            }
-                            _ => {
-                                mine.get_or_insert(p);
-                            }
-                        }
-                    }
-                    // Advanced only now: its owner returns when it sees
-                    // this, and finds its panic stored.
-                    d.next += 1;
-                    // What our listeners marked, we wait for as well.
-                    if let Some(o) = d.owed.take() {
-                        target = target.max(o);
-                    }
-                }
-                d.busy = None;
-                DELIVERED.notify_all();
-            } else if nested {
-                // Do not wait inside an enclosing transaction.
-                break;
-            } else {
-                d = DELIVERED.wait(d).unwrap_or_else(|e| e.into_inner());
-            }
-        }
-        if let Some(p) = d.panics.remove(&root) {
-            mine.get_or_insert(p);
-        }
-        drop(d);
-        if let Some(p) = mine {
-            resume_unwind(p);
-        }
-    }
-}
-
-impl Drop for Marks {
-    /// A place taken but never delivered (a panic between the commit and
-    /// the delivery) would stall every later delivery: give it back empty.
-    fn drop(&mut self) {
-        if let Some(seq) = self.seq.take() {
-            let mut d = lock(&DISPATCH);
-            d.waiting.insert(
-                seq,
-                Batch {
-                    events: Vec::new(),
-                    shot: None,
-                    orphan: true,
-                    claim: None,
-                },
-            );
-            drop(d);
-            DELIVERED.notify_all();
         }
     }
 }
