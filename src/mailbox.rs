@@ -19,14 +19,33 @@ impl<M: Send + 'static> Talker<M> {
     where
         M: Clone,
     {
+        self.mailbox_with(coalesce, None)
+    }
+
+    /// Like [`mailbox`](Self::mailbox), but a message equal to the last one
+    /// posted to this mailbox is dropped (drop duplicates), before
+    /// `coalesce` applies.
+    pub fn mailbox_distinct(&self, coalesce: Coalesce) -> Mailbox<M>
+    where
+        M: Clone + PartialEq,
+    {
+        self.mailbox_with(coalesce, Some(|a: &M, b: &M| a == b))
+    }
+
+    fn mailbox_with(&self, coalesce: Coalesce, same: Option<fn(&M, &M) -> bool>) -> Mailbox<M>
+    where
+        M: Clone,
+    {
         let inner = Arc::new(MailboxInner {
             state: Mutex::new(MailboxState {
                 queue: VecDeque::new(),
                 closed: false,
                 last_out: None,
+                last_in: None,
             }),
             ready: Condvar::new(),
             coalesce,
+            same,
         });
         let listener = self.register(Box::new(Post(inner.clone())));
         Mailbox {
@@ -54,12 +73,16 @@ struct MailboxState<M> {
     queue: VecDeque<Event<M>>,
     closed: bool,
     last_out: Option<Instant>,
+    /// The last message posted (kept only for `mailbox_distinct`).
+    last_in: Option<M>,
 }
 
 struct MailboxInner<M> {
     state: Mutex<MailboxState<M>>,
     ready: Condvar,
     coalesce: Coalesce,
+    /// Drop a message equal to the last one posted.
+    same: Option<fn(&M, &M) -> bool>,
 }
 
 struct Post<M>(Arc<MailboxInner<M>>);
@@ -71,6 +94,12 @@ impl<M: Clone + Send> Sink<M> for Post<M> {
             message: msg.clone(),
         };
         let mut st = lock(&self.0.state);
+        if let Some(same) = self.0.same {
+            if st.last_in.as_ref().is_some_and(|last| same(last, msg)) {
+                return;
+            }
+            st.last_in = Some(msg.clone());
+        }
         if self.0.coalesce != Coalesce::All {
             st.queue.clear();
         }

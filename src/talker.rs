@@ -17,8 +17,10 @@
 //! * [`Talker::connect_distinct`]: the same, skipping a message equal to
 //!   the one delivered last (drop duplicates).
 //! * [`Talker::mailbox`]: queued; a thread or an event loop drains the
-//!   [`Mailbox`], with [`Coalesce`] choosing between every event, only the
-//!   latest, or the latest at most once per interval.
+//!   [`Mailbox`](crate::Mailbox), with [`Coalesce`](crate::Coalesce)
+//!   choosing between every event, only the latest, or the latest at most
+//!   once per interval ([`Talker::mailbox_distinct`]: duplicates dropped
+//!   first).
 //!
 //! ```
 //! use kame_stm::{Node, Talker};

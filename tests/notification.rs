@@ -92,9 +92,10 @@ fn exactly_one_delivery_per_committed_mark() {
 }
 
 /// Catches: deliveries out of commit order (e.g. each thread delivering
-/// its own events as soon as it committed). Every commit increments one
-/// counter and marks the value it committed: the listener must hear
-/// 1, 2, 3, … exactly.
+/// its own events as soon as it committed), and a delivered snapshot that
+/// is not the committed one. Every commit increments one counter and marks
+/// the value it committed: the listener must hear 1, 2, 3, … exactly, each
+/// with a snapshot showing that value.
 #[test]
 fn order_per_talker_under_4_threads() {
     const THREADS: usize = 4;
@@ -102,6 +103,13 @@ fn order_per_talker_under_4_threads() {
     let n = Node::new(0u64);
     let talker: Talker<u64> = Talker::new();
     let (_l, heard) = recorder(&talker);
+    let torn = Arc::new(AtomicUsize::new(0));
+    let (t2, n2) = (torn.clone(), n.clone());
+    let _check = talker.connect(move |shot, &m| {
+        if shot[&n2] != m {
+            t2.fetch_add(1, Ordering::SeqCst);
+        }
+    });
     let barrier = Barrier::new(THREADS);
     thread::scope(|s| {
         for _ in 0..THREADS {
@@ -121,6 +129,7 @@ fn order_per_talker_under_4_threads() {
     let heard = heard.lock().unwrap();
     let expected: Vec<u64> = (1..=THREADS as u64 * PER).collect();
     assert!(*heard == expected, "out of commit order");
+    assert_eq!(torn.load(Ordering::SeqCst), 0, "not the committed snapshot");
 }
 
 /// Catches: a dropped guard still called; a guard dropped from inside a
@@ -302,6 +311,19 @@ fn connect_distinct_drops_duplicates() {
         n.iterate_commit(|tr| tr.mark(&talker, v));
     }
     assert_eq!(*heard.lock().unwrap(), [1, 2, 1]);
+}
+
+/// Catches: duplicates queued by `mailbox_distinct`.
+#[test]
+fn mailbox_distinct_drops_duplicates() {
+    let n = Node::new(0u32);
+    let talker: Talker<u32> = Talker::new();
+    let mut mb = talker.mailbox_distinct(Coalesce::All);
+    for v in [1, 1, 2, 2, 1] {
+        n.iterate_commit(|tr| tr.mark(&talker, v));
+    }
+    let got: Vec<u32> = mb.drain().into_iter().map(|e| e.message).collect();
+    assert_eq!(got, [1, 2, 1]);
 }
 
 fn tree3() -> (Node<&'static str>, Node<u64>, Node<u64>) {
