@@ -181,10 +181,11 @@ fn dropping_the_guard_unregisters_also_inside_a_delivery() {
 }
 
 /// Catches: delivery while the committing transaction still holds its
-/// priority tags or its nesting (then the other thread's commit below
-/// would wait on them forever, or the listener's own commit would count
-/// as nested in a finished transaction), and re-entrant delivery (the
-/// listener's marks must be heard after it returns, in order).
+/// priority tags (the other thread's commit below, younger, would wait on
+/// them forever: the test hangs), a listener's commit deadlocking on the
+/// delivery machinery, and re-entrant or lost delivery of the listener's
+/// own marks (they must be heard after it returns, in order, before the
+/// outer `iterate_commit` returns).
 #[test]
 fn a_listener_may_commit() {
     let n = Node::new(0u32);
