@@ -13,9 +13,18 @@
 //! heater power shown is the one the control loop computed from a
 //! temperature at least as old as the one shown.
 //!
-//! Run: `cargo run --release --example instrument [seconds]`
+//! The display does not poll: it holds a subscription to the cryostat,
+//! coalesced to at most 30 redraws a second, and redraws when the tree
+//! changed. The script marks "plugged in" / "unplugged" on a talker that
+//! lives in the cryostat's payload, inside the very transaction that
+//! inserts or releases the channel; the display hears each event once,
+//! after its commit, with the committed state. On a terminal the status
+//! line is redrawn in place; otherwise one plain line a second is printed.
+//!
+//! Run: `cargo run --release --example instrument [seconds]` (default 5).
 
-use kame_stm::Node;
+use kame_stm::{Coalesce, Node, Talker};
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +33,14 @@ use std::time::{Duration, Instant};
 struct Cryostat {
     name: &'static str,
     setpoint_k: f64,
+    /// Plug/unplug events of the aux channel (clones share listeners).
+    channel_events: Talker<Plug>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Plug {
+    In,
+    Out,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -54,6 +71,8 @@ struct Aux {
 struct Counters {
     commits: AtomicU64,
     retries: AtomicU64,
+    /// Plug/unplug commits made by the script.
+    plugs: AtomicU64,
 }
 
 impl Counters {
@@ -71,9 +90,11 @@ fn main() {
         .unwrap_or(5.0);
     let run_for = Duration::from_secs_f64(seconds);
 
+    let channel_events = Talker::new();
     let cryostat = Node::new(Cryostat {
         name: "cryostat",
         setpoint_k: 4.2,
+        channel_events: channel_events.clone(),
     });
     let thermometer = Node::new(Thermometer {
         kelvin: 300.0,
@@ -178,15 +199,27 @@ fn main() {
                     }
                 });
                 stats.record(attempts);
+                // Plugging is marked in the transaction that does it: the
+                // event is heard only if (and after) that attempt commits.
                 if step % 400 == 100 {
                     let r = cryostat.try_iterate_commit(|tr| {
                         tr.insert_online(&cryostat, &aux)?;
                         tr[&aux].volts = 0.0;
+                        let talker = tr[&cryostat].channel_events.clone();
+                        tr.mark(&talker, Plug::In);
                         Ok::<_, kame_stm::TreeError>(())
                     });
                     r.expect("aux is not plugged in yet");
+                    stats.plugs.fetch_add(1, Ordering::Relaxed);
                 } else if step % 400 == 300 {
-                    cryostat.release(&aux).expect("aux is plugged in");
+                    let r = cryostat.try_iterate_commit(|tr| {
+                        tr.release(&cryostat, &aux)?;
+                        let talker = tr[&cryostat].channel_events.clone();
+                        tr.mark(&talker, Plug::Out);
+                        Ok::<_, kame_stm::TreeError>(())
+                    });
+                    r.expect("aux is plugged in");
+                    stats.plugs.fetch_add(1, Ordering::Relaxed);
                 }
                 if step % 400 > 100 && step % 400 < 300 {
                     aux.iterate_commit(|tr| tr[&aux].volts += 0.01);
@@ -196,38 +229,76 @@ fn main() {
         }));
     }
 
-    // Display: one consistent snapshot per second.
-    println!(
-        "{:>5}  {:>9} {:>9} {:>8}  {:>8} {:>8}  {:>7} {:>6}",
+    // Display: redraws on change, through a subscription coalesced to
+    // ≤ 30 Hz; prints the channel events heard from the talker.
+    let live = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+    let header = format!(
+        "{:>5}  {:>9} {:>9} {:>8}  {:>8} {:>5}  {:>7} {:>6}",
         "t/s", "T/K", "setp/K", "samples", "heater/W", "lag", "B/T", "aux/V"
     );
-    let mut shots = 0u64;
-    let mut next_print = Duration::from_secs(1);
+    let _ = writeln!(
+        out,
+        "T: thermometer; setp: control setpoint; samples: readings so far; heater: control output\n\
+         lag: readings taken since the heater power was computed; B: magnet field; aux/V: aux channel (- unplugged)\n{header}"
+    );
+    let mut sub = cryostat
+        .subscribe()
+        .at_most_every(Duration::from_millis(34));
+    let mut events = channel_events.mailbox(Coalesce::All);
+    let (mut checked, mut redraws, mut heard) = (0u64, 0u64, 0u64);
+    let mut next_plain = Duration::from_secs(1);
     while start.elapsed() < run_for {
-        let shot = cryostat.snapshot();
-        shots += 1;
+        let wait = run_for.saturating_sub(start.elapsed());
+        let Some(shot) = sub.changed_timeout(wait) else {
+            continue;
+        };
+        checked += 1;
         let (t, h) = (&shot[&thermometer], &shot[&heater]);
         // Consistency: the heater was computed from a sample we also see.
         assert!(h.based_on_sample <= t.samples, "torn snapshot");
-        if start.elapsed() >= next_print {
-            next_print += Duration::from_secs(1);
-            let aux_v = shot
-                .get(&aux)
-                .map_or("-".to_string(), |a| format!("{:.2}", a.volts));
-            println!(
-                "{:>5.1}  {:>9.4} {:>9.2} {:>8}  {:>8.4} {:>8}  {:>7.3} {:>6}",
-                start.elapsed().as_secs_f64(),
-                t.kelvin,
-                shot[&cryostat].setpoint_k,
-                t.samples,
-                h.power_w,
-                t.samples - h.based_on_sample,
-                shot[&magnet].field_t,
-                aux_v
+        for ev in events.drain() {
+            heard += 1;
+            let channels = ev.snapshot.children(&cryostat).map_or(0, |c| c.count());
+            let what = match ev.message {
+                Plug::In => "plugged in",
+                Plug::Out => "unplugged",
+            };
+            let clear = if live { "\r\x1b[2K" } else { "" };
+            let _ = writeln!(
+                out,
+                "{clear}{:>5.1}  aux channel {what} ({channels} nodes under the cryostat in that commit)",
+                start.elapsed().as_secs_f64()
             );
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let aux_v = shot
+            .get(&aux)
+            .map_or("-".to_string(), |a| format!("{:.2}", a.volts));
+        let line = format!(
+            "{:>5.1}  {:>9.4} {:>9.2} {:>8}  {:>8.4} {:>5}  {:>7.3} {:>6}",
+            start.elapsed().as_secs_f64(),
+            t.kelvin,
+            shot[&cryostat].setpoint_k,
+            t.samples,
+            h.power_w,
+            t.samples - h.based_on_sample,
+            shot[&magnet].field_t,
+            aux_v
+        );
+        if live {
+            let _ = write!(out, "\r\x1b[2K{line}");
+            let _ = out.flush();
+            redraws += 1;
+        } else if start.elapsed() >= next_plain {
+            next_plain += Duration::from_secs(1);
+            let _ = writeln!(out, "{line}");
+            redraws += 1;
+        }
     }
+    if live {
+        let _ = writeln!(out);
+    }
+    drop(out);
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().expect("worker panicked");
@@ -236,14 +307,24 @@ fn main() {
     let commits = stats.commits.load(Ordering::Relaxed);
     let retries = stats.retries.load(Ordering::Relaxed);
     let final_shot = cryostat.snapshot();
+    let plugs = stats.plugs.load(Ordering::Relaxed);
+    heard += events.drain().len() as u64;
     println!(
-        "\n{}: {} commits ({:.0}/s), {} retries, {} consistent snapshots read, {:.1} s, final T = {:.4} K",
+        "\n{}: {:.1} s, {} commits ({:.0}/s), {} retries; final T = {:.4} K",
         final_shot[&cryostat].name,
+        elapsed,
         commits,
         commits as f64 / elapsed,
         retries,
-        shots,
-        elapsed,
         final_shot[&thermometer].kelvin
     );
+    println!(
+        "display: {checked} changed snapshots checked, none torn; {redraws} {} ({:.1}/s, subscription capped at 30/s)",
+        if live { "redraws" } else { "lines printed" },
+        redraws as f64 / elapsed
+    );
+    println!(
+        "talker: {plugs} plug/unplug commits, {heard} events heard (each once, after its commit)"
+    );
+    assert_eq!(heard, plugs, "an event was lost or heard twice");
 }

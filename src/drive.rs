@@ -240,12 +240,25 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
         tr.packet.clone(),
         tr.snap_wrapper.take(),
     ));
-    let outcome = if tr.inserts.iter().any(|i| i.external) {
-        let released = tr.released_subtrees();
+    let external = tr.inserts.iter().any(|i| i.external);
+    let outcome = if external || tr.marks.any() {
+        let released = if external {
+            tr.released_subtrees()
+        } else {
+            Vec::new()
+        };
         let (root, working, inserts) = (&tr.root, &tr.packet, &tr.inserts);
-        structure::commit_locked(frame, &mut tr.neg, || {
-            structure::inserts_acyclic(root, working, &released, inserts)
-        })?
+        let marks = &mut tr.marks;
+        structure::commit_locked(
+            frame,
+            &mut tr.neg,
+            || !external || structure::inserts_acyclic(root, working, &released, inserts),
+            |o| {
+                if marks.any() && matches!(o, Outcome::Commit(CommitResult::Committed)) {
+                    marks.take_place();
+                }
+            },
+        )?
     } else {
         Operation::run_frame(frame, &mut tr.neg)
     };
@@ -270,6 +283,7 @@ pub(crate) fn drive<E>(
     let mut attempt = 0u32;
     let mut own_losses = 0u32;
     let mut promote = false;
+    let mut after = None;
     let result = loop {
         let since = entered.attempt();
         if std::mem::take(&mut promote) {
@@ -304,6 +318,7 @@ pub(crate) fn drive<E>(
         };
         if let Some((shot, wrote)) = committed {
             tr.committed = true;
+            after = Some((std::mem::take(&mut tr.marks), wrote));
             neg = tr.into_negotiator();
             if wrote {
                 entered.committed(&shot);
@@ -336,5 +351,19 @@ pub(crate) fn drive<E>(
             waited: neg.waited,
         };
     }
+    // Notification: outside every priority tag and outside this
+    // transaction's nesting (a listener may commit, also into this tree).
+    drop(neg);
+    drop(entered);
+    if let (Some((marks, wrote)), Ok(Some(shot))) = (after, &result) {
+        crate::subscription::committed(wrote);
+        marks.deliver(shot, in_transaction());
+    }
     result
+}
+
+/// Whether the calling thread runs inside some transaction's closure (for
+/// the delivery of marks: `talker`).
+pub(crate) fn in_transaction() -> bool {
+    NESTING.try_with(|n| n.depth.get() > 0).unwrap_or(false)
 }

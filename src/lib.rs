@@ -4,9 +4,11 @@
 
 #[cfg(feature = "serde")]
 pub mod config;
+mod delivery;
 mod drive;
 mod error;
 mod linkage;
+mod mailbox;
 mod negotiation;
 mod node;
 mod packet;
@@ -14,14 +16,19 @@ mod protocol;
 mod serial;
 mod snapshot;
 mod structure;
+mod subscription;
 mod sync;
+mod talker;
 mod transaction;
 mod wrapper;
 
 pub use drive::NESTED_LIMIT;
 pub use error::{NestedConflict, NodeName, NotFound, Place, TreeError};
+pub use mailbox::{Coalesce, Mailbox};
 pub use node::{AsNode, Node, NodeRef};
 pub use snapshot::Snapshot;
+pub use subscription::{AsyncSubscription, Subscription};
+pub use talker::{Event, Listener, Talker};
 pub use transaction::{Transaction, TxStats};
 
 /// Runs deferred memory reclamation on this thread.

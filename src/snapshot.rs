@@ -104,21 +104,105 @@ impl fmt::Debug for Snapshot {
     }
 }
 
+/// Snapshot identity (issue 13): "did this change?" without comparing
+/// payloads, from the path copies every write makes.
 impl Snapshot {
-    /// Whether both snapshots show the same committed version of the same
-    /// subtree (identity, not equality of payloads): e.g. a display that
-    /// redraws only when something changed.
+    /// Whether both are the same version of the same subtree (one pointer
+    /// comparison each for root and packet).
     ///
     /// ```
     /// use kame_stm::Node;
-    /// let n = Node::new(0u8);
+    /// let n = Node::new(1u8);
     /// let (a, b) = (n.snapshot(), n.snapshot());
-    /// assert!(a.same_version(&b));
-    /// n.iterate_commit(|tr| tr[&n] = 0); // a commit, even of an equal value
-    /// assert!(!a.same_version(&n.snapshot()));
+    /// assert!(a.ptr_eq(&b)); // nothing committed in between
+    /// n.iterate_commit(|tr| tr[&n] = 2);
+    /// assert!(!a.ptr_eq(&n.snapshot()));
     /// ```
     #[must_use]
-    pub fn same_version(&self, other: &Snapshot) -> bool {
+    pub fn ptr_eq(&self, other: &Snapshot) -> bool {
         Arc::ptr_eq(&self.root, &other.root) && Arc::ptr_eq(&self.packet, &other.packet)
     }
+
+    /// Whether `node`'s subtree (its payload, its child list, or anything
+    /// below) differs between `old` and this snapshot. Never `false` for a
+    /// change. A write path-copies every packet from the root down to the
+    /// node it writes, so the answer is found by following the packets that
+    /// differ: O(depth) for a change, and for a subtree that was only
+    /// re-bundled (new packets, same contents) the re-packed paths are
+    /// walked and `false` returned (a leaf's packet copied without a
+    /// write, which the protocol does rarely, counts as a change). A node
+    /// in one snapshot only has changed; in neither, it has not.
+    ///
+    /// ```
+    /// use kame_stm::Node;
+    /// let rack = Node::new("rack");
+    /// let (dmm, psu) = (Node::new(0.0_f64), Node::new(0.0_f64));
+    /// rack.insert(&dmm).unwrap();
+    /// rack.insert(&psu).unwrap();
+    /// let before = rack.snapshot();
+    /// let after = rack.iterate_commit(|tr| tr[&psu] = 5.0);
+    /// assert!(after.changed_since(&before, &psu));
+    /// assert!(after.changed_since(&before, &rack)); // psu is below it
+    /// assert!(!after.changed_since(&before, &dmm));
+    /// ```
+    pub fn changed_since(&self, old: &Snapshot, node: &impl AsNode) -> bool {
+        let link = node.linkage();
+        match (old.packet_of(link), self.packet_of(link)) {
+            (Ok(a), Ok(b)) => !same_state(old, self, a, b),
+            (Err(_), Err(_)) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Whether two packets of one node hold the same state of its subtree.
+/// Payload identity is the payload's address: an inner node's payload is
+/// shared between its re-packed versions and copied on write; a leaf's is
+/// in its packet, which is shared until written. Both packets are alive
+/// here, so an address cannot have been reused. A void slot (a hard link
+/// whose packet lives under its other parent) is compared where each
+/// snapshot holds that packet.
+pub(crate) fn same_state<'s>(
+    old: &'s Snapshot,
+    new: &'s Snapshot,
+    a: &'s Arc<Packet>,
+    b: &'s Arc<Packet>,
+) -> bool {
+    let mut todo: Vec<(&Packet, &Packet)> = vec![(a, b)];
+    while let Some((a, b)) = todo.pop() {
+        if std::ptr::eq(a, b) {
+            continue;
+        }
+        let pa = a.payload.get() as *const dyn std::any::Any as *const ();
+        let pb = b.payload.get() as *const dyn std::any::Any as *const ();
+        if pa != pb {
+            return false;
+        }
+        match (a.children.as_deref(), b.children.as_deref()) {
+            (None, None) => {}
+            (Some(ca), Some(cb)) => {
+                if ca.nodes.len() != cb.nodes.len()
+                    || !ca
+                        .nodes
+                        .iter()
+                        .zip(cb.nodes.iter())
+                        .all(|(x, y)| Arc::ptr_eq(x, y))
+                {
+                    return false;
+                }
+                for ((sa, sb), n) in ca.slots.iter().zip(cb.slots.iter()).zip(ca.nodes.iter()) {
+                    match (sa, sb) {
+                        (Some(x), Some(y)) => todo.push((x, y)),
+                        (None, None) => match (old.packet_of(n), new.packet_of(n)) {
+                            (Ok(x), Ok(y)) => todo.push((x, y)),
+                            _ => return false,
+                        },
+                        _ => return false,
+                    }
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
 }

@@ -170,10 +170,13 @@ pub(crate) fn inserts_acyclic(
 /// right before it and again after every wait on a priority tag (the lock
 /// is released while waiting). `None`: the check failed; the commit was
 /// abandoned before its publishing CAS and the attempt must be retried.
+/// `locked` sees the outcome while the lock is still held (marked commits
+/// take their place in the delivery order there: `talker`).
 pub(crate) fn commit_locked(
     frame: Frame,
     neg: &mut Negotiator,
     acyclic: impl Fn() -> bool,
+    locked: impl FnOnce(&Outcome),
 ) -> Option<Outcome> {
     let lock = || STRUCTURE.lock().unwrap_or_else(|e| e.into_inner());
     let mut guard = lock();
@@ -195,6 +198,11 @@ pub(crate) fn commit_locked(
             }
         }
     }
+    let outcome = op.into_outcome();
+    // Still under the lock: commits that need an order (marks) take it here.
+    if let Some(o) = &outcome {
+        locked(o);
+    }
     drop(guard);
-    op.into_outcome()
+    outcome
 }

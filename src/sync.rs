@@ -116,7 +116,11 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
         match self.ptr.compare_exchange(
             Arc::as_ptr(current).cast_mut(),
             newp,
-            Ordering::AcqRel,
+            // SeqCst, not only AcqRel: a commit's CAS followed by its load
+            // of the "any subscription?" flag pairs with a subscriber's
+            // registration followed by its first snapshot (Dekker; see
+            // `subscription`). Same instructions on x86-64 and AArch64.
+            Ordering::SeqCst,
             Ordering::Acquire,
         ) {
             Ok(old) => {

@@ -68,6 +68,8 @@ pub struct Transaction {
     /// Stamp and priority tags of this transaction (kept across retries;
     /// cleared on commit and when dropped, e.g. by a panic in the closure).
     pub(crate) neg: Negotiator,
+    /// Events marked by this attempt, delivered only if it commits.
+    pub(crate) marks: crate::talker::Marks,
 }
 
 /// A node this attempt pulled in with an online insert.
@@ -125,6 +127,7 @@ impl Transaction {
             committed: false,
             wants_priority: false,
             neg,
+            marks: Default::default(),
         }
     }
 

@@ -110,7 +110,7 @@ fn apply_fails(edit: impl FnOnce(&mut serde_json::Value), want: impl Fn(&ConfigE
     let err = doc.apply(&r.root, &reg).unwrap_err();
     assert!(want(&err), "unexpected error: {err:?} ({err})");
     assert!(
-        r.root.snapshot().same_version(&before),
+        r.root.snapshot().ptr_eq(&before),
         "a failed apply committed"
     );
     assert_eq!(r.setpoint.read(), 1.5);
