@@ -981,7 +981,7 @@ fn unlimbo(child: &Linkage, installed: &Arc<PacketWrapper>) {
 
 impl Drop for Transaction {
     /// The end of an attempt: no limbo of it may outlive it naming a parent
-    /// that does not list the child (see [`unlimbo`]).
+    /// that does not list the child (see `unlimbo`).
     fn drop(&mut self) {
         if self.committed {
             // Released children: their parent's committed version does not
