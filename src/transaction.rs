@@ -371,7 +371,14 @@ impl Transaction {
     /// Puts `packet` in the void slot at `path` (from `find_void`), copying
     /// and marking missing every packet on the way.
     fn fill_void(root: &mut Arc<Packet>, path: &[u32], packet: Arc<Packet>) {
-        let (last, above) = path.split_last().expect("a void slot is below the root");
+        Self::set_slot(root, path, Some(packet));
+    }
+
+    /// Sets the slot at `path` (slot indices from `root`), copying and
+    /// marking missing every packet on the way (the next bundle looks at
+    /// that slot again).
+    fn set_slot(root: &mut Arc<Packet>, path: &[u32], slot: Option<Arc<Packet>>) {
+        let (last, above) = path.split_last().expect("a slot is below the root");
         let mut cur = root;
         for &i in above {
             let p = Packet::make_mut(cur);
@@ -383,8 +390,8 @@ impl Transaction {
         }
         let p = Packet::make_mut(cur);
         p.missing = true;
-        let ch = Arc::make_mut(p.children.as_mut().expect("the void slot's list"));
-        ch.slots[*last as usize] = Some(packet);
+        let ch = Arc::make_mut(p.children.as_mut().expect("the slot's list"));
+        ch.slots[*last as usize] = slot;
     }
 
     /// The child CAS of a release: puts `child` in limbo under `parent`
@@ -835,20 +842,7 @@ impl Transaction {
                 .expect("found above")
                 .clone();
             let mut head = m.last_released.clone();
-            let (last, above) = path.split_last().expect("below the head");
-            let mut cur = &mut head;
-            for &j in above {
-                let p = Packet::make_mut(cur);
-                p.missing = true;
-                let ch = Arc::make_mut(p.children.as_mut().expect("path goes through children"));
-                cur = ch.slots[j as usize]
-                    .as_mut()
-                    .expect("path goes through present slots");
-            }
-            let p = Packet::make_mut(cur);
-            p.missing = true;
-            let ch = Arc::make_mut(p.children.as_mut().expect("the node's list"));
-            ch.slots[*last as usize] = None;
+            Self::set_slot(&mut head, &path, None);
             self.moved[i].last_released = head;
             return found;
         }

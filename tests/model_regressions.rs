@@ -8,21 +8,13 @@
 //! only fires on a hang, never decides a pass by timing.
 
 use kame_stm::{Node, TreeError};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
 use std::time::Duration;
 
+mod common;
+
+/// `common::within` with this file's limit.
 fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let limit = Duration::from_secs(120);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(RecvTimeoutError::Timeout) => panic!("{what}: no result after {limit:?} (hang)"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the operation panicked"),
-    }
+    common::within(Duration::from_secs(120), what, f)
 }
 
 /// A snapshot of an ancestor taken inside the closure bundles the
