@@ -81,6 +81,7 @@ impl Marks {
     }
 
     /// Does the commit of this attempt need a place in the sequence?
+    #[inline]
     pub(crate) fn any(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -98,6 +99,7 @@ impl Marks {
     /// might need), it does not wait: the events go after the ones being
     /// delivered. A listener's panic resumes on the thread that waited for
     /// that event, after the deliveries.
+    #[inline(never)]
     pub(crate) fn deliver(mut self, shot: &Snapshot, nested: bool) {
         let Some(seq) = self.seq.take() else {
             return;
