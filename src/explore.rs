@@ -357,6 +357,122 @@ impl Sim {
 pub(crate) struct StepInfo {
     pub(crate) name: &'static str,
     pub(crate) completed: bool,
+    /// The shared-memory operations of the frame step (none for the other
+    /// scheduling points).
+    pub(crate) ops: Vec<Op>,
+}
+
+/// One shared-memory operation of a step, named by the configuration's
+/// linkage index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    SlotLoad(usize),
+    SlotCas(usize, bool),
+    /// The tag of the linkage, and whether it was free for the stepping
+    /// thread (empty or its own).
+    TagLoad(usize, bool),
+    TagCas(usize, bool),
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ok = |b: bool| if b { "ok" } else { "fail" };
+        match *self {
+            Op::SlotLoad(_) => write!(f, "load"),
+            Op::SlotCas(_, b) => write!(f, "cas:{}", ok(b)),
+            Op::TagLoad(_, free) => write!(f, "tag-load:{}", if free { "free" } else { "foreign" }),
+            Op::TagCas(_, b) => write!(f, "tag-cas:{}", ok(b)),
+        }
+    }
+}
+
+/// What the explorer saw of one step function's shared-memory operations,
+/// over every execution of it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StepOps {
+    pub(crate) runs: usize,
+    /// Most slot operations (loads and CASes of a linkage's wrapper) in one run.
+    pub(crate) max_slot_ops: usize,
+    pub(crate) slot_cas: usize,
+    /// Slot CASes preceded, in the same step, by a load of that linkage's
+    /// tag that found it free (the `can_proceed` gate).
+    pub(crate) gated_cas: usize,
+    /// Slot CASes issued after the same step saw that linkage's tag foreign.
+    pub(crate) cas_past_foreign_tag: usize,
+    pub(crate) failed_cas: usize,
+    /// Failed slot CASes followed, in the same step, by a tag operation on
+    /// that linkage (`tag_after_fail`).
+    pub(crate) tagged_after_fail: usize,
+    /// Runs that ended blocked (a foreign tag and no CAS).
+    pub(crate) blocked: usize,
+    /// Runs with a tag operation after a wrapper operation (`tag_after_fail`
+    /// after a failed CAS or a conflict seen by a load).
+    pub(crate) tagging: usize,
+    /// Runs that CAS tags without any wrapper operation (`clear_my_tags`).
+    pub(crate) clearing: usize,
+    /// The distinct sequences seen.
+    pub(crate) patterns: std::collections::BTreeSet<String>,
+}
+
+impl StepOps {
+    fn add(&mut self, ops: &[Op]) {
+        self.runs += 1;
+        let slot = ops
+            .iter()
+            .filter(|o| matches!(o, Op::SlotLoad(_) | Op::SlotCas(..)))
+            .count();
+        self.max_slot_ops = self.max_slot_ops.max(slot);
+        for (i, o) in ops.iter().enumerate() {
+            let Op::SlotCas(l, ok) = *o else { continue };
+            self.slot_cas += 1;
+            let before = &ops[..i];
+            if before.iter().any(|b| *b == Op::TagLoad(l, true)) {
+                self.gated_cas += 1;
+            }
+            if before.iter().any(|b| *b == Op::TagLoad(l, false)) {
+                self.cas_past_foreign_tag += 1;
+            }
+            if !ok {
+                self.failed_cas += 1;
+                if ops[i + 1..]
+                    .iter()
+                    .any(|a| matches!(*a, Op::TagLoad(x, _) | Op::TagCas(x, _) if x == l))
+                {
+                    self.tagged_after_fail += 1;
+                }
+            }
+        }
+        if ops.iter().any(|o| matches!(o, Op::TagLoad(_, false)))
+            && !ops.iter().any(|o| matches!(o, Op::SlotCas(..)))
+        {
+            self.blocked += 1;
+        }
+        let is_slot = |o: &Op| matches!(o, Op::SlotLoad(_) | Op::SlotCas(..));
+        let is_tag = |o: &Op| matches!(o, Op::TagLoad(..) | Op::TagCas(..));
+        if let Some(first) = ops.iter().position(is_slot) {
+            if ops[first..].iter().any(is_tag) {
+                self.tagging += 1;
+            }
+        } else if ops.iter().any(|o| matches!(o, Op::TagCas(..))) {
+            self.clearing += 1;
+        }
+        let p: Vec<String> = ops.iter().map(ToString::to_string).collect();
+        self.patterns.insert(p.join(" "));
+    }
+
+    pub(crate) fn merge(&mut self, o: &StepOps) {
+        self.runs += o.runs;
+        self.max_slot_ops = self.max_slot_ops.max(o.max_slot_ops);
+        self.slot_cas += o.slot_cas;
+        self.gated_cas += o.gated_cas;
+        self.cas_past_foreign_tag += o.cas_past_foreign_tag;
+        self.failed_cas += o.failed_cas;
+        self.tagged_after_fail += o.tagged_after_fail;
+        self.blocked += o.blocked;
+        self.tagging += o.tagging;
+        self.clearing += o.clearing;
+        self.patterns.extend(o.patterns.iter().cloned());
+    }
 }
 
 pub(crate) struct World<'c> {
@@ -514,6 +630,7 @@ impl<'c> World<'c> {
             return Ok(StepInfo {
                 name,
                 completed: false,
+                ops: Vec::new(),
             });
         }
         match th.pc {
@@ -529,6 +646,7 @@ impl<'c> World<'c> {
                 Ok(StepInfo {
                     name: "begin",
                     completed: false,
+                    ops: Vec::new(),
                 })
             }
             Pc::Promote | Pc::Snap | Pc::Commit => {
@@ -538,7 +656,14 @@ impl<'c> World<'c> {
                     Some(tr) => &mut tr.neg,
                     None => th.neg.as_mut().expect("negotiator"),
                 };
-                let completed = match op.step(neg) {
+                let stamp = neg.stamp;
+                crate::sync::trace::start();
+                let stepped = op.step(neg);
+                let events = crate::sync::trace::take();
+                crate::sync::trace::stop();
+                let ops = self.ops_of(&events, stamp);
+                let th = &mut self.threads[t];
+                let completed = match stepped {
                     Step::Running => false,
                     Step::Blocked(link) => {
                         th.blocked = Some(link);
@@ -546,9 +671,43 @@ impl<'c> World<'c> {
                     }
                     Step::Done => self.finish_op(t)?,
                 };
-                Ok(StepInfo { name, completed })
+                Ok(StepInfo {
+                    name,
+                    completed,
+                    ops,
+                })
             }
         }
+    }
+
+    /// Names the recorded operations by linkage.
+    fn ops_of(&self, events: &[crate::sync::trace::Event], stamp: u64) -> Vec<Op> {
+        use crate::sync::trace::Access;
+        // Accesses to other linkages are the deferred destruction of an
+        // earlier replay's trees (`Linkage::drop`), run by the epoch
+        // collector whenever this step pins: not the step's.
+        events
+            .iter()
+            .filter_map(|e| {
+                let slot = self
+                    .links
+                    .iter()
+                    .position(|l| std::ptr::from_ref(&l.slot) as usize == e.addr);
+                let tag = self
+                    .links
+                    .iter()
+                    .position(|l| std::ptr::from_ref(&l.tag) as usize == e.addr);
+                Some(match (e.access, slot, tag) {
+                    (Access::SlotLoad, Some(i), _) => Op::SlotLoad(i),
+                    (Access::SlotCas { ok }, Some(i), _) => Op::SlotCas(i, ok),
+                    (Access::TagLoad { value }, _, Some(i)) => {
+                        Op::TagLoad(i, value == 0 || serial::same_thread(value, stamp))
+                    }
+                    (Access::TagCas { ok }, _, Some(i)) => Op::TagCas(i, ok),
+                    _ => return None,
+                })
+            })
+            .collect()
     }
 
     /// The frame stack of thread `t` finished: the retry loop goes on.
@@ -854,6 +1013,8 @@ pub(crate) struct Report {
     pub(crate) livelocks: usize,
     /// The first livelock as a lasso of step names.
     pub(crate) lasso: Option<String>,
+    /// Shared-memory operations per step function.
+    pub(crate) ops: std::collections::BTreeMap<&'static str, StepOps>,
 }
 
 impl std::fmt::Display for Report {
@@ -892,6 +1053,7 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
     let mut pred: Vec<Option<(u32, u8, &'static str)>> = Vec::new();
     let mut terminal = 0usize;
     let mut replays = 0usize;
+    let mut step_ops: std::collections::BTreeMap<&'static str, StepOps> = Default::default();
 
     let trace = |pred: &[Option<(u32, u8, &'static str)>], mut s: u32| {
         let mut steps = Vec::new();
@@ -942,6 +1104,9 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
                 World::thread_name(t)
             ),
         };
+        if !matches!(info.name, "begin" | "wait" | "preempt_tag") {
+            step_ops.entry(info.name).or_default().add(&info.ops);
+        }
         let h = world.canon();
         let (to, new) = match ids.get(&h) {
             Some(&id) => (id, false),
@@ -1024,6 +1189,7 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
         cycles: sccs.len(),
         livelocks,
         lasso,
+        ops: step_ops,
     }
 }
 
