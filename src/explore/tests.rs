@@ -308,6 +308,7 @@ fn step_ops_of_every_config() -> std::collections::BTreeMap<&'static str, StepOp
         root_vs_leaf(2),
         cond_vs_leaf(),
         three_level_mid_vs_leaf(),
+        hard_link_snap_vs_leaf(),
     ] {
         for (name, ops) in explore(&cfg, LIMIT).ops {
             all.entry(name).or_default().merge(&ops);
