@@ -330,7 +330,10 @@ impl Sim {
     fn neg_mut(&mut self) -> &mut Negotiator {
         match &mut self.tr {
             Some(t) => &mut t.neg,
-            None => self.neg.as_mut().expect("a running thread has a negotiator"),
+            None => self
+                .neg
+                .as_mut()
+                .expect("a running thread has a negotiator"),
         }
     }
 
@@ -495,7 +498,11 @@ impl<'c> World<'c> {
                 tid: TID_BASE + i as u64 + 1,
                 program: prog.clone(),
                 next_op: 0,
-                pc: if prog.is_empty() { Pc::Finished } else { Pc::Idle },
+                pc: if prog.is_empty() {
+                    Pc::Finished
+                } else {
+                    Pc::Idle
+                },
                 neg: None,
                 tr: None,
                 op: None,
@@ -517,7 +524,8 @@ impl<'c> World<'c> {
     fn replay(cfg: &'c Config, schedule: &[u8]) -> Self {
         let mut w = World::new(cfg);
         for &t in schedule {
-            w.step(usize::from(t)).expect("a replay reproduces its schedule");
+            w.step(usize::from(t))
+                .expect("a replay reproduces its schedule");
         }
         w
     }
@@ -896,7 +904,9 @@ impl<'c> World<'c> {
                     })
                 });
                 if !owned {
-                    return Err(format!("node {i}: tag {tag:#x} owned by no live transaction"));
+                    return Err(format!(
+                        "node {i}: tag {tag:#x} owned by no live transaction"
+                    ));
                 }
             }
             let w = l.load();
@@ -1128,11 +1138,7 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
             at = None; // the world is past the frontier's state
             continue;
         }
-        assert!(
-            ids.len() <= limit,
-            "{}: more than {limit} states",
-            cfg.name
-        );
+        assert!(ids.len() <= limit, "{}: more than {limit} states", cfg.name);
         if let Err(e) = world.check_state() {
             panic!("{}: {e}\nafter:\n  {}", cfg.name, trace(&pred, to));
         }
@@ -1272,10 +1278,8 @@ fn non_completing_sccs(edges: &[Vec<Edge>]) -> Vec<Vec<u32>> {
                         break;
                     }
                 }
-                let cyclic = comp.len() > 1
-                    || edges[v as usize]
-                        .iter()
-                        .any(|e| !e.completing && e.to == v);
+                let cyclic =
+                    comp.len() > 1 || edges[v as usize].iter().any(|e| !e.completing && e.to == v);
                 if cyclic {
                     out.push(comp);
                 }
@@ -1364,7 +1368,10 @@ fn print_lasso(scc: &[u32], edges: &[Vec<Edge>], enabled: &[u8], nthreads: u8) -
     for s in fmt(&prefix) {
         out.push_str(&format!("    {s}\n"));
     }
-    out.push_str(&format!("  cycle ({} steps, repeats forever):\n", cycle.len()));
+    out.push_str(&format!(
+        "  cycle ({} steps, repeats forever):\n",
+        cycle.len()
+    ));
     for s in fmt(&cycle) {
         out.push_str(&format!("    {s}\n"));
     }

@@ -17,10 +17,10 @@ pub(crate) use loom::thread_local;
 pub(crate) use std::sync::atomic::AtomicU64;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicPtr, Ordering};
-#[cfg(all(not(loom), test))]
-pub(crate) use trace::AtomicU64;
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
+#[cfg(all(not(loom), test))]
+pub(crate) use trace::AtomicU64;
 
 #[cfg(not(loom))]
 type Guard = crossbeam_epoch::Guard;
@@ -211,7 +211,12 @@ pub(crate) mod trace {
 
     /// What was recorded since `start`; recording goes on.
     pub(crate) fn take() -> Vec<Event> {
-        LOG.with(|l| l.borrow_mut().as_mut().map(std::mem::take).unwrap_or_default())
+        LOG.with(|l| {
+            l.borrow_mut()
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
+        })
     }
 
     /// Stops recording.

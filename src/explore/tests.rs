@@ -18,7 +18,11 @@ const C2: usize = 2;
 
 fn snap_vs_leaf(ops: usize) -> Config {
     Config {
-        name: if ops == 1 { "2L snapshot(P) vs leaf(C1)" } else { "2L snapshot(P) vs leaf(C1), x2" },
+        name: if ops == 1 {
+            "2L snapshot(P) vs leaf(C1)"
+        } else {
+            "2L snapshot(P) vs leaf(C1), x2"
+        },
         tree: two_level,
         programs: vec![vec![OpKind::Snap(P); ops], vec![tx(C1, &[C1]); ops]],
         pairs: vec![],
@@ -27,7 +31,11 @@ fn snap_vs_leaf(ops: usize) -> Config {
 
 fn root_vs_leaf(ops: usize) -> Config {
     Config {
-        name: if ops == 1 { "2L root tx(P) vs leaf(C1)" } else { "2L root tx(P) vs leaf(C1), x2" },
+        name: if ops == 1 {
+            "2L root tx(P) vs leaf(C1)"
+        } else {
+            "2L root tx(P) vs leaf(C1), x2"
+        },
         tree: two_level,
         programs: vec![vec![tx(P, &[P, C2]); ops], vec![tx(C1, &[C1]); ops]],
         pairs: vec![(P, C2)],
@@ -47,7 +55,13 @@ fn run(cfg: &Config) -> Report {
 fn live(cfg: &Config) {
     let r = run(cfg);
     assert!(r.terminal > 0, "{}: no run finishes", r.name);
-    assert_eq!(r.livelocks, 0, "{}: livelock\n{}", r.name, r.lasso.unwrap_or_default());
+    assert_eq!(
+        r.livelocks,
+        0,
+        "{}: livelock\n{}",
+        r.name,
+        r.lasso.unwrap_or_default()
+    );
 }
 
 /// Nodes of `three_level`.
@@ -100,11 +114,7 @@ fn three_threads_two_leaves() -> Config {
     Config {
         name: "2L root tx(P) vs leaf(C1) vs leaf(C2)",
         tree: two_level,
-        programs: vec![
-            vec![tx(P, &[P])],
-            vec![tx(C1, &[C1])],
-            vec![tx(C2, &[C2])],
-        ],
+        programs: vec![vec![tx(P, &[P])], vec![tx(C1, &[C1])], vec![tx(C2, &[C2])]],
         pairs: vec![],
     }
 }
@@ -158,6 +168,18 @@ fn hard_link_mid_vs_leaf() -> Config {
     }
 }
 
+/// The roles of TLC's `KameStm_2L_livelock` / `KameStm_2L_livelock_priv`:
+/// thread 1 runs a transaction at P (writing both leaves), thread 2 a
+/// transaction at C1, then one at C2.
+fn tlc_2l_livelock() -> Config {
+    Config {
+        name: "2L as TLC's 2L_livelock: tx(P) vs tx(C1); tx(C2)",
+        tree: two_level,
+        programs: vec![vec![tx(P, &[C1, C2])], vec![tx(C1, &[C1]), tx(C2, &[C2])]],
+        pairs: vec![],
+    }
+}
+
 #[cfg(not(feature = "no-privilege"))]
 mod privileged {
     use super::*;
@@ -170,6 +192,11 @@ mod privileged {
     #[test]
     fn two_level_root_vs_leaf() {
         live(&root_vs_leaf(1));
+    }
+
+    #[test]
+    fn two_level_as_tlc_livelock_priv() {
+        live(&super::tlc_2l_livelock());
     }
 
     #[test]
@@ -243,6 +270,14 @@ mod unprivileged {
         assert!(r.livelocks > 0, "no livelock found without privilege");
         let lasso = r.lasso.unwrap();
         assert!(lasso.contains("bundle_phase2") && lasso.contains("unbundle_cas_ancestors"));
+    }
+
+    /// The same ping-pong between a root transaction and leaf commits
+    /// (TLC's `KameStm_2L_livelock`).
+    #[test]
+    fn two_level_root_vs_leaf_livelocks() {
+        let r = run(&tlc_2l_livelock());
+        assert!(r.livelocks > 0, "no livelock found without privilege");
     }
 }
 
@@ -370,7 +405,10 @@ fn step_operations_match_their_actions() {
             println!("    [{p}]");
         }
         if ops.max_slot_ops > 1 {
-            errors.push(format!("{name}: {} wrapper operations in one step", ops.max_slot_ops));
+            errors.push(format!(
+                "{name}: {} wrapper operations in one step",
+                ops.max_slot_ops
+            ));
         }
         if gated != (ops.slot_cas > 0) {
             errors.push(format!(
@@ -406,14 +444,22 @@ fn step_operations_match_their_actions() {
             errors.push(format!(
                 "{name}: tags a linkage after a lost race in {} runs, {action} {}",
                 ops.tagging,
-                if tags { "does (TagAfterFail)" } else { "never does" }
+                if tags {
+                    "does (TagAfterFail)"
+                } else {
+                    "never does"
+                }
             ));
         }
         if clears != (ops.clearing > 0) {
             errors.push(format!(
                 "{name}: clears tags in {} runs, {action} {}",
                 ops.clearing,
-                if clears { "does (ClearMyTags)" } else { "never does" }
+                if clears {
+                    "does (ClearMyTags)"
+                } else {
+                    "never does"
+                }
             ));
         }
     }
