@@ -429,10 +429,10 @@ impl StepOps {
             let Op::SlotCas(l, ok) = *o else { continue };
             self.slot_cas += 1;
             let before = &ops[..i];
-            if before.iter().any(|b| *b == Op::TagLoad(l, true)) {
+            if before.contains(&Op::TagLoad(l, true)) {
                 self.gated_cas += 1;
             }
-            if before.iter().any(|b| *b == Op::TagLoad(l, false)) {
+            if before.contains(&Op::TagLoad(l, false)) {
                 self.cas_past_foreign_tag += 1;
             }
             if !ok {
@@ -463,6 +463,7 @@ impl StepOps {
         self.patterns.insert(p.join(" "));
     }
 
+    #[cfg_attr(feature = "no-privilege", allow(dead_code))]
     pub(crate) fn merge(&mut self, o: &StepOps) {
         self.runs += o.runs;
         self.max_slot_ops = self.max_slot_ops.max(o.max_slot_ops);
@@ -1024,6 +1025,7 @@ pub(crate) struct Report {
     /// The first livelock as a lasso of step names.
     pub(crate) lasso: Option<String>,
     /// Shared-memory operations per step function.
+    #[cfg_attr(feature = "no-privilege", allow(dead_code))]
     pub(crate) ops: std::collections::BTreeMap<&'static str, StepOps>,
 }
 

@@ -7,6 +7,9 @@
 //! `no-privilege` feature the snapshot-against-leaf-commit configuration
 //! must contain a livelock, and the test prints it as a lasso.
 
+// Without privilege only some configurations run (those that must livelock).
+#![cfg_attr(feature = "no-privilege", allow(dead_code))]
+
 use super::*;
 
 const LIMIT: usize = 2_000_000;
@@ -270,6 +273,20 @@ mod unprivileged {
         assert!(r.livelocks > 0, "no livelock found without privilege");
         let lasso = r.lasso.unwrap();
         assert!(lasso.contains("bundle_phase2") && lasso.contains("unbundle_cas_ancestors"));
+    }
+
+    /// TLC's `KameStm_3L_livelock` and `KameStm_hl_livelock` (3 levels; a
+    /// hard-linked diamond): the snapshot of the top against a leaf commit.
+    #[test]
+    fn three_level_and_hard_link_livelock() {
+        for cfg in [three_level_snap_vs_leaf(), hard_link_snap_vs_leaf()] {
+            let r = run(&cfg);
+            assert!(
+                r.livelocks > 0,
+                "{}: no livelock found without privilege",
+                r.name
+            );
+        }
     }
 
     /// The same ping-pong between a root transaction and leaf commits
