@@ -276,6 +276,18 @@ pub(crate) fn three_level() -> Vec<Node<u32>> {
     vec![g, p, c1, c2, c3]
 }
 
+/// The spec's 3-level tree: G -> P -> {C1, C2}, bundled: nodes [G, P, C1, C2].
+pub(crate) fn three_level_chain() -> Vec<Node<u32>> {
+    let g = Node::new(0u32);
+    let p = Node::new(0u32);
+    let (c1, c2) = (Node::new(0u32), Node::new(0u32));
+    p.insert(&c1).unwrap();
+    p.insert(&c2).unwrap();
+    g.insert(&p).unwrap();
+    let _ = g.snapshot();
+    vec![g, p, c1, c2]
+}
+
 /// A diamond with a hard link: G -> {P, Q}, P -> {C}, Q -> {C}: nodes
 /// [G, P, Q, C].
 pub(crate) fn diamond() -> Vec<Node<u32>> {

@@ -183,6 +183,17 @@ fn tlc_2l_livelock() -> Config {
     }
 }
 
+/// The roles of TLC's `KameStm_3L_livelock` / `KameStm_3L_livelock_priv`
+/// on its tree G -> P -> {C1, C2}.
+fn tlc_3l_livelock() -> Config {
+    Config {
+        name: "3L as TLC's 3L_livelock: tx(G) vs tx(C1); tx(C2)",
+        tree: three_level_chain,
+        programs: vec![vec![tx(0, &[2, 3])], vec![tx(2, &[2]), tx(3, &[3])]],
+        pairs: vec![],
+    }
+}
+
 #[cfg(not(feature = "no-privilege"))]
 mod privileged {
     use super::*;
@@ -200,6 +211,11 @@ mod privileged {
     #[test]
     fn two_level_as_tlc_livelock_priv() {
         live(&super::tlc_2l_livelock());
+    }
+
+    #[test]
+    fn three_level_as_tlc_livelock_priv() {
+        live(&super::tlc_3l_livelock());
     }
 
     #[test]
@@ -279,7 +295,11 @@ mod unprivileged {
     /// hard-linked diamond): the snapshot of the top against a leaf commit.
     #[test]
     fn three_level_and_hard_link_livelock() {
-        for cfg in [three_level_snap_vs_leaf(), hard_link_snap_vs_leaf()] {
+        for cfg in [
+            three_level_snap_vs_leaf(),
+            tlc_3l_livelock(),
+            hard_link_snap_vs_leaf(),
+        ] {
             let r = run(&cfg);
             assert!(
                 r.livelocks > 0,
