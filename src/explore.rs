@@ -985,7 +985,9 @@ impl<'c> World<'c> {
     fn check_final(&self) -> Result<(), String> {
         let shot = self.nodes[0].snapshot();
         for (i, n) in self.nodes.iter().enumerate() {
-            let v = shot[n];
+            let v = *shot
+                .get(n)
+                .map_err(|_| format!("node {i} missing from the final snapshot"))?;
             if v != self.committed[i] {
                 return Err(format!(
                     "lost commit: node {i} = {v}, {} increments committed",
