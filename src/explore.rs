@@ -333,6 +333,8 @@ struct Sim {
     attempt: u32,
     /// Committed increments when the current snapshot started.
     lo: Vec<u32>,
+    /// With split gates: the tag the next step's gate loaded already.
+    gate: Option<(Arc<Linkage>, u64)>,
 }
 
 impl Sim {
@@ -486,6 +488,8 @@ impl StepOps {
 
 pub(crate) struct World<'c> {
     cfg: &'c Config,
+    /// The `can_proceed` gate's tag load is a scheduling point of its own.
+    split_gates: bool,
     nodes: Vec<Node<u32>>,
     links: Vec<Arc<Linkage>>,
     threads: Vec<Sim>,
@@ -493,7 +497,7 @@ pub(crate) struct World<'c> {
 }
 
 impl<'c> World<'c> {
-    fn new(cfg: &'c Config) -> Self {
+    fn new(cfg: &'c Config, split_gates: bool) -> Self {
         let nodes = (cfg.tree)();
         let links = nodes.iter().map(|n| n.link.clone()).collect();
         let threads = cfg
@@ -515,11 +519,13 @@ impl<'c> World<'c> {
                 blocked: None,
                 attempt: 0,
                 lo: Vec::new(),
+                gate: None,
             })
             .collect();
         let committed = vec![0; nodes.len()];
         World {
             cfg,
+            split_gates,
             nodes,
             links,
             threads,
@@ -527,8 +533,8 @@ impl<'c> World<'c> {
         }
     }
 
-    fn replay(cfg: &'c Config, schedule: &[u8]) -> Self {
-        let mut w = World::new(cfg);
+    fn replay(cfg: &'c Config, split_gates: bool, schedule: &[u8]) -> Self {
+        let mut w = World::new(cfg, split_gates);
         for &t in schedule {
             w.step(usize::from(t))
                 .expect("a replay reproduces its schedule");
@@ -671,6 +677,20 @@ impl<'c> World<'c> {
             }
             Pc::Promote | Pc::Snap | Pc::Commit => {
                 let op = th.op.as_mut().expect("an operation runs");
+                if self.split_gates && th.gate.is_none() {
+                    if let Some(link) = op.next_gate() {
+                        let v = link.tag.load(crate::sync::Ordering::Acquire);
+                        th.gate = Some((link, v));
+                        return Ok(StepInfo {
+                            name: "can_proceed(gate load)",
+                            completed: false,
+                            ops: Vec::new(),
+                        });
+                    }
+                }
+                if let Some((l, v)) = th.gate.take() {
+                    crate::sync::trace::set_gate(Some((std::ptr::from_ref(&l.tag) as usize, v)));
+                }
                 let name = op.next_step_name();
                 let neg = match &mut th.tr {
                     Some(tr) => &mut tr.neg,
@@ -679,6 +699,7 @@ impl<'c> World<'c> {
                 let stamp = neg.stamp;
                 crate::sync::trace::start();
                 let stepped = op.step(neg);
+                crate::sync::trace::set_gate(None);
                 let events = crate::sync::trace::take();
                 crate::sync::trace::stop();
                 let ops = self.ops_of(&events, stamp);
@@ -870,6 +891,13 @@ impl<'c> World<'c> {
             }
             for &v in &th.lo {
                 c.n(u64::from(v));
+            }
+            match &th.gate {
+                None => c.n(u64::MAX),
+                Some((l, v)) => {
+                    c.link(l);
+                    c.stamp(*v);
+                }
             }
             if let Some(tr) = &th.tr {
                 c.packet(&tr.old);
@@ -1063,6 +1091,13 @@ impl std::fmt::Display for Report {
 /// Explores every schedule of `cfg`; panics on a violated invariant (with
 /// the schedule that leads there) or when more than `limit` states exist.
 pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
+    explore_with(cfg, limit, false)
+}
+
+/// [`explore`], optionally with the gate's tag load of every gated step
+/// as a scheduling point of its own (`split_gates`): the window between a
+/// step's `can_proceed` and its CAS, which the spec merges into one action.
+pub(crate) fn explore_with(cfg: &Config, limit: usize, split_gates: bool) -> Report {
     struct Frontier {
         schedule: Vec<u8>,
         id: u32,
@@ -1090,7 +1125,7 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
         steps.join("\n  ")
     };
 
-    let mut world = World::new(cfg);
+    let mut world = World::new(cfg, split_gates);
     let mut at: Option<Vec<u8>> = Some(Vec::new());
     let init = world.canon();
     if let Err(e) = world.check_state() {
@@ -1114,7 +1149,7 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
         };
         top.next = t + 1;
         if at.as_deref() != Some(&top.schedule[..]) {
-            world = World::replay(cfg, &top.schedule);
+            world = World::replay(cfg, split_gates, &top.schedule);
             replays += 1;
         }
         let from = top.id;
@@ -1131,7 +1166,7 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
         };
         if !matches!(
             info.name,
-            "begin" | "wait" | "wait(blocked)" | "preempt_tag"
+            "begin" | "wait" | "wait(blocked)" | "preempt_tag" | "can_proceed(gate load)"
         ) {
             step_ops.entry(info.name).or_default().add(&info.ops);
         }

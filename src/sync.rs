@@ -224,6 +224,17 @@ pub(crate) mod trace {
         LOG.with(|l| *l.borrow_mut() = None);
     }
 
+    thread_local! {
+        static GATE: std::cell::Cell<Option<(usize, u64)>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// The next load of the tag word at `addr` on this thread returns
+    /// `value` (what an earlier load returned): the explorer's window
+    /// between a step's gate and its CAS. `None` clears it.
+    pub(crate) fn set_gate(gate: Option<(usize, u64)>) {
+        GATE.with(|g| g.set(gate));
+    }
+
     /// The tag word of a linkage, recording its loads and CASes.
     pub(crate) struct AtomicU64(std::sync::atomic::AtomicU64);
 
@@ -237,7 +248,15 @@ pub(crate) mod trace {
         }
 
         pub(crate) fn load(&self, order: Ordering) -> u64 {
-            let value = self.0.load(order);
+            let value = match GATE.try_with(|g| g.get()).ok().flatten() {
+                // The explorer loaded this tag for the gate earlier, as a
+                // scheduling point of its own: the step sees that value.
+                Some((addr, v)) if addr == self.addr() => {
+                    GATE.with(|g| g.set(None));
+                    v
+                }
+                _ => self.0.load(order),
+            };
             record(self.addr(), Access::TagLoad { value });
             value
         }

@@ -218,6 +218,30 @@ mod privileged {
         live(&super::tlc_3l_livelock());
     }
 
+    /// The window between a step's `can_proceed` and its CAS, which the
+    /// spec merges: the gate's tag load is a scheduling point of its own.
+    #[test]
+    fn split_gates() {
+        for cfg in [
+            snap_vs_leaf(1),
+            root_vs_leaf(1),
+            super::cond_vs_leaf(),
+            super::tlc_2l_livelock(),
+            super::three_level_snap_vs_leaf(),
+        ] {
+            let r = explore_with(&cfg, LIMIT, true);
+            println!("split gates: {r}");
+            assert!(r.terminal > 0);
+            assert_eq!(
+                r.livelocks,
+                0,
+                "{}: livelock\n{}",
+                r.name,
+                r.lasso.unwrap_or_default()
+            );
+        }
+    }
+
     #[test]
     fn two_level_snapshot_vs_leaf_twice() {
         live(&snap_vs_leaf(2));

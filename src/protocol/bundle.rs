@@ -368,6 +368,17 @@ pub(crate) fn bundle_phase4(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
 /// The frame's whole state for the explorer's visited set (`crate::explore`).
 #[cfg(all(test, not(loom)))]
 impl BundleFrame {
+    /// The linkage the next step gates on (`crate::explore`).
+    pub(crate) fn next_gate(&self) -> Option<Arc<Linkage>> {
+        match self.pc {
+            BundlePc::Phase2 | BundlePc::Phase4 => Some(self.node.clone()),
+            BundlePc::Phase3 => (self.idx..self.collected.len())
+                .find(|&i| self.collected[i].wrapper.is_some())
+                .map(|i| self.children().nodes[i].clone()),
+            BundlePc::Phase1 => None,
+        }
+    }
+
     pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
         c.link(&self.node);
         c.wrapper(&self.wrapper);

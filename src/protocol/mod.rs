@@ -244,6 +244,21 @@ impl Operation {
         self.done.as_ref()
     }
 
+    /// The linkage whose tag the next step's `can_proceed` gate loads
+    /// first, if that step is gated.
+    pub(crate) fn next_gate(&self) -> Option<Arc<Linkage>> {
+        if self.returned.is_some() {
+            return None;
+        }
+        match self.stack.last()? {
+            Frame::Bundle(f) => f.next_gate(),
+            Frame::Unbundle(f) => f.next_gate(),
+            Frame::Commit(f) => matches!(f.pc, commit::CommitPc::Parent | commit::CommitPc::TryCas)
+                .then(|| f.node.clone()),
+            Frame::Snapshot(_) => None,
+        }
+    }
+
     /// The step function the next [`step`](Self::step) runs.
     pub(crate) fn next_step_name(&self) -> &'static str {
         match self.stack.last() {

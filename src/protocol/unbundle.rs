@@ -338,6 +338,15 @@ pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame, neg: &mut Negotiator) ->
 /// The frame's whole state for the explorer's visited set (`crate::explore`).
 #[cfg(all(test, not(loom)))]
 impl UnbundleFrame {
+    /// The linkage the next step gates on (`crate::explore`).
+    pub(crate) fn next_gate(&self) -> Option<Arc<Linkage>> {
+        match self.pc {
+            UnbundlePc::CasAncestors => Some(self.chain[self.cas_pos].0.clone()),
+            UnbundlePc::CasChild => Some(self.target.clone()),
+            UnbundlePc::Walk => None,
+        }
+    }
+
     pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
         c.link(&self.target);
         c.wrapper(&self.target_wrapper);
