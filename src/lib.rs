@@ -7,6 +7,8 @@ pub mod config;
 mod delivery;
 mod drive;
 mod error;
+#[cfg(all(test, not(loom)))]
+mod explore;
 mod linkage;
 mod mailbox;
 mod negotiation;

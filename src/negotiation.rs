@@ -94,6 +94,14 @@ impl Negotiator {
     }
 }
 
+/// The linkages this negotiator has tagged (for the explorer, `crate::explore`).
+#[cfg(all(test, not(loom)))]
+impl Negotiator {
+    pub(crate) fn ledger(&self) -> &[Arc<Linkage>] {
+        &self.ledger
+    }
+}
+
 impl Drop for Negotiator {
     fn drop(&mut self) {
         clear_my_tags(self);

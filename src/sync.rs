@@ -13,10 +13,14 @@ use std::sync::Arc;
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::thread_local;
+#[cfg(all(not(loom), not(test)))]
+pub(crate) use std::sync::atomic::AtomicU64;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
+#[cfg(all(not(loom), test))]
+pub(crate) use trace::AtomicU64;
 
 #[cfg(not(loom))]
 type Guard = crossbeam_epoch::Guard;
@@ -93,6 +97,8 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
     pub(crate) fn load(&self) -> Arc<T> {
         let _guard = pin();
         let p = self.ptr.load(Ordering::Acquire);
+        #[cfg(all(test, not(loom)))]
+        trace::record(self.addr(), trace::Access::SlotLoad);
         // SAFETY: `p` came from `Arc::into_raw` and the cell owns one strong
         // count of it. That count is released only through `retire`, which
         // defers the release until every currently pinned thread (this one
@@ -113,7 +119,7 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
     ) -> Result<(), CasFailure<T>> {
         let guard = pin();
         let newp = Arc::into_raw(new).cast_mut();
-        match self.ptr.compare_exchange(
+        let r = self.ptr.compare_exchange(
             Arc::as_ptr(current).cast_mut(),
             newp,
             // SeqCst, not only AcqRel: a commit's CAS followed by its load
@@ -122,7 +128,10 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
             // `subscription`). Same instructions on x86-64 and AArch64.
             Ordering::SeqCst,
             Ordering::Acquire,
-        ) {
+        );
+        #[cfg(all(test, not(loom)))]
+        trace::record(self.addr(), trace::Access::SlotCas { ok: r.is_ok() });
+        match r {
             Ok(old) => {
                 retire(&guard, old);
                 Ok(())
@@ -141,6 +150,12 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
             }
         }
     }
+
+    /// The cell's address: what the explorer's access log names it by.
+    #[cfg(all(test, not(loom)))]
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
 }
 
 impl<T: Send + Sync + 'static> Drop for ArcCell<T> {
@@ -149,5 +164,113 @@ impl<T: Send + Sync + 'static> Drop for ArcCell<T> {
         // SAFETY: `&mut self` means no thread can load from this cell any
         // more; the cell's own strong count is released exactly once here.
         drop(unsafe { Arc::from_raw(p) });
+    }
+}
+
+/// Test build only: a log of the shared-memory operations of the protocol
+/// (every `ArcCell` load and CAS, every tag load and CAS), per thread and
+/// off unless a test turns it on. The explorer (`crate::explore`) reads it
+/// to check each step's operations against its TLA+ action. Compiled out
+/// of every other build.
+#[cfg(all(test, not(loom)))]
+pub(crate) mod trace {
+    use std::cell::RefCell;
+    use std::sync::atomic::Ordering;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub(crate) enum Access {
+        SlotLoad,
+        SlotCas { ok: bool },
+        TagLoad { value: u64 },
+        TagCas { ok: bool },
+    }
+
+    /// One operation: the address of the cell or tag word, and what it did.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Event {
+        pub(crate) addr: usize,
+        pub(crate) access: Access,
+    }
+
+    thread_local! {
+        static LOG: RefCell<Option<Vec<Event>>> = const { RefCell::new(None) };
+    }
+
+    pub(crate) fn record(addr: usize, access: Access) {
+        let _ = LOG.try_with(|l| {
+            if let Some(v) = l.borrow_mut().as_mut() {
+                v.push(Event { addr, access });
+            }
+        });
+    }
+
+    /// Starts (or restarts) recording on this thread.
+    pub(crate) fn start() {
+        LOG.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// What was recorded since `start`; recording goes on.
+    pub(crate) fn take() -> Vec<Event> {
+        LOG.with(|l| {
+            l.borrow_mut()
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Stops recording.
+    pub(crate) fn stop() {
+        LOG.with(|l| *l.borrow_mut() = None);
+    }
+
+    thread_local! {
+        static GATE: std::cell::Cell<Option<(usize, u64)>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// The next load of the tag word at `addr` on this thread returns
+    /// `value` (what an earlier load returned): the explorer's window
+    /// between a step's gate and its CAS. `None` clears it.
+    pub(crate) fn set_gate(gate: Option<(usize, u64)>) {
+        GATE.with(|g| g.set(gate));
+    }
+
+    /// The tag word of a linkage, recording its loads and CASes.
+    pub(crate) struct AtomicU64(std::sync::atomic::AtomicU64);
+
+    impl AtomicU64 {
+        pub(crate) const fn new(v: u64) -> Self {
+            AtomicU64(std::sync::atomic::AtomicU64::new(v))
+        }
+
+        fn addr(&self) -> usize {
+            std::ptr::from_ref(self) as usize
+        }
+
+        pub(crate) fn load(&self, order: Ordering) -> u64 {
+            let value = match GATE.try_with(|g| g.get()).ok().flatten() {
+                // The explorer loaded this tag for the gate earlier, as a
+                // scheduling point of its own: the step sees that value.
+                Some((addr, v)) if addr == self.addr() => {
+                    GATE.with(|g| g.set(None));
+                    v
+                }
+                _ => self.0.load(order),
+            };
+            record(self.addr(), Access::TagLoad { value });
+            value
+        }
+
+        pub(crate) fn compare_exchange(
+            &self,
+            current: u64,
+            new: u64,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u64, u64> {
+            let r = self.0.compare_exchange(current, new, success, failure);
+            record(self.addr(), Access::TagCas { ok: r.is_ok() });
+            r
+        }
     }
 }

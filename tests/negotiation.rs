@@ -1,12 +1,17 @@
 //! Livelock and its absence, with real threads.
 //!
 //! Run with `--nocapture` to see the measured table. Under the default
-//! features these tests assert bounded progress; under
-//! `--features no-privilege` the slow-transaction test only measures the
-//! starvation (how much of it a run sees depends on the machine's load; the
-//! deterministic demonstrations are elsewhere, see the test).
-//! No fixed sleeps that assume a schedule: windows are seconds long and the
-//! only sleep is the slow transaction's deliberate 10 ms of "work".
+//! features these tests assert that every thread completes its budget; the
+//! time limits are hang guards (minutes, for operations that take
+//! microseconds), never a pass criterion. Under `--features no-privilege`
+//! they are measurements only, `#[ignore]`d (run them with `--ignored`):
+//! whether a run with real threads shows the starvation depends on the
+//! machine's load. The livelock itself is shown deterministically by the
+//! exhaustive explorer of the real step functions, which finds it as a
+//! lasso (`explore::tests::unprivileged` in the library's tests, run by
+//! `cargo test --features no-privilege --lib`; `docs/verification.md`).
+//! No fixed sleeps that assume a schedule: the only sleep is the slow
+//! transaction's deliberate 10 ms of "work".
 
 use kame_stm::Node;
 use std::sync::Arc;
@@ -30,12 +35,19 @@ fn tree(levels: usize, n: usize) -> (Node<u64>, Node<u64>, Vec<Node<u64>>) {
     }
 }
 
+/// Without privilege these tests only measure (see the module doc).
+const MEASURE_ONLY: &str = "no-privilege: a measurement, not a test (the deterministic \
+                            livelock is explore::tests::unprivileged)";
+
 /// One slow transaction (its closure takes ~10 ms) against two threads of
 /// short commits on the same subtree.
 #[test]
+#[cfg_attr(feature = "no-privilege", ignore = "no-privilege: measurement only")]
 fn slow_transaction_against_fast_committers() {
     const SLOW_BUDGET: u32 = 10;
-    let window = Duration::from_secs(if PRIVILEGE { 20 } else { 3 });
+    // With privilege: a hang guard (10 commits of ~10 ms each). Without:
+    // how long the measurement watches.
+    let window = Duration::from_secs(if PRIVILEGE { 300 } else { 3 });
     let (root, _, kids) = tree(2, 2);
     let stop = Arc::new(AtomicBool::new(false));
     let fast_commits = Arc::new(AtomicU64::new(0));
@@ -110,7 +122,7 @@ fn slow_transaction_against_fast_committers() {
         // printed, never asserted: the deterministic demonstrations are
         // `a_conflict_found_at_commit_time_tags` (tests/regressions.rs) and
         // the fixed ping-pong schedule in `protocol::interleavings`.
-        println!("(no-privilege: {slow_commits} slow commits, {attempts} attempts; measured only)");
+        println!("({MEASURE_ONLY}: {slow_commits} slow commits, {attempts} attempts)");
     }
 }
 
@@ -119,7 +131,9 @@ fn slow_transaction_against_fast_committers() {
 /// thread completes it. Prints completed operations and retries per side.
 fn ping_pong(levels: usize) {
     const BUDGET: u64 = 20_000;
-    let window = Duration::from_secs(10);
+    // A hang guard with privilege (each operation takes microseconds);
+    // without, how long the measurement watches.
+    let window = Duration::from_secs(if PRIVILEGE { 300 } else { 10 });
     let (top, _parent, kids) = tree(levels, 2);
     let start = Instant::now();
     let deadline = start + window;
@@ -183,11 +197,13 @@ fn ping_pong(levels: usize) {
 }
 
 #[test]
+#[cfg_attr(feature = "no-privilege", ignore = "no-privilege: measurement only")]
 fn bundle_unbundle_ping_pong_2level() {
     ping_pong(2);
 }
 
 #[test]
+#[cfg_attr(feature = "no-privilege", ignore = "no-privilege: measurement only")]
 fn bundle_unbundle_ping_pong_3level() {
     ping_pong(3);
 }

@@ -364,3 +364,46 @@ pub(crate) fn bundle_phase4(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
         }
     }
 }
+
+/// The frame's whole state for the explorer's visited set (`crate::explore`).
+#[cfg(all(test, not(loom)))]
+impl BundleFrame {
+    /// The linkage the next step gates on (`crate::explore`).
+    pub(crate) fn next_gate(&self) -> Option<Arc<Linkage>> {
+        match self.pc {
+            BundlePc::Phase2 | BundlePc::Phase4 => Some(self.node.clone()),
+            BundlePc::Phase3 => (self.idx..self.collected.len())
+                .find(|&i| self.collected[i].wrapper.is_some())
+                .map(|i| self.children().nodes[i].clone()),
+            BundlePc::Phase1 => None,
+        }
+    }
+
+    pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
+        c.link(&self.node);
+        c.wrapper(&self.wrapper);
+        c.serial(self.serial);
+        c.n(u64::from(self.is_root));
+        c.n(self.pc as u64);
+        c.n(self.idx as u64);
+        c.n(self.collected.len() as u64);
+        for col in &self.collected {
+            c.opt_packet(col.packet.as_ref());
+            c.opt_wrapper(col.wrapper.as_ref());
+        }
+        c.n(u64::from(self.incomplete));
+        self.in_progress.canon(c);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl InProgress {
+    pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
+        let mut cur = &self.0;
+        while let Some(cell) = cur {
+            c.link_addr(cell.addr);
+            cur = &cell.outer.0;
+        }
+        c.n(u64::MAX);
+    }
+}

@@ -177,3 +177,18 @@ pub(crate) fn commit_done(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
     }
     Next::Return(Outcome::Commit(f.result))
 }
+
+/// The frame's whole state for the explorer's visited set (`crate::explore`);
+/// `cas_retries` is a statistic and left out.
+#[cfg(all(test, not(loom)))]
+impl CommitFrame {
+    pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
+        c.link(&self.node);
+        c.packet(&self.old);
+        c.packet(&self.new);
+        c.opt_wrapper(self.snap_wrapper.as_ref());
+        c.opt_wrapper(self.read_wrapper.as_ref());
+        c.n(self.pc as u64);
+        c.n(self.result as u64);
+    }
+}

@@ -227,6 +227,131 @@ impl Operation {
     }
 }
 
+/// Read access for the exhaustive explorer (`crate::explore`): the frame
+/// stack, the outcome handed to the top frame on its next step, and the
+/// name of the step function that step runs. Test-only.
+#[cfg(all(test, not(loom)))]
+impl Operation {
+    pub(crate) fn frames(&self) -> &[Frame] {
+        &self.stack
+    }
+
+    pub(crate) fn pending(&self) -> Option<&Outcome> {
+        self.returned.as_ref()
+    }
+
+    pub(crate) fn finished(&self) -> Option<&Outcome> {
+        self.done.as_ref()
+    }
+
+    /// The linkage whose tag the next step's `can_proceed` gate loads
+    /// first, if that step is gated.
+    pub(crate) fn next_gate(&self) -> Option<Arc<Linkage>> {
+        if self.returned.is_some() {
+            return None;
+        }
+        match self.stack.last()? {
+            Frame::Bundle(f) => f.next_gate(),
+            Frame::Unbundle(f) => f.next_gate(),
+            Frame::Commit(f) => matches!(f.pc, commit::CommitPc::Parent | commit::CommitPc::TryCas)
+                .then(|| f.node.clone()),
+            Frame::Snapshot(_) => None,
+        }
+    }
+
+    /// The step function the next [`step`](Self::step) runs.
+    pub(crate) fn next_step_name(&self) -> &'static str {
+        match self.stack.last() {
+            None => "done",
+            Some(Frame::Snapshot(f)) => match f.pc {
+                snapshot::SnapPc::Read => "snap_read",
+                snapshot::SnapPc::Check => "snap_check",
+            },
+            Some(Frame::Bundle(f)) => match f.pc {
+                bundle::BundlePc::Phase1 => "bundle_phase1",
+                bundle::BundlePc::Phase2 => "bundle_phase2",
+                bundle::BundlePc::Phase3 => "bundle_phase3",
+                bundle::BundlePc::Phase4 => "bundle_phase4",
+            },
+            Some(Frame::Unbundle(f)) => match f.pc {
+                unbundle::UnbundlePc::Walk => "unbundle_walk",
+                unbundle::UnbundlePc::CasAncestors => "unbundle_cas_ancestors",
+                unbundle::UnbundlePc::CasChild => "unbundle_cas_child",
+            },
+            Some(Frame::Commit(f)) => match f.pc {
+                commit::CommitPc::Start => "commit_start",
+                commit::CommitPc::Parent => "commit_parent",
+                commit::CommitPc::Read => "commit_read",
+                commit::CommitPc::TryCas => "commit_try_cas",
+                commit::CommitPc::Done => "commit_done",
+            },
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Frame {
+    pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
+        match self {
+            Frame::Snapshot(f) => {
+                c.n(1);
+                c.link(&f.node);
+                c.n(f.pc as u64);
+            }
+            Frame::Bundle(f) => {
+                c.n(2);
+                f.canon(c);
+            }
+            Frame::Unbundle(f) => {
+                c.n(3);
+                f.canon(c);
+            }
+            Frame::Commit(f) => {
+                c.n(4);
+                f.canon(c);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Outcome {
+    pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
+        match self {
+            Outcome::Snapshot(r) => {
+                c.n(1);
+                c.packet(&r.packet);
+                c.opt_wrapper(r.wrapper.as_ref());
+            }
+            Outcome::Bundle(BundleResult::Success(w)) => {
+                c.n(2);
+                c.wrapper(w);
+            }
+            Outcome::Bundle(BundleResult::Disturbed) => c.n(3),
+            Outcome::Unbundle(u) => {
+                c.n(4);
+                match u {
+                    UnbundleResult::Found(p) => {
+                        c.n(1);
+                        c.packet(p);
+                    }
+                    UnbundleResult::NewSubvalue(inst) => {
+                        c.n(2);
+                        c.installed(inst);
+                    }
+                    UnbundleResult::Collided => c.n(3),
+                    UnbundleResult::SubvalueChanged => c.n(4),
+                    UnbundleResult::Disturbed => c.n(5),
+                }
+            }
+            Outcome::Commit(r) => {
+                c.n(5);
+                c.n(*r as u64);
+            }
+        }
+    }
+}
+
 /// Deterministic, exhaustive interleavings of whole operations, step by
 /// step: the step state is a plain value, so one thread can play several.
 #[cfg(all(test, not(loom)))]

@@ -334,3 +334,57 @@ pub(crate) fn unbundle_cas_child(f: &mut UnbundleFrame, neg: &mut Negotiator) ->
         }
     }
 }
+
+/// The frame's whole state for the explorer's visited set (`crate::explore`).
+#[cfg(all(test, not(loom)))]
+impl UnbundleFrame {
+    /// The linkage the next step gates on (`crate::explore`).
+    pub(crate) fn next_gate(&self) -> Option<Arc<Linkage>> {
+        match self.pc {
+            UnbundlePc::CasAncestors => Some(self.chain[self.cas_pos].0.clone()),
+            UnbundlePc::CasChild => Some(self.target.clone()),
+            UnbundlePc::Walk => None,
+        }
+    }
+
+    pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
+        c.link(&self.target);
+        c.wrapper(&self.target_wrapper);
+        match &self.mode {
+            UnbundleMode::Snapshot => c.n(1),
+            UnbundleMode::Bundle {
+                serial,
+                in_progress,
+            } => {
+                c.n(2);
+                c.serial(*serial);
+                in_progress.canon(c);
+            }
+            UnbundleMode::Promote => c.n(3),
+            UnbundleMode::Peek => c.n(4),
+            UnbundleMode::Commit { old, new } => {
+                c.n(5);
+                c.packet(old);
+                c.packet(new);
+            }
+        }
+        c.n(self.pc as u64);
+        c.n(self.chain.len() as u64);
+        for (l, w) in &self.chain {
+            c.link(l);
+            c.wrapper(w);
+        }
+        c.opt_packet(self.found.as_ref());
+        c.n(self.copies.len() as u64);
+        for w in &self.copies {
+            c.wrapper(w);
+        }
+        c.n(self.cas_pos as u64);
+        c.installed(&self.installed);
+        if self.loop_mark == 0 {
+            c.n(u64::MAX);
+        } else {
+            c.link_addr(self.loop_mark);
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! The explorer's configurations. Default ones run in `cargo test` (debug)
+//! in seconds; larger ones are `#[ignore]`d (run them with
+//! `cargo test --release --lib explore -- --ignored --nocapture`).
+//!
+//! With privilege (the default build) every exploration must terminate
+//! with no violated invariant, no deadlock and no livelock. With the
+//! `no-privilege` feature the snapshot-against-leaf-commit configuration
+//! must contain a livelock, and the test prints it as a lasso.
+
+// Without privilege only some configurations run (those that must livelock).
+#![cfg_attr(feature = "no-privilege", allow(dead_code))]
+
+use super::*;
+
+const LIMIT: usize = 2_000_000;
+
+/// Nodes of `two_level`.
+const P: usize = 0;
+const C1: usize = 1;
+const C2: usize = 2;
+
+fn snap_vs_leaf(ops: usize) -> Config {
+    Config {
+        name: if ops == 1 {
+            "2L snapshot(P) vs leaf(C1)"
+        } else {
+            "2L snapshot(P) vs leaf(C1), x2"
+        },
+        tree: two_level,
+        programs: vec![vec![OpKind::Snap(P); ops], vec![tx(C1, &[C1]); ops]],
+        pairs: vec![],
+    }
+}
+
+fn root_vs_leaf(ops: usize) -> Config {
+    Config {
+        name: if ops == 1 {
+            "2L root tx(P) vs leaf(C1)"
+        } else {
+            "2L root tx(P) vs leaf(C1), x2"
+        },
+        tree: two_level,
+        programs: vec![vec![tx(P, &[P, C2]); ops], vec![tx(C1, &[C1]); ops]],
+        pairs: vec![(P, C2)],
+    }
+}
+
+fn run(cfg: &Config) -> Report {
+    let r = explore(cfg, LIMIT);
+    println!("{r}");
+    if let Some(l) = &r.lasso {
+        println!("livelock lasso:\n{l}");
+    }
+    r
+}
+
+#[cfg(not(feature = "no-privilege"))]
+fn live(cfg: &Config) {
+    let r = run(cfg);
+    assert!(r.terminal > 0, "{}: no run finishes", r.name);
+    assert_eq!(
+        r.livelocks,
+        0,
+        "{}: livelock\n{}",
+        r.name,
+        r.lasso.unwrap_or_default()
+    );
+}
+
+/// Nodes of `three_level`.
+const G: usize = 0;
+const M: usize = 1;
+const L1: usize = 2;
+const L2: usize = 3;
+
+fn three_level_root_vs_leaf() -> Config {
+    Config {
+        name: "3L root tx(G) vs leaf(L1)",
+        tree: three_level,
+        programs: vec![vec![tx(G, &[G, L2])], vec![tx(L1, &[L1])]],
+        pairs: vec![(G, L2)],
+    }
+}
+
+fn three_level_snap_vs_leaf() -> Config {
+    Config {
+        name: "3L snapshot(G) vs leaf(L1)",
+        tree: three_level,
+        programs: vec![vec![OpKind::Snap(G)], vec![tx(L1, &[L1])]],
+        pairs: vec![],
+    }
+}
+
+fn three_level_mid_vs_leaf() -> Config {
+    Config {
+        name: "3L mid tx(M) vs leaf(L1)",
+        tree: three_level,
+        programs: vec![vec![tx(M, &[M, L2])], vec![tx(L1, &[L1])]],
+        pairs: vec![(M, L2)],
+    }
+}
+
+fn three_threads() -> Config {
+    Config {
+        name: "2L root tx(P) vs leaf(C1) vs snapshot(P)",
+        tree: two_level,
+        programs: vec![
+            vec![tx(P, &[P, C2])],
+            vec![tx(C1, &[C1])],
+            vec![OpKind::Snap(P)],
+        ],
+        pairs: vec![(P, C2)],
+    }
+}
+
+fn three_threads_two_leaves() -> Config {
+    Config {
+        name: "2L root tx(P) vs leaf(C1) vs leaf(C2)",
+        tree: two_level,
+        programs: vec![vec![tx(P, &[P])], vec![tx(C1, &[C1])], vec![tx(C2, &[C2])]],
+        pairs: vec![],
+    }
+}
+
+/// `iterate_commit_if` at P that returns false (retry) until C1 is written.
+fn cond_vs_leaf() -> Config {
+    Config {
+        name: "2L iterate_commit_if(P) waiting for leaf(C1)",
+        tree: two_level,
+        programs: vec![
+            vec![OpKind::Tx {
+                root: P,
+                writes: vec![P, C2],
+                wait_for: Some(C1),
+            }],
+            vec![tx(C1, &[C1])],
+        ],
+        pairs: vec![(P, C2)],
+    }
+}
+
+/// Nodes of `diamond`.
+const DG: usize = 0;
+const DQ: usize = 2;
+const DC: usize = 3;
+
+fn hard_link_root_vs_leaf() -> Config {
+    Config {
+        name: "diamond root tx(G) vs leaf(C)",
+        tree: diamond,
+        programs: vec![vec![tx(DG, &[DG])], vec![tx(DC, &[DC])]],
+        pairs: vec![],
+    }
+}
+
+fn hard_link_snap_vs_leaf() -> Config {
+    Config {
+        name: "diamond snapshot(G) vs leaf(C)",
+        tree: diamond,
+        programs: vec![vec![OpKind::Snap(DG)], vec![tx(DC, &[DC])]],
+        pairs: vec![],
+    }
+}
+
+fn hard_link_mid_vs_leaf() -> Config {
+    Config {
+        name: "diamond tx(Q) vs leaf(C)",
+        tree: diamond,
+        programs: vec![vec![tx(DQ, &[DQ])], vec![tx(DC, &[DC])]],
+        pairs: vec![],
+    }
+}
+
+/// The roles of TLC's `KameStm_2L_livelock` / `KameStm_2L_livelock_priv`:
+/// thread 1 runs a transaction at P (writing both leaves), thread 2 a
+/// transaction at C1, then one at C2.
+fn tlc_2l_livelock() -> Config {
+    Config {
+        name: "2L as TLC's 2L_livelock: tx(P) vs tx(C1); tx(C2)",
+        tree: two_level,
+        programs: vec![vec![tx(P, &[C1, C2])], vec![tx(C1, &[C1]), tx(C2, &[C2])]],
+        pairs: vec![],
+    }
+}
+
+/// The roles of TLC's `KameStm_3L_livelock` / `KameStm_3L_livelock_priv`
+/// on its tree G -> P -> {C1, C2}.
+fn tlc_3l_livelock() -> Config {
+    Config {
+        name: "3L as TLC's 3L_livelock: tx(G) vs tx(C1); tx(C2)",
+        tree: three_level_chain,
+        programs: vec![vec![tx(0, &[2, 3])], vec![tx(2, &[2]), tx(3, &[3])]],
+        pairs: vec![],
+    }
+}
+
+#[cfg(not(feature = "no-privilege"))]
+mod privileged {
+    use super::*;
+
+    #[test]
+    fn two_level_snapshot_vs_leaf() {
+        live(&snap_vs_leaf(1));
+    }
+
+    #[test]
+    fn two_level_root_vs_leaf() {
+        live(&root_vs_leaf(1));
+    }
+
+    #[test]
+    fn two_level_as_tlc_livelock_priv() {
+        live(&super::tlc_2l_livelock());
+    }
+
+    #[test]
+    fn three_level_as_tlc_livelock_priv() {
+        live(&super::tlc_3l_livelock());
+    }
+
+    /// The window between a step's `can_proceed` and its CAS, which the
+    /// spec merges: the gate's tag load is a scheduling point of its own.
+    #[test]
+    fn split_gates() {
+        for cfg in [
+            snap_vs_leaf(1),
+            root_vs_leaf(1),
+            super::cond_vs_leaf(),
+            super::tlc_2l_livelock(),
+            super::three_level_snap_vs_leaf(),
+        ] {
+            let r = explore_with(&cfg, LIMIT, true);
+            println!("split gates: {r}");
+            assert!(r.terminal > 0);
+            assert_eq!(
+                r.livelocks,
+                0,
+                "{}: livelock\n{}",
+                r.name,
+                r.lasso.unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn two_level_snapshot_vs_leaf_twice() {
+        live(&snap_vs_leaf(2));
+    }
+
+    #[test]
+    fn two_level_root_vs_leaf_twice() {
+        live(&root_vs_leaf(2));
+    }
+
+    #[test]
+    #[ignore = "large: run in release with --ignored"]
+    fn two_level_three_threads() {
+        live(&super::three_threads());
+    }
+
+    #[test]
+    #[ignore = "large: run in release with --ignored"]
+    fn two_level_three_threads_two_leaves() {
+        live(&super::three_threads_two_leaves());
+    }
+
+    #[test]
+    fn two_level_iterate_commit_if_false() {
+        live(&super::cond_vs_leaf());
+    }
+
+    #[test]
+    fn three_level_root_vs_leaf() {
+        live(&super::three_level_root_vs_leaf());
+    }
+
+    #[test]
+    fn three_level_snapshot_vs_leaf() {
+        live(&super::three_level_snap_vs_leaf());
+    }
+
+    #[test]
+    fn three_level_mid_vs_leaf() {
+        live(&super::three_level_mid_vs_leaf());
+    }
+
+    #[test]
+    fn hard_link_root_vs_leaf() {
+        live(&super::hard_link_root_vs_leaf());
+    }
+
+    #[test]
+    fn hard_link_snapshot_vs_leaf() {
+        live(&super::hard_link_snap_vs_leaf());
+    }
+
+    #[test]
+    fn hard_link_mid_vs_leaf() {
+        live(&super::hard_link_mid_vs_leaf());
+    }
+}
+
+#[cfg(feature = "no-privilege")]
+mod unprivileged {
+    use super::*;
+
+    /// The bundle/unbundle ping-pong, found on the real code: the test
+    /// passes *because* the explorer finds a fair cycle in which nothing
+    /// completes (deterministic: no timing involved).
+    #[test]
+    fn two_level_snapshot_vs_leaf_livelocks() {
+        let r = run(&snap_vs_leaf(1));
+        assert!(r.livelocks > 0, "no livelock found without privilege");
+        let lasso = r.lasso.unwrap();
+        assert!(lasso.contains("bundle_phase2") && lasso.contains("unbundle_cas_ancestors"));
+    }
+
+    /// TLC's `KameStm_3L_livelock` and `KameStm_hl_livelock` (3 levels; a
+    /// hard-linked diamond): the snapshot of the top against a leaf commit.
+    #[test]
+    fn three_level_and_hard_link_livelock() {
+        for cfg in [
+            three_level_snap_vs_leaf(),
+            tlc_3l_livelock(),
+            hard_link_snap_vs_leaf(),
+        ] {
+            let r = run(&cfg);
+            assert!(
+                r.livelocks > 0,
+                "{}: no livelock found without privilege",
+                r.name
+            );
+        }
+    }
+
+    /// The same ping-pong between a root transaction and leaf commits
+    /// (TLC's `KameStm_2L_livelock`).
+    #[test]
+    fn two_level_root_vs_leaf_livelocks() {
+        let r = run(&tlc_2l_livelock());
+        assert!(r.livelocks > 0, "no livelock found without privilege");
+    }
+}
+
+/// The body of each top-level definition `Name(...) ==` of the spec, up to
+/// the next one.
+#[cfg(not(feature = "no-privilege"))]
+fn spec_bodies() -> std::collections::BTreeMap<String, String> {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tla/KameStm.tla"))
+        .expect("tla/KameStm.tla");
+    let mut out = std::collections::BTreeMap::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in src.lines() {
+        let head = line
+            .split_once("==")
+            .map(|(h, _)| h.trim_end())
+            .filter(|h| !line.starts_with(char::is_whitespace) && !h.is_empty())
+            .map(|h| h.split('(').next().unwrap_or(h).to_owned())
+            .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        if let Some(name) = head {
+            if let Some((n, b)) = cur.take() {
+                out.insert(n, b);
+            }
+            cur = Some((name, String::new()));
+        }
+        if let Some((_, b)) = &mut cur {
+            // Drop `\*` comments: only what the action does counts.
+            b.push_str(line.split("\\*").next().unwrap_or(""));
+            b.push('\n');
+        }
+    }
+    if let Some((n, b)) = cur {
+        out.insert(n, b);
+    }
+    out
+}
+
+/// The "Actions" table of `docs/tla-mapping.md`: Rust function -> action.
+#[cfg(not(feature = "no-privilege"))]
+fn mapping() -> std::collections::BTreeMap<String, String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tla-mapping.md"))
+        .expect("docs/tla-mapping.md");
+    let section = doc
+        .split("## Actions")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("an Actions table");
+    section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells.len() > 3 && cells[2].starts_with('`'))
+                .then(|| (cells[2].trim_matches('`').to_owned(), cells[1].to_owned()))
+        })
+        .collect()
+}
+
+/// Every configuration the default build explores, merged.
+#[cfg(not(feature = "no-privilege"))]
+fn step_ops_of_every_config() -> std::collections::BTreeMap<&'static str, StepOps> {
+    let mut all: std::collections::BTreeMap<&'static str, StepOps> = Default::default();
+    for cfg in [
+        snap_vs_leaf(2),
+        root_vs_leaf(2),
+        cond_vs_leaf(),
+        three_level_mid_vs_leaf(),
+        hard_link_snap_vs_leaf(),
+    ] {
+        for (name, ops) in explore(&cfg, LIMIT).ops {
+            all.entry(name).or_default().merge(&ops);
+        }
+    }
+    all
+}
+
+/// The mapping check on behaviour: for every step function the explorer
+/// ran, the shared-memory operations it performed (recorded by the
+/// instrumented `sync` shim) match what its TLA+ action does:
+///
+/// * at most one operation on a linkage's wrapper per step (the spec's
+///   granularity: one load or one CAS per action);
+/// * an action guarded by `CanProceed` CASes, and every CAS of the Rust
+///   step is preceded in the same step by a load of that linkage's tag that
+///   found it free; an action without it performs no CAS at all;
+/// * no CAS after the step saw the linkage's tag foreign;
+/// * an action that calls `TagAfterFail` (directly or through
+///   `ConflictTags`) is one whose failed CASes are followed by a tag
+///   operation on the same linkage, and every failed CAS is.
+///
+/// Removing or moving a `can_proceed` gate, or the `tag_after_fail` of a
+/// failure path, fails this test (`docs/verification.md`).
+#[test]
+#[cfg(not(feature = "no-privilege"))]
+fn step_operations_match_their_actions() {
+    let bodies = spec_bodies();
+    let map = mapping();
+    let all = step_ops_of_every_config();
+    let mut errors = Vec::new();
+    for (name, ops) in &all {
+        let action = map
+            .get(*name)
+            .unwrap_or_else(|| panic!("{name}: no row in docs/tla-mapping.md"));
+        let body = bodies
+            .get(action)
+            .unwrap_or_else(|| panic!("{action}: not defined in tla/KameStm.tla"));
+        let gated = body.contains("CanProceed(");
+        let cas = body.contains("linkage' =");
+        let tags = ["TagAfterFail(", "ConflictTags(", "CasFailed("]
+            .iter()
+            .any(|k| body.contains(k));
+        let clears = body.contains("ClearMyTags(");
+        println!(
+            "{name} ({action}): {} runs, {} CAS ({} gated, {} failed, {} tagged after), \
+             {} blocked, {} tagging, {} clearing; spec: CAS {cas}, gate {gated}, \
+             TagAfterFail {tags}, ClearMyTags {clears}",
+            ops.runs,
+            ops.slot_cas,
+            ops.gated_cas,
+            ops.failed_cas,
+            ops.tagged_after_fail,
+            ops.blocked,
+            ops.tagging,
+            ops.clearing
+        );
+        for p in &ops.patterns {
+            println!("    [{p}]");
+        }
+        if ops.max_slot_ops > 1 {
+            errors.push(format!(
+                "{name}: {} wrapper operations in one step",
+                ops.max_slot_ops
+            ));
+        }
+        if gated != (ops.slot_cas > 0) {
+            errors.push(format!(
+                "{name}: {} CASes, but {action} {} CanProceed",
+                ops.slot_cas,
+                if gated { "is gated by" } else { "has no" }
+            ));
+        }
+        if ops.gated_cas != ops.slot_cas {
+            errors.push(format!(
+                "{name}: {} of {} CASes not preceded by a free-tag load (the can_proceed gate)",
+                ops.slot_cas - ops.gated_cas,
+                ops.slot_cas
+            ));
+        }
+        if ops.cas_past_foreign_tag > 0 {
+            errors.push(format!("{name}: CAS issued past a foreign tag"));
+        }
+        if ops.tagged_after_fail != ops.failed_cas {
+            errors.push(format!(
+                "{name}: {} failed CASes not followed by tag_after_fail",
+                ops.failed_cas - ops.tagged_after_fail
+            ));
+        }
+        if cas != (ops.slot_cas > 0) {
+            errors.push(format!(
+                "{name}: {} CASes, but {action} {} linkage",
+                ops.slot_cas,
+                if cas { "writes" } else { "never writes" }
+            ));
+        }
+        if tags != (ops.tagging > 0) {
+            errors.push(format!(
+                "{name}: tags a linkage after a lost race in {} runs, {action} {}",
+                ops.tagging,
+                if tags {
+                    "does (TagAfterFail)"
+                } else {
+                    "never does"
+                }
+            ));
+        }
+        if clears != (ops.clearing > 0) {
+            errors.push(format!(
+                "{name}: clears tags in {} runs, {action} {}",
+                ops.clearing,
+                if clears {
+                    "does (ClearMyTags)"
+                } else {
+                    "never does"
+                }
+            ));
+        }
+    }
+    // Every gated action of the explored kinds was exercised.
+    for f in [
+        "bundle_phase2",
+        "bundle_phase3",
+        "bundle_phase4",
+        "unbundle_cas_ancestors",
+        "unbundle_cas_child",
+        "commit_parent",
+        "commit_try_cas",
+    ] {
+        match all.get(f) {
+            Some(o) if o.failed_cas > 0 && o.blocked > 0 => {}
+            o => errors.push(format!(
+                "{f}: not exercised through success, failure and blocking: {o:?}"
+            )),
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
