@@ -12,6 +12,7 @@ mod mailbox;
 mod negotiation;
 mod node;
 mod packet;
+pub mod priority;
 mod protocol;
 mod serial;
 mod snapshot;
@@ -23,9 +24,9 @@ mod transaction;
 mod wrapper;
 
 pub use drive::NESTED_LIMIT;
-pub use error::{NestedConflict, NodeName, NotFound, Place, TreeError};
+pub use error::{NestedConflict, NodeName, NotFound, Place, Starved, TreeError, WaitBudgetExceeded};
 pub use mailbox::{Coalesce, Mailbox};
-pub use node::{AsNode, Node, NodeRef};
+pub use node::{AsNode, Node, NodeRef, TxBuilder};
 pub use snapshot::Snapshot;
 pub use subscription::{AsyncSubscription, Subscription};
 pub use talker::{Event, Listener, Talker};
@@ -54,5 +55,16 @@ pub mod __private {
     /// Mints a serial on the calling thread (`serial::next(0)`).
     pub fn mint_serial() -> u64 {
         crate::serial::next(0)
+    }
+
+    /// Parks (futex sleeps in `Negotiator::wait`) on the calling thread so far.
+    pub fn parks_on_this_thread() -> u64 {
+        crate::negotiation::debug::counts().0
+    }
+
+    /// Wait rounds the calling thread spent behind a tag of a lower class
+    /// than its own (the tag order makes this zero).
+    pub fn waits_behind_lower_class() -> u64 {
+        crate::negotiation::debug::counts().1
     }
 }

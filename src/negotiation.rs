@@ -22,13 +22,16 @@
 //! exists to demonstrate the livelock; never use it in production.
 
 use crate::linkage::Linkage;
+use crate::priority::{self, Priority};
 use crate::serial::Serial;
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A transaction's priority: its stamp (`counter << 16 | thread id`),
-/// fixed when it starts and kept across its retries. Smaller is older.
+/// A transaction's priority: its class in the top two bits over its
+/// serial (`counter << 16 | thread id`), fixed when it starts and kept
+/// across its retries. [`priority::wins`] orders them: higher class first,
+/// then older (smaller serial).
 pub(crate) type Stamp = Serial;
 
 use crate::serial::same_thread;
@@ -43,6 +46,11 @@ pub(crate) struct Negotiator {
     pub(crate) cas_failures: u32,
     pub(crate) waits: u32,
     pub(crate) waited: Duration,
+    /// Wait budget: when armed, a wait that is still blocked at this
+    /// instant gives up and sets `expired` (the driver abandons).
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) armed: bool,
+    pub(crate) expired: bool,
 }
 
 impl Negotiator {
@@ -55,6 +63,9 @@ impl Negotiator {
             cas_failures: 0,
             waits: 0,
             waited: Duration::ZERO,
+            deadline: None,
+            armed: false,
+            expired: false,
         }
     }
 
@@ -66,26 +77,56 @@ impl Negotiator {
 
     /// Waits until `link` may be CASed by this transaction: spins briefly,
     /// then yields, then parks on the linkage with a timeout,
-    /// re-checking (and trying to preempt, when older) every round.
+    /// re-checking (and trying to preempt, when it wins) every round.
+    ///
+    /// A [`Priority::Realtime`] transaction never parks: it only yields (an
+    /// acquisition thread must not sleep in the kernel on the commit path),
+    /// and by the tag order it only ever waits behind an older Realtime.
+    /// When armed with a deadline that has passed, returns with `expired`
+    /// set instead of waiting on (the caller abandons the operation; a
+    /// blocked step did nothing, so that is safe).
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
         let start = Instant::now();
         self.waits += 1;
         // A tag is a message from its owner (Lamport): after meeting it,
         // this thread's next transactions are younger than the owner, so an
         // old transaction that tagged is overtaken at most once per thread.
-        crate::serial::observe(link.tag.load(crate::sync::Ordering::Relaxed));
+        crate::serial::observe(
+            link.tag.load(crate::sync::Ordering::Relaxed) & priority::SERIAL_MASK,
+        );
+        let realtime = priority::class_of(self.stamp) == Priority::Realtime;
+        let budget = if self.armed && !self.expired {
+            self.deadline
+        } else {
+            None
+        };
         let mut round = 0u32;
         loop {
             if can_proceed(link, self) || preempt_tag(link, self) {
                 break;
             }
+            let cur = link.tag.load(crate::sync::Ordering::Relaxed);
+            if cur != 0 && priority::wins(self.stamp, cur) {
+                // The tag changed under our preemption: take the new one.
+                continue;
+            }
+            if cur != 0 && priority::class_of(cur) > priority::class_of(self.stamp) {
+                debug::waited_behind_lower();
+            }
+            if let Some(d) = budget {
+                if Instant::now() >= d {
+                    self.expired = true;
+                    tracing::debug!(stamp = self.stamp, "wait budget ran out");
+                    break;
+                }
+            }
             round += 1;
             if round < 32 {
                 std::hint::spin_loop();
-            } else if round < 64 {
+            } else if round < 64 || realtime {
                 std::thread::yield_now();
             } else {
-                park_on(link, || !can_proceed(link, self));
+                park_on(link, budget, || !can_proceed(link, self));
             }
         }
         let waited = start.elapsed();
@@ -113,8 +154,9 @@ pub(crate) fn can_proceed(link: &Linkage, neg: &Negotiator) -> bool {
     tag == 0 || same_thread(tag, neg.stamp)
 }
 
-/// After a failed CAS on `link`: claim its tag when it is empty, ours, or
-/// younger than us; leave an older transaction's tag alone.
+/// After a failed CAS on `link`: claim its tag when it is empty or a
+/// transaction we win against holds it (a lower class, or our class and
+/// younger); leave the tag of one that wins against us alone.
 /// TLA+: TagAfterFail
 pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
     neg.cas_failures += 1;
@@ -124,7 +166,7 @@ pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
     let me = neg.stamp;
     let mut cur = link.tag.load(crate::sync::Ordering::Acquire);
     loop {
-        let new = if cur == 0 || me < cur {
+        let new = if cur == 0 || priority::wins(me, cur) {
             me
         } else if same_thread(cur, me) {
             // Ours already (maybe an outer transaction's, which is older).
@@ -154,7 +196,8 @@ pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
 #[inline]
 pub(crate) fn tag_after_success(_link: &Linkage, _neg: &Negotiator) {}
 
-/// A waiting transaction that is older than the tag's owner takes the tag.
+/// A waiting transaction that wins against the tag's owner (a higher
+/// class, or the same class and older) takes the tag.
 /// Returns true if the tag is ours afterwards.
 /// TLA+: PreemptTag
 pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
@@ -166,7 +209,7 @@ pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
     if cur == 0 || same_thread(cur, me) {
         return true;
     }
-    if me > cur {
+    if !priority::wins(me, cur) {
         return false;
     }
     let ok = link
@@ -231,8 +274,12 @@ mod park {
     /// or taken over ([`wake`]), or a millisecond passed: a tag overwritten
     /// by an older transaction's failure wakes nobody, and a waiter older
     /// than the new owner must get to preempt it.
-    pub(super) fn park_on(link: &Linkage, blocked: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_millis(1);
+    pub(super) fn park_on(link: &Linkage, budget: Option<Instant>, blocked: impl Fn() -> bool) {
+        let mut deadline = Instant::now() + Duration::from_millis(1);
+        if let Some(b) = budget {
+            deadline = deadline.min(b);
+        }
+        super::debug::parked();
         // SAFETY: `validate` (an atomic load) and the no-op callbacks do not
         // panic and do not call into parking_lot; the key is an address
         // this thread keeps alive (it holds the linkage) and any other use
@@ -264,13 +311,49 @@ mod park {
 #[cfg(loom)]
 mod park {
     use crate::linkage::Linkage;
-    pub(super) fn park_on(_link: &Linkage, _blocked: impl Fn() -> bool) {
+    pub(super) fn park_on(
+        _link: &Linkage,
+        _budget: Option<std::time::Instant>,
+        _blocked: impl Fn() -> bool,
+    ) {
         loom::thread::yield_now();
     }
     pub(super) fn wake(_link: &Linkage) {}
 }
 
 use park::{park_on, wake};
+
+/// Per-thread counts of the waits a [`Priority::Realtime`] thread must never
+/// make, for the tests (`kame_stm::__private`): parks (futex sleeps) and
+/// wait rounds spent behind a lower class's tag. Touched only on the
+/// contended path.
+pub(crate) mod debug {
+    use crate::sync::thread_local;
+    use std::cell::Cell;
+
+    thread_local! {
+        #[allow(clippy::missing_const_for_thread_local)]
+        static PARKS: Cell<u64> = Cell::new(0);
+        #[allow(clippy::missing_const_for_thread_local)]
+        static BEHIND_LOWER: Cell<u64> = Cell::new(0);
+    }
+
+    pub(crate) fn parked() {
+        let _ = PARKS.try_with(|c| c.set(c.get() + 1));
+    }
+
+    pub(crate) fn waited_behind_lower() {
+        let _ = BEHIND_LOWER.try_with(|c| c.set(c.get() + 1));
+    }
+
+    /// (parks, rounds behind a lower class) on this thread so far.
+    pub(crate) fn counts() -> (u64, u64) {
+        (
+            PARKS.try_with(Cell::get).unwrap_or(0),
+            BEHIND_LOWER.try_with(Cell::get).unwrap_or(0),
+        )
+    }
+}
 
 #[cfg(all(test, not(loom), not(feature = "no-privilege")))]
 mod tests {
