@@ -62,6 +62,18 @@ pub mod __private {
         crate::negotiation::debug::counts().0
     }
 
+    /// Waits on priority tags (`Negotiator::wait` calls) on the calling thread so far.
+    pub fn waits_on_this_thread() -> u64 {
+        crate::negotiation::debug::counts().2
+    }
+
+    /// Merges `serial` into the calling thread's Lamport clock: its next
+    /// stamps are younger than any minted before `serial` (tests order
+    /// transactions of different threads with it).
+    pub fn observe_serial(serial: u64) {
+        crate::serial::observe(serial);
+    }
+
     /// Wait rounds the calling thread spent behind a tag of a lower class
     /// than its own (the tag order makes this zero).
     pub fn waits_behind_lower_class() -> u64 {

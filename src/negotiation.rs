@@ -88,6 +88,7 @@ impl Negotiator {
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
         let start = Instant::now();
         self.waits += 1;
+        debug::waited();
         // A tag is a message from its owner (Lamport): after meeting it,
         // this thread's next transactions are younger than the owner, so an
         // old transaction that tagged is overtaken at most once per thread.
@@ -323,8 +324,8 @@ mod park {
 
 use park::{park_on, wake};
 
-/// Per-thread counts of the waits a [`Priority::Realtime`] thread must never
-/// make, for the tests (`kame_stm::__private`): parks (futex sleeps) and
+/// Per-thread counts of waits, and of the waits a [`Priority::Realtime`]
+/// thread must never make, for the tests (`kame_stm::__private`): parks (futex sleeps) and
 /// wait rounds spent behind a lower class's tag. Touched only on the
 /// contended path.
 pub(crate) mod debug {
@@ -336,6 +337,12 @@ pub(crate) mod debug {
         static PARKS: Cell<u64> = Cell::new(0);
         #[allow(clippy::missing_const_for_thread_local)]
         static BEHIND_LOWER: Cell<u64> = Cell::new(0);
+        #[allow(clippy::missing_const_for_thread_local)]
+        static WAITS: Cell<u64> = Cell::new(0);
+    }
+
+    pub(crate) fn waited() {
+        let _ = WAITS.try_with(|c| c.set(c.get() + 1));
     }
 
     pub(crate) fn parked() {
@@ -346,11 +353,12 @@ pub(crate) mod debug {
         let _ = BEHIND_LOWER.try_with(|c| c.set(c.get() + 1));
     }
 
-    /// (parks, rounds behind a lower class) on this thread so far.
-    pub(crate) fn counts() -> (u64, u64) {
+    /// (parks, rounds behind a lower class, waits) on this thread so far.
+    pub(crate) fn counts() -> (u64, u64, u64) {
         (
             PARKS.try_with(Cell::get).unwrap_or(0),
             BEHIND_LOWER.try_with(Cell::get).unwrap_or(0),
+            WAITS.try_with(Cell::get).unwrap_or(0),
         )
     }
 }
