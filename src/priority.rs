@@ -259,6 +259,7 @@ pub(crate) fn class_of(stamp: u64) -> Priority {
 
 /// The order of tags: `a` wins against `b` (higher class, or same class and
 /// older, or same class and age and smaller thread id).
+/// TLA+: TagOlder
 #[inline]
 pub(crate) fn wins(a: u64, b: u64) -> bool {
     (a ^ RANK_FLIP) < (b ^ RANK_FLIP)
