@@ -1,8 +1,8 @@
 //! Errors: what can go wrong is reported, never undefined behaviour.
 
 use crate::linkage::Linkage;
-use std::fmt;
 use crate::priority::Priority;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -24,7 +24,9 @@ mod transaction;
 mod wrapper;
 
 pub use drive::NESTED_LIMIT;
-pub use error::{NestedConflict, NodeName, NotFound, Place, Starved, TreeError, WaitBudgetExceeded};
+pub use error::{
+    NestedConflict, NodeName, NotFound, Place, Starved, TreeError, WaitBudgetExceeded,
+};
 pub use mailbox::{Coalesce, Mailbox};
 pub use node::{AsNode, Node, NodeRef, TxBuilder};
 pub use snapshot::Snapshot;

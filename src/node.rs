@@ -225,10 +225,15 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction),
     {
-        let r = drive::drive::<std::convert::Infallible>(&self.link, &TxOptions::default(), None, |tr| {
-            f(tr);
-            Flow::Commit
-        });
+        let r = drive::drive::<std::convert::Infallible>(
+            &self.link,
+            &TxOptions::default(),
+            None,
+            |tr| {
+                f(tr);
+                Flow::Commit
+            },
+        );
         committed(r)
     }
 
@@ -253,10 +258,12 @@ impl<P: 'static> Node<P> {
         let r = drive::drive::<std::convert::Infallible>(
             &self.link,
             &TxOptions::default(),
-            Some(&mut stats), |tr| {
-            f(tr);
-            Flow::Commit
-        });
+            Some(&mut stats),
+            |tr| {
+                f(tr);
+                Flow::Commit
+            },
+        );
         (committed(r), stats)
     }
 
@@ -286,9 +293,14 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r = drive::drive::<std::convert::Infallible>(&self.link, &TxOptions::default(), None, |tr| {
-            if f(tr) { Flow::Commit } else { Flow::Retry }
-        });
+        let r = drive::drive::<std::convert::Infallible>(
+            &self.link,
+            &TxOptions::default(),
+            None,
+            |tr| {
+                if f(tr) { Flow::Commit } else { Flow::Retry }
+            },
+        );
         committed(r)
     }
 
@@ -310,14 +322,21 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r = drive::drive::<std::convert::Infallible>(&self.link, &TxOptions::default(), None, |tr| {
-            if f(tr) { Flow::Commit } else { Flow::Stop }
-        });
+        let r = drive::drive::<std::convert::Infallible>(
+            &self.link,
+            &TxOptions::default(),
+            None,
+            |tr| {
+                if f(tr) { Flow::Commit } else { Flow::Stop }
+            },
+        );
         match r {
             Ok(shot) => shot,
             Err(Ended::Nested(e)) => panic!("kame-stm: {e}"),
             Err(Ended::Body(never)) => match never {},
-            Err(Ended::Budget(_) | Ended::Starved(_)) => unreachable!("only fallible forms give up"),
+            Err(Ended::Budget(_) | Ended::Starved(_)) => {
+                unreachable!("only fallible forms give up")
+            }
         }
     }
 

@@ -280,12 +280,21 @@ mod tests {
         for (i, &hi) in all.iter().enumerate() {
             for &lo in &all[i + 1..] {
                 // A young stamp of the higher class beats an old one of the lower.
-                assert!(wins(with_class(9 << 16 | 1, hi), with_class(1 << 16 | 2, lo)));
-                assert!(!wins(with_class(1 << 16 | 2, lo), with_class(9 << 16 | 1, hi)));
+                assert!(wins(
+                    with_class(9 << 16 | 1, hi),
+                    with_class(1 << 16 | 2, lo)
+                ));
+                assert!(!wins(
+                    with_class(1 << 16 | 2, lo),
+                    with_class(9 << 16 | 1, hi)
+                ));
             }
             assert_eq!(class_of(with_class(5 << 16 | 3, hi)), hi);
             // Within a class the older wins.
-            assert!(wins(with_class(1 << 16 | 2, hi), with_class(9 << 16 | 1, hi)));
+            assert!(wins(
+                with_class(1 << 16 | 2, hi),
+                with_class(9 << 16 | 1, hi)
+            ));
         }
         assert_eq!(with_class(7, Priority::Normal), 7);
     }

@@ -75,7 +75,11 @@ fn holder(
 
 #[test]
 fn realtime_takes_a_lower_class_tag_without_waiting_behind_it() {
-    for lower in [Priority::Normal, Priority::Interactive, Priority::Background] {
+    for lower in [
+        Priority::Normal,
+        Priority::Interactive,
+        Priority::Background,
+    ] {
         let n = Node::new(0u64);
         let (holding, held) = channel();
         let (release, released) = channel();
@@ -339,7 +343,11 @@ fn realtime_never_waits_behind_lower_classes_in_a_mix() {
     assert_eq!(leaf.read(), SAMPLES);
     assert_eq!(scope.read(), SAMPLES / 4);
     assert_eq!(p1 - p0, 0, "the Realtime thread parked");
-    assert_eq!(l1 - l0, 0, "the Realtime thread waited behind a lower class");
+    assert_eq!(
+        l1 - l0,
+        0,
+        "the Realtime thread waited behind a lower class"
+    );
     println!(
         "mix: {SAMPLES} Realtime commits; others did {} operations",
         others_work.load(Ordering::Relaxed)
