@@ -395,6 +395,41 @@ mod tests {
     }
 
     #[test]
+    fn a_higher_class_wins_whatever_its_age() {
+        use crate::priority::with_class;
+        let l = link();
+        let mut old_bg = Negotiator::with_stamp(with_class((1 << 16) | 1, Priority::Background));
+        let mut young_rt = Negotiator::with_stamp(with_class((9 << 16) | 2, Priority::Realtime));
+        tag_after_fail(&l, &mut old_bg);
+        assert!(!can_proceed(&l, &young_rt));
+        assert!(preempt_tag(&l, &mut young_rt));
+        // The lower class cannot take it back, by a failure or by preemption.
+        tag_after_fail(&l, &mut old_bg);
+        assert!(!preempt_tag(&l, &mut old_bg));
+        assert!(can_proceed(&l, &young_rt) && !can_proceed(&l, &old_bg));
+        // A Realtime's failure overwrites an older Normal's tag at once.
+        let l2 = link();
+        let mut old_normal = Negotiator::with_stamp((1 << 16) | 3);
+        tag_after_fail(&l2, &mut old_normal);
+        tag_after_fail(&l2, &mut young_rt);
+        assert!(can_proceed(&l2, &young_rt) && !can_proceed(&l2, &old_normal));
+    }
+
+    #[test]
+    fn an_expired_budget_ends_the_wait_without_barging() {
+        let l = link();
+        let mut holder = Negotiator::with_stamp((1 << 16) | 1);
+        let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
+        tag_after_fail(&l, &mut holder);
+        waiter.deadline = Some(Instant::now());
+        waiter.armed = true;
+        waiter.wait(&l);
+        assert!(waiter.expired && !can_proceed(&l, &waiter));
+        // The tag is the holder's still: the budget gave up, it did not barge.
+        assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), holder.stamp);
+    }
+
+    #[test]
     fn same_thread_never_waits_on_itself() {
         let l = link();
         let mut outer = Negotiator::with_stamp((5 << 16) | 3);

@@ -362,7 +362,11 @@ impl<P: 'static> Node<P> {
     ///
     /// What `f` returned, or [`TreeError::NestedConflict`] (converted into
     /// `E`) when `f`'s own nested commits keep invalidating it (see
-    /// [`iterate_commit`](Self::iterate_commit)).
+    /// [`iterate_commit`](Self::iterate_commit)). Under a
+    /// [`priority::wait_budget`](crate::priority::wait_budget) or
+    /// [`priority::starvation_bound`](crate::priority::starvation_bound)
+    /// scope also [`TreeError::WaitBudgetExceeded`] or
+    /// [`TreeError::Starved`] (nothing was committed).
     pub fn try_iterate_commit<E, F>(&self, f: F) -> Result<Snapshot, E>
     where
         E: From<TreeError>,

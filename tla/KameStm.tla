@@ -119,6 +119,8 @@ CONSTANTS
 ThreadClass == [t \in Threads |-> 1]
 \* Thread 1 Realtime, thread 2 Normal, the others Interactive.
 MixedClasses == [t \in Threads |-> CASE t = 1 -> 0 [] t = 2 -> 1 [] OTHER -> 2]
+\* Thread 1 Realtime, the others Interactive (the stand-alone reader's default).
+ReaderClasses == [t \in Threads |-> IF t = 1 THEN 0 ELSE 2]
 \* Threads that only take a stand-alone snapshot of the root each
 \* iteration (Node::snapshot; job "read"): its end drops the negotiator,
 \* which is CommitDone's "ok" branch (ClearMyTags, next iteration).
