@@ -108,8 +108,12 @@ fn run(a: &Args, prio: bool) -> Report {
     );
     let mut hs = Vec::new();
     {
-        let (lab, control, setpoint, reading) =
-            (lab.clone(), control.clone(), setpoint.clone(), reading.clone());
+        let (lab, control, setpoint, reading) = (
+            lab.clone(),
+            control.clone(),
+            setpoint.clone(),
+            reading.clone(),
+        );
         let (stop, start, n) = (stop.clone(), start.clone(), n_control.clone());
         hs.push(thread::spawn(move || {
             let _c = priority::scope(Priority::Normal);

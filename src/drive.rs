@@ -312,7 +312,9 @@ pub(crate) fn body_retry(neg: &mut Negotiator, last: serial::Serial) {
 
 /// Commits one attempt; `Some` with the committed snapshot on success.
 fn commit(tr: &mut Transaction) -> Option<Snapshot> {
-    if !tr.settle_moves() {
+    // A budget that ran out in there (an expired wait is not retried with
+    // the budget: see `Negotiator::wait`) ends the attempt here.
+    if !tr.settle_moves() || tr.neg.expired {
         return None;
     }
     let frame = Frame::Commit(CommitFrame::new(
@@ -384,6 +386,9 @@ pub(crate) fn drive<E>(
         let since = entered.attempt();
         if std::mem::take(&mut promote) {
             give_priority(root, &mut neg);
+            if neg.expired {
+                break Err(expired(root, &neg, &bounds, attempt));
+            }
         }
         let Some(snap) = snapshot_result(root, &mut neg) else {
             break Err(expired(root, &neg, &bounds, attempt));

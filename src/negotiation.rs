@@ -84,7 +84,10 @@ impl Negotiator {
     /// and by the tag order it only ever waits behind an older Realtime.
     /// When armed with a deadline that has passed, returns with `expired`
     /// set instead of waiting on (the caller abandons the operation; a
-    /// blocked step did nothing, so that is safe).
+    /// blocked step did nothing, so that is safe). Once `expired` is set,
+    /// later waits are not clipped: a caller that loops on its step without
+    /// looking at `expired` (the closure's dynamic operations) waits as
+    /// before instead of spinning hot; the driver ends the attempt after it.
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
         let start = Instant::now();
         self.waits += 1;
