@@ -9,6 +9,8 @@
 //!   --rate HZ       acquisition rate, 1..=10000 (default 1000)
 //!   --script-ms MS  closure time of the Background script's transactions (default 10)
 //!   --mode M        both (default) | prio | normal
+//!   --budget-us US  the acquisition commits through `try_iterate_commit` with this
+//!                   wait budget; samples that gave up are counted (default: none)
 //! ```
 //!
 //! Tree: `lab -> {acq -> {reading, count}, control -> {setpoint}, script}`.
@@ -26,8 +28,8 @@
 //!
 //! Timing numbers from a shared machine mean little: measure on a quiet one.
 
-use kame_stm::Node;
 use kame_stm::priority::{self, Priority};
+use kame_stm::{Node, TreeError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -38,11 +40,13 @@ struct Args {
     rate: u32,
     script_ms: f64,
     mode: String,
+    budget_us: Option<u64>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: instrument_load [--seconds S] [--rate HZ] [--script-ms MS] [--mode both|prio|normal]"
+        "usage: instrument_load [--seconds S] [--rate HZ] [--script-ms MS] \
+         [--mode both|prio|normal] [--budget-us US]"
     );
     std::process::exit(2)
 }
@@ -53,6 +57,7 @@ fn parse() -> Args {
         rate: 1000,
         script_ms: 10.0,
         mode: "both".into(),
+        budget_us: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -62,6 +67,7 @@ fn parse() -> Args {
             "--rate" => a.rate = v().parse().unwrap_or_else(|_| usage()),
             "--script-ms" => a.script_ms = v().parse().unwrap_or_else(|_| usage()),
             "--mode" => a.mode = v(),
+            "--budget-us" => a.budget_us = Some(v().parse().unwrap_or_else(|_| usage())),
             _ => usage(),
         }
     }
@@ -75,6 +81,7 @@ fn parse() -> Args {
 struct Report {
     latencies_ns: Vec<u64>,
     misses: u64,
+    gave_up: u64,
     control: u64,
     polls: u64,
     script: u64,
@@ -180,7 +187,30 @@ fn run(a: &Args, prio: bool) -> Report {
         }
         let v = i as f64;
         let begin = Instant::now();
-        if i % 10 == 0 {
+        if let Some(us) = a.budget_us {
+            let r = if i % 10 == 0 {
+                acq.transaction()
+                    .wait_budget(Duration::from_micros(us))
+                    .try_iterate_commit(|tr| {
+                        tr[&reading] = v;
+                        tr[&count] += 1;
+                        Ok::<(), TreeError>(())
+                    })
+            } else {
+                reading
+                    .transaction()
+                    .wait_budget(Duration::from_micros(us))
+                    .try_iterate_commit(|tr| {
+                        tr[&reading] = v;
+                        Ok::<(), TreeError>(())
+                    })
+            };
+            match r {
+                Ok(_) => {}
+                Err(TreeError::WaitBudgetExceeded(_)) => rep.gave_up += 1,
+                Err(e) => panic!("acquisition: {e}"),
+            }
+        } else if i % 10 == 0 {
             acq.iterate_commit(|tr| {
                 tr[&reading] = v;
                 tr[&count] += 1;
@@ -221,25 +251,30 @@ fn main() {
         _ => &[false, true],
     };
     println!(
-        "instrument load: {} Hz acquisition, {} s, script closures {} ms",
-        a.rate, a.seconds, a.script_ms
+        "instrument load: {} Hz acquisition, {} s, script closures {} ms, wait budget {}",
+        a.rate,
+        a.seconds,
+        a.script_ms,
+        a.budget_us.map_or("none".into(), |us| format!("{us} µs"))
     );
     println!(
-        "| mode | samples | p50 µs | p99 µs | p99.9 µs | max µs | deadline misses | control tx | GUI polls | script tx |"
+        "| mode | samples | p50 µs | p99 µs | p99.9 µs | p99.99 µs | max µs | deadline misses | gave up (budget) | control tx | GUI polls | script tx |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &prio in modes {
         let r = run(&a, prio);
         let l = &r.latencies_ns;
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} |",
             if prio { "priorities" } else { "all Normal" },
             l.len(),
             pct(l, 0.5),
             pct(l, 0.99),
             pct(l, 0.999),
+            pct(l, 0.9999),
             pct(l, 1.0),
             r.misses,
+            r.gave_up,
             r.control,
             r.polls,
             r.script
