@@ -7,9 +7,10 @@
 //! *priority tag*: empty, or the stamp of one transaction. A transaction
 //! whose CAS on a linkage fails tags it (`tag_after_fail`); from then on
 //! nobody else may CAS that linkage (`can_proceed`) until the tag's owner
-//! commits or is dropped (`clear_my_tags`). Older transactions (smaller
-//! stamp) win: they overwrite a younger tag when their own CAS fails, and
-//! take it over while waiting (`preempt_tag`). Tags persist across the
+//! commits or is dropped (`clear_my_tags`). A transaction of a higher
+//! priority class wins, and within a class the older one (smaller stamp;
+//! `priority::wins`): it overwrites the loser's tag when its own CAS fails,
+//! and takes it over while waiting (`preempt_tag`). Tags persist across the
 //! retries of a transaction — clearing them per CAS lets a peer squeeze in
 //! between two phases and restart the ping-pong.
 //!

@@ -226,7 +226,9 @@ pub(crate) struct TxOptions {
 /// Bits above the Lamport serial in a stamp: the class. Normal is 0, so a
 /// stamp without class bits (and a zero, torn or test stamp) is Normal.
 pub(crate) const CLASS_SHIFT: u32 = 62;
-/// The serial part of a stamp.
+/// The serial part of a stamp: 46 bits of Lamport counter and the 16-bit
+/// thread id (2^46 transactions on one clock before the order wraps,
+/// against 2^48 without the class).
 pub(crate) const SERIAL_MASK: u64 = (1 << CLASS_SHIFT) - 1;
 /// Flipping bit 62 of the class field turns it into the rank (Realtime 0,
 /// Normal 1, Interactive 2, Background 3), so the order on tags is one
