@@ -267,7 +267,7 @@ pub(crate) fn wins(a: u64, b: u64) -> bool {
     (a ^ RANK_FLIP) < (b ^ RANK_FLIP)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -299,5 +299,22 @@ mod tests {
             ));
         }
         assert_eq!(with_class(7, Priority::Normal), 7);
+    }
+
+    /// A stand-alone snapshot yields to writers unless a scope says
+    /// otherwise; inside a transaction it is that transaction's.
+    #[test]
+    fn snapshot_classes() {
+        assert_eq!(class_of(drive::snapshot_stamp()), Priority::Interactive);
+        {
+            let _g = scope(Priority::Normal);
+            assert_eq!(class_of(drive::snapshot_stamp()), Priority::Normal);
+        }
+        let n = crate::Node::new(0u8);
+        let _bg = scope(Priority::Background);
+        n.iterate_commit(|_| {
+            let _rt = scope(Priority::Realtime);
+            assert_eq!(class_of(drive::snapshot_stamp()), Priority::Background);
+        });
     }
 }
