@@ -21,7 +21,13 @@
 //! after its commit, with the committed state. On a terminal the status
 //! line is redrawn in place; otherwise one plain line a second is printed.
 //!
-//! Run: `cargo run --release --example instrument [seconds]` (default 5).
+//! The nodes are named, so with `--features serde` the run ends by saving
+//! the instrument's configuration (the heater and magnet settings, keyed
+//! by name path) as JSON and applying it back in one transaction.
+//!
+//! Run: `cargo run --release --example instrument [seconds]` (default 5);
+//! `cargo run --release --example instrument --features serde` to see the
+//! configuration saved.
 
 use kame_stm::{Coalesce, Node, Talker};
 use std::io::{IsTerminal, Write};
@@ -50,6 +56,7 @@ struct Thermometer {
 }
 
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Heater {
     power_w: f64,
     /// The thermometer sample the power was computed from.
@@ -57,6 +64,7 @@ struct Heater {
 }
 
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 struct Magnet {
     field_t: f64,
     target_t: f64,
@@ -91,18 +99,24 @@ fn main() {
     let run_for = Duration::from_secs_f64(seconds);
 
     let channel_events = Talker::new();
-    let cryostat = Node::new(Cryostat {
-        name: "cryostat",
-        setpoint_k: 4.2,
-        channel_events: channel_events.clone(),
-    });
-    let thermometer = Node::new(Thermometer {
-        kelvin: 300.0,
-        samples: 0,
-    });
-    let heater = Node::new(Heater::default());
-    let magnet = Node::new(Magnet::default());
-    let aux = Node::new(Aux::default());
+    let cryostat = Node::named(
+        "cryostat",
+        Cryostat {
+            name: "cryostat",
+            setpoint_k: 4.2,
+            channel_events: channel_events.clone(),
+        },
+    );
+    let thermometer = Node::named(
+        "thermometer",
+        Thermometer {
+            kelvin: 300.0,
+            samples: 0,
+        },
+    );
+    let heater = Node::named("heater", Heater::default());
+    let magnet = Node::named("magnet", Magnet::default());
+    let aux = Node::named("aux", Aux::default());
     for child in [thermometer.to_ref(), heater.to_ref(), magnet.to_ref()] {
         cryostat.insert(&child).expect("fresh nodes");
     }
@@ -327,4 +341,30 @@ fn main() {
         "talker: {plugs} plug/unplug commits, {heard} events heard (each once, after its commit)"
     );
     assert_eq!(heard, plugs, "an event was lost or heard twice");
+    save_configuration(&cryostat, &heater, &magnet);
+}
+
+/// The settings a user would keep between runs: the heater and magnet
+/// payloads, keyed by name path, saved from one snapshot and applied back
+/// in one transaction.
+#[cfg(feature = "serde")]
+fn save_configuration(cryostat: &Node<Cryostat>, heater: &Node<Heater>, magnet: &Node<Magnet>) {
+    use kame_stm::config::{Config, Registry};
+    let registry = Registry::new().with::<Heater>().with::<Magnet>();
+    let saved = Config::save(&cryostat.snapshot(), &registry).expect("registered types");
+    let text = serde_json::to_string_pretty(&saved).expect("a JSON value");
+    println!("configuration saved ({} nodes):\n{text}", saved.nodes.len());
+    let field = magnet.read().field_t;
+    magnet.iterate_commit(|tr| tr[magnet].field_t = -1.0);
+    let doc: Config = serde_json::from_str(&text).expect("what we wrote");
+    doc.apply(cryostat, &registry)
+        .expect("same tree, same types");
+    assert_eq!(magnet.read().field_t, field, "the saved field came back");
+    let _ = heater;
+    println!("configuration applied back in one transaction: magnet field {field:.3} T");
+}
+
+#[cfg(not(feature = "serde"))]
+fn save_configuration(_: &Node<Cryostat>, _: &Node<Heater>, _: &Node<Magnet>) {
+    println!("(run with --features serde to save the configuration by node names)");
 }

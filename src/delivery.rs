@@ -26,8 +26,13 @@ pub(crate) trait Pending: Send {
 
 /// The events one transaction attempt marked. Dropped with the attempt
 /// when it does not commit.
+/// Boxed and absent until the first mark, so that an attempt without
+/// marks (almost every one) pays one null check to create, move and drop.
 #[derive(Default)]
-pub(crate) struct Marks {
+pub(crate) struct Marks(Option<Box<MarksInner>>);
+
+#[derive(Default)]
+struct MarksInner {
     pending: Vec<Box<dyn Pending>>,
     /// Place in the delivery sequence, taken under the commit lock when the
     /// attempt committed.
@@ -77,17 +82,23 @@ static DELIVERED: Condvar = Condvar::new();
 
 impl Marks {
     pub(crate) fn push(&mut self, event: Box<dyn Pending>) {
-        self.pending.push(event);
+        self.0
+            .get_or_insert_with(Default::default)
+            .pending
+            .push(event);
     }
 
     /// Does the commit of this attempt need a place in the sequence?
+    #[inline]
     pub(crate) fn any(&self) -> bool {
-        !self.pending.is_empty()
+        self.0.is_some()
     }
 
     /// Under the commit lock, right after the commit succeeded.
     pub(crate) fn take_place(&mut self) {
-        self.seq = Some(SEQ.fetch_add(1, Ordering::Relaxed));
+        if let Some(inner) = &mut self.0 {
+            inner.seq = Some(SEQ.fetch_add(1, Ordering::Relaxed));
+        }
     }
 
     /// After the commit finished and the tags are released: delivers these
@@ -98,8 +109,12 @@ impl Marks {
     /// might need), it does not wait: the events go after the ones being
     /// delivered. A listener's panic resumes on the thread that waited for
     /// that event, after the deliveries.
+    #[inline(never)]
     pub(crate) fn deliver(mut self, shot: &Snapshot, nested: bool) {
-        let Some(seq) = self.seq.take() else {
+        let Some(mut inner) = self.0.take() else {
+            return;
+        };
+        let Some(seq) = inner.seq.take() else {
             return;
         };
         let me = std::thread::current().id();
@@ -114,7 +129,7 @@ impl Marks {
         d.waiting.insert(
             seq,
             Batch {
-                events: std::mem::take(&mut self.pending),
+                events: std::mem::take(&mut inner.pending),
                 shot: Some(shot.clone()),
                 orphan: nested || inside_listener,
                 claim,
@@ -193,7 +208,7 @@ impl Drop for Marks {
     /// A place taken but never delivered (a panic between the commit and
     /// the delivery) would stall every later delivery: give it back empty.
     fn drop(&mut self) {
-        if let Some(seq) = self.seq.take() {
+        if let Some(seq) = self.0.take().and_then(|inner| inner.seq) {
             let mut d = lock(&DISPATCH);
             d.waiting.insert(
                 seq,

@@ -471,7 +471,9 @@ pub(crate) fn drive<E>(
     drop(entered);
     if let (Some((marks, wrote)), Ok(Some(shot))) = (after, &result) {
         crate::subscription::committed(wrote);
-        marks.deliver(shot, in_transaction());
+        if marks.any() {
+            marks.deliver(shot, in_transaction());
+        }
     }
     result
 }

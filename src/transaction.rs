@@ -355,9 +355,43 @@ impl Transaction {
             child: child.clone(),
             limbo_parent: parent.clone(),
             wrapper,
-            last_released: slot,
+            last_released: slot.clone(),
         });
+        // Still listed elsewhere in this tree with a void slot (a hard link
+        // whose packet was under this parent): the packet moves there, as a
+        // move does (`settle_moves`, then `unlimbo` after the commit; the
+        // path is marked missing for the next bundle). Otherwise the node
+        // would be listed but in no slot: unreadable in this attempt.
+        if let Some((path, _)) = packet::find_void(&self.packet, |n| Arc::ptr_eq(n, child)) {
+            Self::fill_void(&mut self.packet, &path, slot);
+        }
         Ok(())
+    }
+
+    /// Puts `packet` in the void slot at `path` (from `find_void`), copying
+    /// and marking missing every packet on the way.
+    fn fill_void(root: &mut Arc<Packet>, path: &[u32], packet: Arc<Packet>) {
+        Self::set_slot(root, path, Some(packet));
+    }
+
+    /// Sets the slot at `path` (slot indices from `root`), copying and
+    /// marking missing every packet on the way (the next bundle looks at
+    /// that slot again).
+    fn set_slot(root: &mut Arc<Packet>, path: &[u32], slot: Option<Arc<Packet>>) {
+        let (last, above) = path.split_last().expect("a slot is below the root");
+        let mut cur = root;
+        for &i in above {
+            let p = Packet::make_mut(cur);
+            p.missing = true;
+            let ch = Arc::make_mut(p.children.as_mut().expect("path goes through children"));
+            cur = ch.slots[i as usize]
+                .as_mut()
+                .expect("path goes through present slots");
+        }
+        let p = Packet::make_mut(cur);
+        p.missing = true;
+        let ch = Arc::make_mut(p.children.as_mut().expect("the slot's list"));
+        ch.slots[*last as usize] = slot;
     }
 
     /// The child CAS of a release: puts `child` in limbo under `parent`
@@ -686,14 +720,12 @@ impl Transaction {
         let in_tree = self.contains_link(child);
         // A node released by this attempt: its packet as it is now (where
         // it was put back and released again with its new parent, maybe).
-        let moved = self
-            .moved
-            .iter()
-            .find(|m| Arc::ptr_eq(&m.child, child))
-            .map(|m| {
-                self.released_packet_of(child)
-                    .unwrap_or_else(|| m.last_released.clone())
-            });
+        let moved = if !in_tree && online && self.moved.iter().any(|m| Arc::ptr_eq(&m.child, child))
+        {
+            Some(self.take_moved(child))
+        } else {
+            None
+        };
         let child_packet = if in_tree || !online {
             None
         } else if let Some(released) = moved {
@@ -785,6 +817,38 @@ impl Transaction {
             .find_map(|m| packet::find(&m.child, &m.last_released, node).cloned())
     }
 
+    /// The packet of a node this attempt released, taken for a move: where
+    /// it is now. If it was put back and then released again with another
+    /// node (so it lives in that node's released packet), its slot there is
+    /// made void, on a path marked missing: the detached subtree must not
+    /// keep a second, stale copy of it (it would be what a reader of the
+    /// node finds through that parent after the commit: a lost update).
+    fn take_moved(&mut self, node: &Arc<Linkage>) -> Arc<Packet> {
+        let own = self
+            .moved
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.child, node))
+            .expect("a released node");
+        let heads: Vec<*const Linkage> = self.detached().map(|m| Arc::as_ptr(&m.child)).collect();
+        for i in 0..self.moved.len() {
+            let m = &self.moved[i];
+            if Arc::ptr_eq(&m.child, node) || !heads.contains(&Arc::as_ptr(&m.child)) {
+                continue;
+            }
+            let Some(path) = packet::find_path(&m.child, &m.last_released, node) else {
+                continue;
+            };
+            let found = packet::find(&m.child, &m.last_released, node)
+                .expect("found above")
+                .clone();
+            let mut head = m.last_released.clone();
+            Self::set_slot(&mut head, &path, None);
+            self.moved[i].last_released = head;
+            return found;
+        }
+        self.moved[own].last_released.clone()
+    }
+
     /// A subtree pulled in by an online insert may list, as a void slot, a
     /// node this attempt released (its packet was bundled here, so the pull
     /// left it void). The node moves into the pulled subtree with the
@@ -804,34 +868,16 @@ impl Transaction {
         }
         let mut adopted: Vec<*const Linkage> = Vec::new();
         loop {
-            let mut released = None;
             let found = packet::find_void(&pulled, |n| {
                 if adopted.contains(&Arc::as_ptr(n)) || self.contains_link(n) {
                     return false;
                 }
-                released = self
-                    .moved
-                    .iter()
-                    .find(|m| Arc::ptr_eq(&m.child, n))
-                    .map(|m| m.last_released.clone());
-                released.is_some()
+                self.moved.iter().any(|m| Arc::ptr_eq(&m.child, n))
             });
             let Some((path, node)) = found else { break };
             adopted.push(Arc::as_ptr(&node));
-            let mut cur = &mut pulled;
-            let (last, above) = path.split_last().expect("a void slot is below the root");
-            for &i in above {
-                let p = Packet::make_mut(cur);
-                p.missing = true;
-                let ch = Arc::make_mut(p.children.as_mut().expect("path goes through children"));
-                cur = ch.slots[i as usize]
-                    .as_mut()
-                    .expect("path goes through present slots");
-            }
-            let p = Packet::make_mut(cur);
-            p.missing = true;
-            let ch = Arc::make_mut(p.children.as_mut().expect("the void slot's list"));
-            ch.slots[*last as usize] = released;
+            let released = self.take_moved(&node);
+            Self::fill_void(&mut pulled, &path, released);
         }
         if !adopted.is_empty() {
             // A release of the pulled node compares with what it carries here.
@@ -929,7 +975,7 @@ fn unlimbo(child: &Linkage, installed: &Arc<PacketWrapper>) {
 
 impl Drop for Transaction {
     /// The end of an attempt: no limbo of it may outlive it naming a parent
-    /// that does not list the child (see [`unlimbo`]).
+    /// that does not list the child (see `unlimbo`).
     fn drop(&mut self) {
         if self.committed {
             // Released children: their parent's committed version does not
@@ -941,9 +987,10 @@ impl Drop for Transaction {
                 // Put back under the parent it was released from (maybe in
                 // a subtree released later): that limbo is listed.
                 let listed = self.final_packet_of(&m.limbo_parent).is_some_and(|p| {
-                    p.children
-                        .as_ref()
-                        .is_some_and(|c| c.position(&m.child, w.index).is_some())
+                    p.children.as_ref().is_some_and(|c| {
+                        c.position(&m.child, w.index)
+                            .is_some_and(|i| c.slots[i].is_some())
+                    })
                 });
                 if !listed {
                     unlimbo(&m.child, w);

@@ -362,6 +362,8 @@ struct Attempt {
     /// Released nodes that may have been in limbo (their slot may have
     /// been void).
     maybe_limboed: Vec<usize>,
+    /// Nodes pulled in and released again (out of limbo).
+    let_go: Vec<usize>,
     /// Any nested commit or snapshot (retries are then allowed).
     nested: bool,
     /// Something was written or a dynamic operation succeeded. An
@@ -505,6 +507,7 @@ impl Ctx<'_> {
             let fresh = !a.held[c] || (a.m.v.read[c] != Tri::Yes && !a.limboed.contains(&c));
             if fresh && !below_released && !a.doomed {
                 a.pulled.push(c);
+                a.let_go.retain(|&n| n != c);
             }
             let below = a.m.v.w.reach(c);
             a.held.iter_mut().zip(below).for_each(|(h, b)| *h |= b);
@@ -582,7 +585,12 @@ impl Ctx<'_> {
         let ok = r.is_ok();
         let res = self.dyn_op(a, r, |m, out| m.release(p, c, out));
         let still_held = a.m.v.w.reach(a.m.s)[c];
-        if ok && !still_held && !a.pulled.contains(&c) {
+        if ok && a.pulled.contains(&c) {
+            // Pulled in and released again: the library takes it back out
+            // of its limbo, it is tied to this attempt no more.
+            a.pulled.retain(|&n| n != c);
+            a.let_go.push(c);
+        } else if ok && !still_held {
             // Its packet left this tree with it: the library keeps it in
             // limbo under `p` (until the commit) and remembers its packet.
             // (Unless its slot was void: the model cannot tell when the
@@ -626,9 +634,8 @@ impl Ctx<'_> {
         // its limbo (the library takes it back out): not tied to it.
         // (So is a node below it.)
         let let_go = a.m.v.read[n] != Tri::Yes
-            && a.released.iter().any(|&(_, r)| {
-                a.pulled.contains(&r) && a.m.v.read[r] != Tri::Yes && a.m.v.w.reach(r)[n]
-            });
+            && !a.pulled.contains(&n)
+            && a.let_go.iter().any(|&r| a.m.v.w.reach(r)[n]);
         let inside = self.g.reaches(s, n)
             || (a.m.v.read[n] != Tri::No && !let_go)
             || (a.held[n] && a.limboed.iter().any(|&r| a.m.v.w.reach(r)[n]));
@@ -938,6 +945,7 @@ impl Harness {
                 doomed: false,
                 limboed: Vec::new(),
                 maybe_limboed: Vec::new(),
+                let_go: Vec::new(),
                 nested: false,
                 modified: false,
                 frozen: Vec::new(),
@@ -1403,6 +1411,14 @@ const RECORDED: &[(&str, &str)] = &[
     (
         "a move inside a subtree released later: lost write",
         "070000030000000000010000cd00000600d40000020a01d00200010301000800000200",
+    ),
+    (
+        "a moved node kept a second, stale copy in a released subtree: lost write",
+        "0000030000000000005c0600030000030a00000200000001000b01380000000e0000020001000100",
+    ),
+    (
+        "the release of a hard link's present slot left the node unreadable",
+        "000058004c0600740000010701050000000003003000600600000000010a000000340000000000004800000003004c00000600a600000107010003005d0006004c0000020801e00000070010008101",
     ),
 ];
 

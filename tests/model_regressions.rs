@@ -1,28 +1,20 @@
 //! Regressions the sequential model (`tests/model.rs`) found after issue 9's
 //! fixes had landed (on 9f83bc2). Each is a minimal case it printed, in
-//! plain code; each failed or hung on 9f83bc2 (checked there) and passes
-//! now. Root causes:
+//! plain code; each failed or hung on 9f83bc2 (checked there; the last
+//! two on 439a011, whose fixes they complete) and passes now. Root causes:
 //! `tla/FINDINGS.md`, "What the sequential model found".
 //!
 //! Tests that used to hang run under a generous watchdog (`within`): it
 //! only fires on a hang, never decides a pass by timing.
 
 use kame_stm::{Node, TreeError};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
 use std::time::Duration;
 
+mod common;
+
+/// `common::within` with this file's limit.
 fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let limit = Duration::from_secs(120);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(RecvTimeoutError::Timeout) => panic!("{what}: no result after {limit:?} (hang)"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the operation panicked"),
-    }
+    common::within(Duration::from_secs(120), what, f)
 }
 
 /// A snapshot of an ancestor taken inside the closure bundles the
@@ -182,4 +174,53 @@ fn an_online_insert_below_a_released_node_commits() {
         assert!(!shot.contains(&a));
         assert_eq!(a.snapshot()[&b], 1);
     });
+}
+
+/// A node moved back under its parent, the parent then released, and the
+/// node moved out of it again: the released parent's packet kept a second
+/// copy of the node, which after the commit was what a read of the node
+/// found (its limbo named that parent): the last write was lost.
+#[test]
+fn a_node_moved_out_of_a_released_subtree_keeps_one_copy() {
+    let (root, mid, leaf) = (Node::new(0u64), Node::new(0u64), Node::new(0u64));
+    root.insert(&mid).unwrap();
+    mid.insert(&leaf).unwrap();
+    let _ = root.snapshot();
+    root.iterate_commit(|tr| {
+        tr.release(&mid, &leaf).unwrap();
+        tr.insert_online(&mid, &leaf).unwrap();
+        tr[&leaf] += 1;
+        tr.release(&root, &mid).unwrap();
+        tr.insert_online(&root, &leaf).unwrap();
+        tr[&leaf] += 1;
+    });
+    assert_eq!(leaf.read(), 2);
+    assert_eq!(root.snapshot()[&leaf], 2);
+    assert!(!mid.snapshot().contains(&leaf) || mid.snapshot()[&leaf] == 2);
+}
+
+/// Releasing the edge that held a hard-linked node's packet, while the
+/// node stays listed under another parent in the tree: the node was listed
+/// but in no slot, unreadable for the rest of the attempt.
+#[test]
+fn a_hard_linked_node_stays_readable_after_releasing_one_edge() {
+    let (root, a, b, x) = (
+        Node::new(0u64),
+        Node::new(0u64),
+        Node::new(0u64),
+        Node::new(0u64),
+    );
+    root.insert(&a).unwrap();
+    root.insert(&b).unwrap();
+    a.insert(&x).unwrap();
+    b.insert(&x).unwrap();
+    let _ = root.snapshot();
+    root.iterate_commit(|tr| {
+        tr.release(&a, &x).unwrap();
+        assert!(tr.contains(&x), "still below b");
+        tr[&x] += 1;
+    });
+    assert_eq!(x.read(), 1);
+    assert_eq!(root.snapshot()[&x], 1);
+    assert_eq!(b.snapshot()[&x], 1);
 }

@@ -11,28 +11,12 @@
 
 use kame_stm::{NESTED_LIMIT, Node, TreeError};
 use std::collections::HashSet;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
-/// Runs `f` on its own thread and returns its result; fails the test if it
-/// has not returned after `limit` (a hang: the operations take milliseconds).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(RecvTimeoutError::Timeout) => panic!("{what}: no result after {limit:?} (hang)"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the operation panicked"),
-    }
-}
+mod common;
+use common::within;
 
 const HANG: Duration = Duration::from_secs(120);
 

@@ -1,4 +1,5 @@
-//! Shared test payloads: leak accounting by live-copy counting.
+//! Shared test helpers: leak accounting by live-copy counting, and a hang
+//! watchdog.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -71,5 +72,25 @@ impl std::ops::AddAssign<i64> for Counted {
 impl std::ops::SubAssign<i64> for Counted {
     fn sub_assign(&mut self, d: i64) {
         *self += -d;
+    }
+}
+
+/// Runs `f` on its own thread and returns its result; fails the test if it
+/// has not returned after `limit` (a hang: the operations take
+/// milliseconds). It only fires on a hang, never decides a pass by timing.
+pub fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(RecvTimeoutError::Timeout) => panic!("{what}: no result after {limit:?} (hang)"),
+        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the operation panicked"),
     }
 }
