@@ -20,10 +20,11 @@
 //! [`NESTED_LIMIT`] times in a row with such a mark can never commit; it
 //! reports a [`NestedConflict`] instead of looping.
 
-use crate::error::{NestedConflict, NodeName};
+use crate::error::{NestedConflict, NodeName, Starved, WaitBudgetExceeded};
 use crate::linkage::Linkage;
 use crate::negotiation::{self, Negotiator, Stamp};
 use crate::packet::{self, Packet};
+use crate::priority::{self, Priority, STARVATION_MIN_RETRIES, TxOptions};
 use crate::protocol::{
     CommitFrame, CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame, UnbundleFrame,
     UnbundleMode,
@@ -35,6 +36,7 @@ use crate::sync::thread_local;
 use crate::transaction::{Transaction, TxStats};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Attempts in a row that may fail only because of the thread's own nested
 /// commits before the enclosing transaction reports a [`NestedConflict`].
@@ -57,6 +59,10 @@ pub(crate) enum Ended<E> {
     Body(E),
     /// Its own nested commits keep invalidating it.
     Nested(NestedConflict),
+    /// Its wait budget ran out (fallible forms only).
+    Budget(WaitBudgetExceeded),
+    /// A yielding class past its starvation bound (fallible forms only).
+    Starved(Starved),
 }
 
 /// Per-thread nesting state. An outermost transaction pays two cell
@@ -71,6 +77,12 @@ struct Nesting {
     /// What those nested commits published, as (root, packet); cleared when
     /// an outermost transaction starts an attempt.
     log: RefCell<Vec<(Arc<Linkage>, Arc<Packet>)>>,
+    /// `priority::scope`: the thread's class, if one was set.
+    class: Cell<Option<Priority>>,
+    /// `priority::wait_budget`: the deadline of fallible transactions.
+    deadline: Cell<Option<Instant>>,
+    /// `priority::starvation_bound`.
+    starvation: Cell<Option<Duration>>,
 }
 
 thread_local! {
@@ -81,17 +93,48 @@ thread_local! {
         stamp: Cell::new(0),
         commits: Cell::new(0),
         log: RefCell::new(Vec::new()),
+        class: Cell::new(None),
+        deadline: Cell::new(None),
+        starvation: Cell::new(None),
     };
 }
 
-/// The stamp a new transaction or snapshot on this thread negotiates with:
-/// the outermost running transaction's, or a fresh one.
-pub(crate) fn stamp_for_this_thread() -> Stamp {
+/// The thread's class set by `priority::scope`; returns the previous one.
+pub(crate) fn set_class(c: Option<Priority>) -> Option<Priority> {
+    NESTING.with(|n| n.class.replace(c))
+}
+
+pub(crate) fn class() -> Option<Priority> {
+    NESTING.try_with(|n| n.class.get()).ok().flatten()
+}
+
+pub(crate) fn set_deadline(d: Option<Instant>) {
+    NESTING.with(|n| n.deadline.set(d));
+}
+
+pub(crate) fn deadline() -> Option<Instant> {
+    NESTING.try_with(|n| n.deadline.get()).ok().flatten()
+}
+
+pub(crate) fn set_starvation(d: Option<Duration>) -> Option<Duration> {
+    NESTING.with(|n| n.starvation.replace(d))
+}
+
+/// The stamp a stand-alone snapshot on this thread negotiates with: the
+/// outermost running transaction's, or a fresh one of the thread's class —
+/// [`Priority::Interactive`] unless a scope set one, so that readers
+/// polling snapshots never hold up writers.
+pub(crate) fn snapshot_stamp() -> Stamp {
     NESTING
-        .try_with(|n| (n.depth.get() > 0).then(|| n.stamp.get()))
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| serial::next(0))
+        .try_with(|n| {
+            if n.depth.get() > 0 {
+                n.stamp.get()
+            } else {
+                let class = n.class.get().unwrap_or(Priority::Interactive);
+                priority::with_class(serial::next(0), class)
+            }
+        })
+        .unwrap_or_else(|_| priority::with_class(serial::next(0), Priority::Interactive))
 }
 
 /// This transaction's place in `NESTING`; left when dropped (also when the
@@ -100,18 +143,53 @@ struct Entered {
     depth: u32,
 }
 
+/// What a fallible transaction gives up at (resolved from its options and
+/// the thread's scopes when it starts).
+#[derive(Default)]
+struct Bounds {
+    deadline: Option<Instant>,
+    budget: Duration,
+    /// Age after which a yielding class reports starvation, and its start.
+    starvation: Option<(Duration, Instant)>,
+}
+
 impl Entered {
-    fn new() -> (Self, Stamp) {
-        let stamp = stamp_for_this_thread();
-        let depth = NESTING.with(|n| {
+    /// Enters this thread's nesting. An outermost transaction mints a stamp
+    /// of its class (the call's, else the thread's, else Normal); a nested
+    /// one negotiates with the outermost one's. One thread-local access.
+    fn new(opts: &TxOptions) -> (Self, Stamp, Bounds) {
+        NESTING.with(|n| {
             let d = n.depth.get();
-            if d == 0 {
-                n.stamp.set(stamp);
-            }
+            let stamp = if d == 0 {
+                let class = opts.priority.or(n.class.get()).unwrap_or_default();
+                let s = priority::with_class(serial::next(0), class);
+                n.stamp.set(s);
+                s
+            } else {
+                n.stamp.get()
+            };
             n.depth.set(d + 1);
-            d
-        });
-        (Entered { depth }, stamp)
+            let mut bounds = Bounds::default();
+            if opts.fallible {
+                let scoped = n.deadline.get();
+                let starve = opts.starvation.or(n.starvation.get());
+                if scoped.is_some() || opts.wait_budget.is_some() || starve.is_some() {
+                    let now = Instant::now();
+                    let own = opts.wait_budget.and_then(|b| now.checked_add(b));
+                    bounds.deadline = match (scoped, own) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    bounds.budget = bounds
+                        .deadline
+                        .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+                    if priority::class_of(stamp).yields() {
+                        bounds.starvation = starve.map(|age| (age, now));
+                    }
+                }
+            }
+            (Entered { depth: d }, stamp, bounds)
+        })
     }
 
     /// Starts an attempt: the nested-commit count to compare with later.
@@ -186,11 +264,13 @@ pub(crate) fn name(link: &Arc<Linkage>) -> NodeName {
     NodeName::of(link)
 }
 
-/// Runs the protocol for a snapshot of `node`.
-pub(crate) fn snapshot_result(node: &Arc<Linkage>, neg: &mut Negotiator) -> SnapResult {
+/// Runs the protocol for a snapshot of `node`; `None` when its wait budget
+/// ran out (only for a negotiator armed with one).
+pub(crate) fn snapshot_result(node: &Arc<Linkage>, neg: &mut Negotiator) -> Option<SnapResult> {
     let frame = Frame::Snapshot(SnapshotFrame::new(node.clone()));
     match Operation::run_frame(frame, neg) {
-        Outcome::Snapshot(r) => r,
+        Outcome::Snapshot(r) => Some(r),
+        Outcome::Expired => None,
         _ => unreachable!("a snapshot operation returns a snapshot"),
     }
 }
@@ -207,8 +287,8 @@ fn give_priority(node: &Arc<Linkage>, neg: &mut Negotiator) {
 
 /// A stand-alone snapshot (`Node::snapshot`).
 pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
-    let mut neg = Negotiator::with_stamp(stamp_for_this_thread());
-    let r = snapshot_result(node, &mut neg);
+    let mut neg = Negotiator::with_stamp(snapshot_stamp());
+    let r = snapshot_result(node, &mut neg).expect("a snapshot without a budget never expires");
     Snapshot {
         root: node.clone(),
         packet: r.packet,
@@ -226,12 +306,15 @@ pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
 /// TLA+: BodyRetry
 pub(crate) fn body_retry(neg: &mut Negotiator, last: serial::Serial) {
     negotiation::clear_my_tags(neg);
-    neg.stamp = serial::next(last);
+    // A fresh age, the same class.
+    neg.stamp = priority::with_class(serial::next(last), priority::class_of(neg.stamp));
 }
 
 /// Commits one attempt; `Some` with the committed snapshot on success.
 fn commit(tr: &mut Transaction) -> Option<Snapshot> {
-    if !tr.settle_moves() {
+    // A budget that ran out in there (an expired wait is not retried with
+    // the budget: see `Negotiator::wait`) ends the attempt here.
+    if !tr.settle_moves() || tr.neg.expired {
         return None;
     }
     let frame = Frame::Commit(CommitFrame::new(
@@ -267,7 +350,7 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
             root: tr.root.clone(),
             packet: tr.packet.clone(),
         }),
-        Outcome::Commit(CommitResult::Conflict) => None,
+        Outcome::Commit(CommitResult::Conflict) | Outcome::Expired => None,
         _ => unreachable!("a commit operation returns a commit result"),
     }
 }
@@ -275,24 +358,49 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
 /// The retry loop shared by every `iterate_commit` flavour.
 pub(crate) fn drive<E>(
     root: &Arc<Linkage>,
+    opts: &TxOptions,
     stats: Option<&mut TxStats>,
     mut body: impl FnMut(&mut Transaction) -> Flow<E>,
 ) -> Result<Option<Snapshot>, Ended<E>> {
-    let (entered, stamp) = Entered::new();
+    let (entered, stamp, bounds) = Entered::new(opts);
     let mut neg = Negotiator::with_stamp(stamp);
+    neg.deadline = bounds.deadline;
+    neg.armed = true;
     let mut attempt = 0u32;
+    let mut lost = 0u32;
     let mut own_losses = 0u32;
     let mut promote = false;
     let mut after = None;
     let result = loop {
+        if let Some((age, since)) = bounds.starvation {
+            let old = since.elapsed();
+            if lost >= STARVATION_MIN_RETRIES && old >= age {
+                break Err(Ended::Starved(Starved {
+                    node: name(root),
+                    priority: priority::class_of(neg.stamp),
+                    attempts: lost,
+                    age: old,
+                }));
+            }
+        }
         let since = entered.attempt();
         if std::mem::take(&mut promote) {
             give_priority(root, &mut neg);
+            if neg.expired {
+                break Err(expired(root, &neg, &bounds, attempt));
+            }
         }
-        let snap = snapshot_result(root, &mut neg);
+        let Some(snap) = snapshot_result(root, &mut neg) else {
+            break Err(expired(root, &neg, &bounds, attempt));
+        };
+        // The closure's own waits (dynamic operations) are not clipped: the
+        // budget is checked where the driver waits.
+        neg.armed = false;
         let mut tr = Transaction::new(root.clone(), snap, attempt, neg);
         attempt += 1;
         let flow = body(&mut tr);
+        tr.neg.armed = true;
+        let retried = matches!(flow, Flow::Retry);
         let committed = match flow {
             Flow::Commit if tr.doomed => {
                 tracing::trace!(attempt, "transaction doomed by a dynamic operation");
@@ -326,9 +434,15 @@ pub(crate) fn drive<E>(
             break Ok(Some(shot));
         }
         tracing::trace!(attempt, "transaction attempt lost, retrying");
+        if !retried {
+            lost += 1;
+        }
         promote = tr.wants_priority;
         let lost_to = entered.lost_to_nested(since, root, &tr.old);
         neg = tr.into_negotiator();
+        if neg.expired {
+            break Err(expired(root, &neg, &bounds, attempt));
+        }
         match lost_to {
             Some(inner) => {
                 own_losses += 1;
@@ -362,6 +476,16 @@ pub(crate) fn drive<E>(
         }
     }
     result
+}
+
+/// The error of a transaction whose wait budget ran out.
+fn expired<E>(root: &Arc<Linkage>, neg: &Negotiator, bounds: &Bounds, attempts: u32) -> Ended<E> {
+    Ended::Budget(WaitBudgetExceeded {
+        node: name(root),
+        budget: bounds.budget,
+        waited: neg.waited,
+        attempts,
+    })
 }
 
 /// Whether the calling thread runs inside some transaction's closure (for

@@ -1,8 +1,10 @@
 //! Errors: what can go wrong is reported, never undefined behaviour.
 
 use crate::linkage::Linkage;
+use crate::priority::Priority;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The node is not part of the snapshot (or transaction) it was looked up in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,13 @@ pub enum TreeError {
     /// limbo wrapper would make those writes visible before (or without)
     /// the commit. Commit the insert first, or do not write it.
     ReleaseOfPulledNode,
+    /// The transaction's wait budget ran out while it waited on another
+    /// transaction's priority tag (see [`WaitBudgetExceeded`]); nothing
+    /// was committed.
+    WaitBudgetExceeded(WaitBudgetExceeded),
+    /// A transaction of a yielding class kept losing past its starvation
+    /// bound (see [`Starved`]); nothing was committed.
+    Starved(Starved),
 }
 
 impl fmt::Display for TreeError {
@@ -142,11 +151,86 @@ impl fmt::Display for TreeError {
             TreeError::ReleaseOfPulledNode => f.write_str(
                 "the node was inserted online by this transaction and cannot be released in it",
             ),
+            TreeError::WaitBudgetExceeded(e) => e.fmt(f),
+            TreeError::Starved(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for TreeError {}
+
+/// A fallible transaction gave up waiting: its wait budget
+/// ([`priority::wait_budget`](crate::priority::wait_budget), or the
+/// builder's) ran out while another transaction's priority tag blocked it.
+/// It abandoned its attempt (releasing its own tags) instead of proceeding
+/// past the tag, which would break the holder's completion guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WaitBudgetExceeded {
+    /// The node the transaction ran on.
+    pub node: NodeName,
+    /// The budget it had when it started (what was left of a scope's).
+    pub budget: Duration,
+    /// Time it spent waiting on tags.
+    pub waited: Duration,
+    /// Attempts it had run.
+    pub attempts: u32,
+}
+
+impl fmt::Display for WaitBudgetExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the transaction on {} ran out of its wait budget ({:?}) after {} attempts, \
+             {:?} of them waiting on other transactions' priority tags",
+            self.node, self.budget, self.attempts, self.waited
+        )
+    }
+}
+
+impl std::error::Error for WaitBudgetExceeded {}
+
+/// A transaction of a class that yields ([`Priority::yields`]) lost at
+/// least [`STARVATION_MIN_RETRIES`](crate::priority::STARVATION_MIN_RETRIES)
+/// attempts and is older than its starvation bound
+/// ([`priority::starvation_bound`](crate::priority::starvation_bound)):
+/// higher classes keep winning. Retry later, or run it at a higher class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Starved {
+    /// The node the transaction ran on.
+    pub node: NodeName,
+    /// Its class.
+    pub priority: Priority,
+    /// Attempts it lost.
+    pub attempts: u32,
+    /// Its age when it gave up.
+    pub age: Duration,
+}
+
+impl fmt::Display for Starved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the {:?} transaction on {} lost {} attempts over {:?} to higher classes and gave up",
+            self.priority, self.node, self.attempts, self.age
+        )
+    }
+}
+
+impl std::error::Error for Starved {}
+
+impl From<WaitBudgetExceeded> for TreeError {
+    fn from(e: WaitBudgetExceeded) -> Self {
+        TreeError::WaitBudgetExceeded(e)
+    }
+}
+
+impl From<Starved> for TreeError {
+    fn from(e: Starved) -> Self {
+        TreeError::Starved(e)
+    }
+}
 
 impl From<NotFound> for TreeError {
     fn from(e: NotFound) -> Self {

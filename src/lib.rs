@@ -14,6 +14,7 @@ mod mailbox;
 mod negotiation;
 mod node;
 mod packet;
+pub mod priority;
 mod protocol;
 mod serial;
 mod snapshot;
@@ -25,9 +26,11 @@ mod transaction;
 mod wrapper;
 
 pub use drive::NESTED_LIMIT;
-pub use error::{NestedConflict, NodeName, NotFound, Place, TreeError};
+pub use error::{
+    NestedConflict, NodeName, NotFound, Place, Starved, TreeError, WaitBudgetExceeded,
+};
 pub use mailbox::{Coalesce, Mailbox};
-pub use node::{AsNode, Node, NodeRef};
+pub use node::{AsNode, Node, NodeRef, TxBuilder};
 pub use snapshot::Snapshot;
 pub use subscription::{AsyncSubscription, Subscription};
 pub use talker::{Event, Listener, Talker};
@@ -56,5 +59,28 @@ pub mod __private {
     /// Mints a serial on the calling thread (`serial::next(0)`).
     pub fn mint_serial() -> u64 {
         crate::serial::next(0)
+    }
+
+    /// Parks (futex sleeps in `Negotiator::wait`) on the calling thread so far.
+    pub fn parks_on_this_thread() -> u64 {
+        crate::negotiation::debug::counts().0
+    }
+
+    /// Waits on priority tags (`Negotiator::wait` calls) on the calling thread so far.
+    pub fn waits_on_this_thread() -> u64 {
+        crate::negotiation::debug::counts().2
+    }
+
+    /// Merges `serial` into the calling thread's Lamport clock: its next
+    /// stamps are younger than any minted before `serial` (tests order
+    /// transactions of different threads with it).
+    pub fn observe_serial(serial: u64) {
+        crate::serial::observe(serial);
+    }
+
+    /// Wait rounds the calling thread spent behind a tag of a lower class
+    /// than its own (the tag order makes this zero).
+    pub fn waits_behind_lower_class() -> u64 {
+        crate::negotiation::debug::counts().1
     }
 }

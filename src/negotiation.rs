@@ -7,9 +7,10 @@
 //! *priority tag*: empty, or the stamp of one transaction. A transaction
 //! whose CAS on a linkage fails tags it (`tag_after_fail`); from then on
 //! nobody else may CAS that linkage (`can_proceed`) until the tag's owner
-//! commits or is dropped (`clear_my_tags`). Older transactions (smaller
-//! stamp) win: they overwrite a younger tag when their own CAS fails, and
-//! take it over while waiting (`preempt_tag`). Tags persist across the
+//! commits or is dropped (`clear_my_tags`). A transaction of a higher
+//! priority class wins, and within a class the older one (smaller stamp;
+//! `priority::wins`): it overwrites the loser's tag when its own CAS fails,
+//! and takes it over while waiting (`preempt_tag`). Tags persist across the
 //! retries of a transaction — clearing them per CAS lets a peer squeeze in
 //! between two phases and restart the ping-pong.
 //!
@@ -22,13 +23,16 @@
 //! exists to demonstrate the livelock; never use it in production.
 
 use crate::linkage::Linkage;
+use crate::priority::{self, Priority};
 use crate::serial::Serial;
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A transaction's priority: its stamp (`counter << 16 | thread id`),
-/// fixed when it starts and kept across its retries. Smaller is older.
+/// A transaction's priority: its class in the top two bits over its
+/// serial (`counter << 16 | thread id`), fixed when it starts and kept
+/// across its retries. [`priority::wins`] orders them: higher class first,
+/// then older (smaller serial).
 pub(crate) type Stamp = Serial;
 
 use crate::serial::same_thread;
@@ -43,6 +47,11 @@ pub(crate) struct Negotiator {
     pub(crate) cas_failures: u32,
     pub(crate) waits: u32,
     pub(crate) waited: Duration,
+    /// Wait budget: when armed, a wait that is still blocked at this
+    /// instant gives up and sets `expired` (the driver abandons).
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) armed: bool,
+    pub(crate) expired: bool,
 }
 
 impl Negotiator {
@@ -55,6 +64,9 @@ impl Negotiator {
             cas_failures: 0,
             waits: 0,
             waited: Duration::ZERO,
+            deadline: None,
+            armed: false,
+            expired: false,
         }
     }
 
@@ -66,26 +78,60 @@ impl Negotiator {
 
     /// Waits until `link` may be CASed by this transaction: spins briefly,
     /// then yields, then parks on the linkage with a timeout,
-    /// re-checking (and trying to preempt, when older) every round.
+    /// re-checking (and trying to preempt, when it wins) every round.
+    ///
+    /// A [`Priority::Realtime`] transaction never parks: it only yields (an
+    /// acquisition thread must not sleep in the kernel on the commit path),
+    /// and by the tag order it only ever waits behind an older Realtime.
+    /// When armed with a deadline that has passed, returns with `expired`
+    /// set instead of waiting on (the caller abandons the operation; a
+    /// blocked step did nothing, so that is safe). Once `expired` is set,
+    /// later waits are not clipped: a caller that loops on its step without
+    /// looking at `expired` (the closure's dynamic operations) waits as
+    /// before instead of spinning hot; the driver ends the attempt after it.
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
         let start = Instant::now();
         self.waits += 1;
+        debug::waited();
         // A tag is a message from its owner (Lamport): after meeting it,
         // this thread's next transactions are younger than the owner, so an
         // old transaction that tagged is overtaken at most once per thread.
-        crate::serial::observe(link.tag.load(crate::sync::Ordering::Relaxed));
+        crate::serial::observe(
+            link.tag.load(crate::sync::Ordering::Relaxed) & priority::SERIAL_MASK,
+        );
+        let realtime = priority::class_of(self.stamp) == Priority::Realtime;
+        let budget = if self.armed && !self.expired {
+            self.deadline
+        } else {
+            None
+        };
         let mut round = 0u32;
         loop {
             if can_proceed(link, self) || preempt_tag(link, self) {
                 break;
             }
+            let cur = link.tag.load(crate::sync::Ordering::Relaxed);
+            if cur != 0 && priority::wins(self.stamp, cur) {
+                // The tag changed under our preemption: take the new one.
+                continue;
+            }
+            if cur != 0 && priority::class_of(cur) > priority::class_of(self.stamp) {
+                debug::waited_behind_lower();
+            }
+            if let Some(d) = budget {
+                if Instant::now() >= d {
+                    self.expired = true;
+                    tracing::debug!(stamp = self.stamp, "wait budget ran out");
+                    break;
+                }
+            }
             round += 1;
             if round < 32 {
                 std::hint::spin_loop();
-            } else if round < 64 {
+            } else if round < 64 || realtime {
                 std::thread::yield_now();
             } else {
-                park_on(link, || !can_proceed(link, self));
+                park_on(link, budget, || !can_proceed(link, self));
             }
         }
         let waited = start.elapsed();
@@ -121,8 +167,9 @@ pub(crate) fn can_proceed(link: &Linkage, neg: &Negotiator) -> bool {
     tag == 0 || same_thread(tag, neg.stamp)
 }
 
-/// After a failed CAS on `link`: claim its tag when it is empty, ours, or
-/// younger than us; leave an older transaction's tag alone.
+/// After a failed CAS on `link`: claim its tag when it is empty or a
+/// transaction we win against holds it (a lower class, or our class and
+/// younger); leave the tag of one that wins against us alone.
 /// TLA+: TagAfterFail
 pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
     neg.cas_failures += 1;
@@ -132,7 +179,7 @@ pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
     let me = neg.stamp;
     let mut cur = link.tag.load(crate::sync::Ordering::Acquire);
     loop {
-        let new = if cur == 0 || me < cur {
+        let new = if cur == 0 || priority::wins(me, cur) {
             me
         } else if same_thread(cur, me) {
             // Ours already (maybe an outer transaction's, which is older).
@@ -162,7 +209,8 @@ pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
 #[inline]
 pub(crate) fn tag_after_success(_link: &Linkage, _neg: &Negotiator) {}
 
-/// A waiting transaction that is older than the tag's owner takes the tag.
+/// A waiting transaction that wins against the tag's owner (a higher
+/// class, or the same class and older) takes the tag.
 /// Returns true if the tag is ours afterwards.
 /// TLA+: PreemptTag
 pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
@@ -174,7 +222,7 @@ pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
     if cur == 0 || same_thread(cur, me) {
         return true;
     }
-    if me > cur {
+    if !priority::wins(me, cur) {
         return false;
     }
     let ok = link
@@ -239,8 +287,12 @@ mod park {
     /// or taken over ([`wake`]), or a millisecond passed: a tag overwritten
     /// by an older transaction's failure wakes nobody, and a waiter older
     /// than the new owner must get to preempt it.
-    pub(super) fn park_on(link: &Linkage, blocked: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_millis(1);
+    pub(super) fn park_on(link: &Linkage, budget: Option<Instant>, blocked: impl Fn() -> bool) {
+        let mut deadline = Instant::now() + Duration::from_millis(1);
+        if let Some(b) = budget {
+            deadline = deadline.min(b);
+        }
+        super::debug::parked();
         // SAFETY: `validate` (an atomic load) and the no-op callbacks do not
         // panic and do not call into parking_lot; the key is an address
         // this thread keeps alive (it holds the linkage) and any other use
@@ -272,13 +324,56 @@ mod park {
 #[cfg(loom)]
 mod park {
     use crate::linkage::Linkage;
-    pub(super) fn park_on(_link: &Linkage, _blocked: impl Fn() -> bool) {
+    pub(super) fn park_on(
+        _link: &Linkage,
+        _budget: Option<std::time::Instant>,
+        _blocked: impl Fn() -> bool,
+    ) {
         loom::thread::yield_now();
     }
     pub(super) fn wake(_link: &Linkage) {}
 }
 
 use park::{park_on, wake};
+
+/// Per-thread counts of waits, and of the waits a [`Priority::Realtime`]
+/// thread must never make, for the tests (`kame_stm::__private`): parks (futex sleeps) and
+/// wait rounds spent behind a lower class's tag. Touched only on the
+/// contended path.
+pub(crate) mod debug {
+    use crate::sync::thread_local;
+    use std::cell::Cell;
+
+    thread_local! {
+        #[allow(clippy::missing_const_for_thread_local)]
+        static PARKS: Cell<u64> = Cell::new(0);
+        #[allow(clippy::missing_const_for_thread_local)]
+        static BEHIND_LOWER: Cell<u64> = Cell::new(0);
+        #[allow(clippy::missing_const_for_thread_local)]
+        static WAITS: Cell<u64> = Cell::new(0);
+    }
+
+    pub(crate) fn waited() {
+        let _ = WAITS.try_with(|c| c.set(c.get() + 1));
+    }
+
+    pub(crate) fn parked() {
+        let _ = PARKS.try_with(|c| c.set(c.get() + 1));
+    }
+
+    pub(crate) fn waited_behind_lower() {
+        let _ = BEHIND_LOWER.try_with(|c| c.set(c.get() + 1));
+    }
+
+    /// (parks, rounds behind a lower class, waits) on this thread so far.
+    pub(crate) fn counts() -> (u64, u64, u64) {
+        (
+            PARKS.try_with(Cell::get).unwrap_or(0),
+            BEHIND_LOWER.try_with(Cell::get).unwrap_or(0),
+            WAITS.try_with(Cell::get).unwrap_or(0),
+        )
+    }
+}
 
 #[cfg(all(test, not(loom), not(feature = "no-privilege")))]
 mod tests {
@@ -309,6 +404,41 @@ mod tests {
         drop(old);
         assert!(can_proceed(&l, &young));
         assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_higher_class_wins_whatever_its_age() {
+        use crate::priority::with_class;
+        let l = link();
+        let mut old_bg = Negotiator::with_stamp(with_class((1 << 16) | 1, Priority::Background));
+        let mut young_rt = Negotiator::with_stamp(with_class((9 << 16) | 2, Priority::Realtime));
+        tag_after_fail(&l, &mut old_bg);
+        assert!(!can_proceed(&l, &young_rt));
+        assert!(preempt_tag(&l, &mut young_rt));
+        // The lower class cannot take it back, by a failure or by preemption.
+        tag_after_fail(&l, &mut old_bg);
+        assert!(!preempt_tag(&l, &mut old_bg));
+        assert!(can_proceed(&l, &young_rt) && !can_proceed(&l, &old_bg));
+        // A Realtime's failure overwrites an older Normal's tag at once.
+        let l2 = link();
+        let mut old_normal = Negotiator::with_stamp((1 << 16) | 3);
+        tag_after_fail(&l2, &mut old_normal);
+        tag_after_fail(&l2, &mut young_rt);
+        assert!(can_proceed(&l2, &young_rt) && !can_proceed(&l2, &old_normal));
+    }
+
+    #[test]
+    fn an_expired_budget_ends_the_wait_without_barging() {
+        let l = link();
+        let mut holder = Negotiator::with_stamp((1 << 16) | 1);
+        let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
+        tag_after_fail(&l, &mut holder);
+        waiter.deadline = Some(Instant::now());
+        waiter.armed = true;
+        waiter.wait(&l);
+        assert!(waiter.expired && !can_proceed(&l, &waiter));
+        // The tag is the holder's still: the budget gave up, it did not barge.
+        assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), holder.stamp);
     }
 
     #[test]

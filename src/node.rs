@@ -4,6 +4,7 @@ use crate::drive::{self, Ended, Flow};
 use crate::error::{NodeName, NotFound, Place, TreeError};
 use crate::linkage::Linkage;
 use crate::packet::Packet;
+use crate::priority::{Priority, TxOptions};
 use crate::snapshot::Snapshot;
 use crate::transaction::{Transaction, TxStats};
 use std::any::TypeId;
@@ -12,6 +13,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A node of a tree whose payload has type `P`.
 ///
@@ -223,10 +225,15 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction),
     {
-        let r = drive::drive::<std::convert::Infallible>(&self.link, None, |tr| {
-            f(tr);
-            Flow::Commit
-        });
+        let r = drive::drive::<std::convert::Infallible>(
+            &self.link,
+            &TxOptions::default(),
+            None,
+            |tr| {
+                f(tr);
+                Flow::Commit
+            },
+        );
         committed(r)
     }
 
@@ -248,10 +255,15 @@ impl<P: 'static> Node<P> {
         F: FnMut(&mut Transaction),
     {
         let mut stats = TxStats::default();
-        let r = drive::drive::<std::convert::Infallible>(&self.link, Some(&mut stats), |tr| {
-            f(tr);
-            Flow::Commit
-        });
+        let r = drive::drive::<std::convert::Infallible>(
+            &self.link,
+            &TxOptions::default(),
+            Some(&mut stats),
+            |tr| {
+                f(tr);
+                Flow::Commit
+            },
+        );
         (committed(r), stats)
     }
 
@@ -281,9 +293,14 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r = drive::drive::<std::convert::Infallible>(&self.link, None, |tr| {
-            if f(tr) { Flow::Commit } else { Flow::Retry }
-        });
+        let r = drive::drive::<std::convert::Infallible>(
+            &self.link,
+            &TxOptions::default(),
+            None,
+            |tr| {
+                if f(tr) { Flow::Commit } else { Flow::Retry }
+            },
+        );
         committed(r)
     }
 
@@ -305,13 +322,21 @@ impl<P: 'static> Node<P> {
     where
         F: FnMut(&mut Transaction) -> bool,
     {
-        let r = drive::drive::<std::convert::Infallible>(&self.link, None, |tr| {
-            if f(tr) { Flow::Commit } else { Flow::Stop }
-        });
+        let r = drive::drive::<std::convert::Infallible>(
+            &self.link,
+            &TxOptions::default(),
+            None,
+            |tr| {
+                if f(tr) { Flow::Commit } else { Flow::Stop }
+            },
+        );
         match r {
             Ok(shot) => shot,
             Err(Ended::Nested(e)) => panic!("kame-stm: {e}"),
             Err(Ended::Body(never)) => match never {},
+            Err(Ended::Budget(_) | Ended::Starved(_)) => {
+                unreachable!("only fallible forms give up")
+            }
         }
     }
 
@@ -337,19 +362,45 @@ impl<P: 'static> Node<P> {
     ///
     /// What `f` returned, or [`TreeError::NestedConflict`] (converted into
     /// `E`) when `f`'s own nested commits keep invalidating it (see
-    /// [`iterate_commit`](Self::iterate_commit)).
-    pub fn try_iterate_commit<E, F>(&self, mut f: F) -> Result<Snapshot, E>
+    /// [`iterate_commit`](Self::iterate_commit)). Under a
+    /// [`priority::wait_budget`](crate::priority::wait_budget) or
+    /// [`priority::starvation_bound`](crate::priority::starvation_bound)
+    /// scope also [`TreeError::WaitBudgetExceeded`] or
+    /// [`TreeError::Starved`] (nothing was committed).
+    pub fn try_iterate_commit<E, F>(&self, f: F) -> Result<Snapshot, E>
     where
         E: From<TreeError>,
         F: FnMut(&mut Transaction) -> Result<(), E>,
     {
-        match drive::drive(&self.link, None, |tr| match f(tr) {
-            Ok(()) => Flow::Commit,
-            Err(e) => Flow::Fail(e),
-        }) {
-            Ok(shot) => Ok(shot.expect("only Flow::Stop returns no snapshot")),
-            Err(Ended::Body(e)) => Err(e),
-            Err(Ended::Nested(n)) => Err(E::from(TreeError::NestedConflict(n))),
+        let opts = TxOptions {
+            fallible: true,
+            ..TxOptions::default()
+        };
+        try_drive(&self.link, &opts, f)
+    }
+
+    /// A transaction with settings of its own: class, wait budget,
+    /// starvation bound (see [`TxBuilder`] and
+    /// [`priority`](crate::priority)).
+    ///
+    /// ```
+    /// use kame_stm::{Node, TreeError};
+    /// use kame_stm::priority::Priority;
+    /// use std::time::Duration;
+    /// let n = Node::new(0u32);
+    /// n.transaction()
+    ///     .priority(Priority::Realtime)
+    ///     .wait_budget(Duration::from_micros(200))
+    ///     .try_iterate_commit(|tr| {
+    ///         tr[&n] = 1;
+    ///         Ok::<(), TreeError>(())
+    ///     })?;
+    /// # Ok::<(), TreeError>(())
+    /// ```
+    pub fn transaction(&self) -> TxBuilder<'_, P> {
+        TxBuilder {
+            node: self,
+            opts: TxOptions::default(),
         }
     }
 
@@ -528,6 +579,98 @@ fn committed(r: Result<Option<Snapshot>, Ended<std::convert::Infallible>>) -> Sn
         Ok(None) => unreachable!("this transaction never stops without committing"),
         Err(Ended::Nested(e)) => panic!("kame-stm: {e}"),
         Err(Ended::Body(never)) => match never {},
+        Err(Ended::Budget(_) | Ended::Starved(_)) => unreachable!("only fallible forms give up"),
+    }
+}
+
+/// The fallible driver behind `try_iterate_commit` (plain and per call).
+fn try_drive<E, F>(link: &Arc<Linkage>, opts: &TxOptions, mut f: F) -> Result<Snapshot, E>
+where
+    E: From<TreeError>,
+    F: FnMut(&mut Transaction) -> Result<(), E>,
+{
+    match drive::drive(link, opts, None, |tr| match f(tr) {
+        Ok(()) => Flow::Commit,
+        Err(e) => Flow::Fail(e),
+    }) {
+        Ok(shot) => Ok(shot.expect("only Flow::Stop returns no snapshot")),
+        Err(Ended::Body(e)) => Err(e),
+        Err(Ended::Nested(n)) => Err(E::from(TreeError::NestedConflict(n))),
+        Err(Ended::Budget(b)) => Err(E::from(TreeError::WaitBudgetExceeded(b))),
+        Err(Ended::Starved(s)) => Err(E::from(TreeError::Starved(s))),
+    }
+}
+
+/// One transaction's settings ([`Node::transaction`]): its class, a wait
+/// budget and a starvation bound, each overriding this thread's scope
+/// ([`priority`](crate::priority)). Run it with
+/// [`try_iterate_commit`](Self::try_iterate_commit).
+#[derive(Debug)]
+#[must_use = "a builder does nothing until it runs"]
+pub struct TxBuilder<'a, P> {
+    node: &'a Node<P>,
+    opts: TxOptions,
+}
+
+impl<P: 'static> TxBuilder<'_, P> {
+    /// The class this transaction negotiates with (when it is not nested
+    /// in another transaction's closure: then it is the outermost one's).
+    pub fn priority(mut self, class: Priority) -> Self {
+        self.opts.priority = Some(class);
+        self
+    }
+
+    /// Give up waiting on other transactions' tags `budget` after the start
+    /// (the tighter of this and a scope's budget):
+    /// [`TreeError::WaitBudgetExceeded`].
+    pub fn wait_budget(mut self, budget: Duration) -> Self {
+        self.opts.wait_budget = Some(budget);
+        self
+    }
+
+    /// For a yielding class ([`Priority::yields`]): give up once older than
+    /// `age` with at least
+    /// [`STARVATION_MIN_RETRIES`](crate::priority::STARVATION_MIN_RETRIES)
+    /// lost attempts: [`TreeError::Starved`].
+    pub fn starvation_bound(mut self, age: Duration) -> Self {
+        self.opts.starvation = Some(age);
+        self
+    }
+
+    /// [`Node::try_iterate_commit`] with these settings.
+    ///
+    /// ```
+    /// use kame_stm::{Node, TreeError};
+    /// use kame_stm::priority::Priority;
+    /// use std::time::Duration;
+    /// let n = Node::new(0u32);
+    /// let shot = n
+    ///     .transaction()
+    ///     .priority(Priority::Background)
+    ///     .starvation_bound(Duration::from_secs(2))
+    ///     .try_iterate_commit(|tr| {
+    ///         tr[&n] += 1;
+    ///         Ok::<(), TreeError>(())
+    ///     })?;
+    /// assert_eq!(shot[&n], 1);
+    /// # Ok::<(), TreeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::try_iterate_commit`], and
+    /// [`TreeError::WaitBudgetExceeded`] or [`TreeError::Starved`] when a
+    /// bound was reached (nothing was committed).
+    pub fn try_iterate_commit<E, F>(self, f: F) -> Result<Snapshot, E>
+    where
+        E: From<TreeError>,
+        F: FnMut(&mut Transaction) -> Result<(), E>,
+    {
+        let opts = TxOptions {
+            fallible: true,
+            ..self.opts
+        };
+        try_drive(&self.node.link, &opts, f)
     }
 }
 

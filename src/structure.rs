@@ -191,6 +191,9 @@ pub(crate) fn commit_locked(
             Step::Blocked(link) => {
                 drop(guard);
                 neg.wait(&link);
+                if neg.expired {
+                    return Some(Outcome::Expired);
+                }
                 guard = lock();
                 if !acyclic() {
                     return None;

@@ -111,11 +111,27 @@ CONSTANTS
                   \* a change, but payloads and credit stay bounded)
     Null          \* model value
 
+\* Priority classes (issue 11; see "Priority tags"): a thread's class, 0
+\* Realtime, 1 Normal, 2 Interactive, 3 Background. ThreadClass and
+\* ReaderThreads are definitions, not CONSTANTS, so that the configs written
+\* before them stay as they are (everyone Normal, no readers); a config
+\* overrides them: `ThreadClass <- MixedClasses`, `ReaderThreads = {3}`.
+ThreadClass == [t \in Threads |-> 1]
+\* Thread 1 Realtime, thread 2 Normal, the others Interactive.
+MixedClasses == [t \in Threads |-> CASE t = 1 -> 0 [] t = 2 -> 1 [] OTHER -> 2]
+\* Thread 1 Realtime, the others Interactive (the stand-alone reader's default).
+ReaderClasses == [t \in Threads |-> IF t = 1 THEN 0 ELSE 2]
+\* Threads that only take a stand-alone snapshot of the root each
+\* iteration (Node::snapshot; job "read"): its end drops the negotiator,
+\* which is CommitDone's "ok" branch (ClearMyTags, next iteration).
+ReaderThreads == {}
+
 ASSUME Levels \in {2, 3}
 ASSUME HardLink \in {"none", "diamond", "shortcut", "shortcut_rev"}
 ASSUME HardLink # "none" => Levels = 3
 ASSUME Threads = 1..Cardinality(Threads) /\ Threads # {}
-ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads \cup CondThreads = Threads
+ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads \cup CondThreads \cup ReaderThreads = Threads
+ASSUME ThreadClass \in [Threads -> 0..3]
 ASSUME Levels = 2 => MidThreads = {}
 ASSUME Cardinality(DynThreads) <= 1 /\ Online \in BOOLEAN
 ASSUME Detached \subseteq {"C1", "C2"}
@@ -302,7 +318,15 @@ InitPkt(n) == [id |-> 0, pay |-> 0,
 (* across its retries; a smaller stamp is older.  A tag holds a stamp.      *)
 
 MyTag(t) == stamp[t]
-TagOlder(a, b) == a < b
+\* Priority classes (issue 11, src/priority.rs): 0 Realtime, 1 Normal,
+\* 2 Interactive, 3 Background; a thread's transactions all have its class.
+\* The tag order is (class, age, thread id): a higher class (smaller
+\* number) wins whatever the ages, and within a class the older (smaller
+\* stamp; its remainder is the thread id) wins (priority::wins).
+StampClass(a) == ThreadClass[a % SerialBase]
+TagOlder(a, b) ==
+    \/ StampClass(a) < StampClass(b)
+    \/ StampClass(a) = StampClass(b) /\ a < b
 SameThread(a, t) == a % SerialBase = t
 
 CanProceed(t, n) ==
@@ -393,11 +417,14 @@ SnapDone(l, p, w) ==
                   [] l.job = "reins" -> Assert(FALSE, "reins: C1 is not listed with its packet")
                   [] l.job = "cond" /\ p.sub["C1"].pay < 1
                        -> "body_retry"
+                  [] l.job = "read" -> "commit_done"
                   [] OTHER -> "commit_start"
     IN [pc |-> next,
         l  |-> [l EXCEPT !.op = CASE next = "commit_start" -> "commit"
                                   [] next = "body_retry"   -> "body"
+                                  [] next = "commit_done"  -> "read"
                                   [] OTHER                 -> "closure",
+                         !.result = IF next = "commit_done" THEN "ok" ELSE @,
                          !.snapPkt = p, !.snapW = w, !.bgen = 0]]
 
 \* Identity of what a bundle creates (Rust: a fresh Arc each time).  Every
@@ -485,16 +512,17 @@ Init ==
     /\ credit = [c \in Leaves |-> 0]
 
 \* The transactions one iteration of t runs, in this order.
-JobOrder == CASE Levels = 2 -> <<"ins", "reins", "cond", "P", "C1", "C2", "rel">>
-              [] ~HL        -> <<"G", "P", "C1", "C2">>
-              [] OTHER      -> <<"ins", "G", "P", "Q", "C1", "rel">>
+JobOrder == CASE Levels = 2 -> <<"ins", "reins", "cond", "read", "P", "C1", "C2", "rel">>
+              [] ~HL        -> <<"read", "G", "P", "C1", "C2">>
+              [] OTHER      -> <<"ins", "read", "G", "P", "Q", "C1", "rel">>
 Jobs(t) == (IF t \in RootThreads THEN {RootNode} ELSE {})
            \cup (IF t \in MidThreads THEN MidNodes ELSE {})
            \cup (IF t \in LeafThreads THEN Leaves ELSE {})
            \cup (IF t \in DynThreads THEN DynJobs ELSE {})
            \cup (IF t \in CondThreads THEN {"cond"} ELSE {})
+           \cup (IF t \in ReaderThreads THEN {"read"} ELSE {})
 \* The node a transaction runs on.
-JobNode(j) == IF j \in {"ins", "reins", "rel", "cond"} THEN RootNode ELSE j
+JobNode(j) == IF j \in {"ins", "reins", "rel", "cond", "read"} THEN RootNode ELSE j
 FirstJob(q) == JobOrder[CHOOSE i \in DOMAIN JobOrder :
                            JobOrder[i] \in q /\ \A j \in 1..(i - 1) : JobOrder[j] \notin q]
 

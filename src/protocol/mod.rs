@@ -56,6 +56,9 @@ pub(crate) enum Outcome {
     Bundle(BundleResult),
     Unbundle(UnbundleResult),
     Commit(CommitResult),
+    /// The operation was abandoned at a blocked step: its negotiator's wait
+    /// budget ran out (`Negotiator::wait`). A blocked step did nothing.
+    Expired,
 }
 
 /// A completed snapshot: the packet, and the wrapper it was read from when
@@ -201,7 +204,12 @@ impl Operation {
             };
             match next {
                 Next::Stay => {}
-                Next::Blocked(link) => neg.wait(&link),
+                Next::Blocked(link) => {
+                    neg.wait(&link);
+                    if neg.expired {
+                        return Outcome::Expired;
+                    }
+                }
                 Next::Return(outcome) => return outcome,
                 Next::Call(sub) => return Operation::with_call(frame, sub).run(neg),
             }
@@ -215,7 +223,12 @@ impl Operation {
             match self.step(neg) {
                 Step::Done => break,
                 Step::Running => {}
-                Step::Blocked(link) => neg.wait(&link),
+                Step::Blocked(link) => {
+                    neg.wait(&link);
+                    if neg.expired {
+                        return Outcome::Expired;
+                    }
+                }
             }
         }
         self.done.take().expect("finished")
