@@ -357,6 +357,7 @@ impl Outcome {
                     UnbundleResult::Disturbed => c.n(5),
                 }
             }
+            Outcome::Expired => c.n(6),
             Outcome::Commit(r) => {
                 c.n(5);
                 c.n(*r as u64);
