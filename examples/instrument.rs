@@ -21,6 +21,10 @@
 //! after its commit, with the committed state. On a terminal the status
 //! line is redrawn in place; otherwise one plain line a second is printed.
 //!
+//! Acquisition runs as `Priority::Realtime` (it never waits behind the
+//! others' tags), the control loop as the default `Normal`, the script as
+//! `Background`, and the display's snapshots default to `Interactive`.
+//!
 //! The nodes are named, so with `--features serde` the run ends by saving
 //! the instrument's configuration (the heater and magnet settings, keyed
 //! by name path) as JSON and applying it back in one transaction.
@@ -29,6 +33,7 @@
 //! `cargo run --release --example instrument --features serde` to see the
 //! configuration saved.
 
+use kame_stm::priority::{self, Priority};
 use kame_stm::{Coalesce, Node, Talker};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -135,6 +140,9 @@ fn main() {
             stats.clone(),
         );
         workers.push(std::thread::spawn(move || {
+            // Acquisition must not miss a sample: its commits win every
+            // tag against the other classes and it never parks.
+            let _class = priority::scope(Priority::Realtime);
             let period = Duration::from_millis(1);
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
@@ -195,6 +203,8 @@ fn main() {
             stats.clone(),
         );
         workers.push(std::thread::spawn(move || {
+            // The script may wait: it yields to acquisition and control.
+            let _class = priority::scope(Priority::Background);
             let mut step = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 step += 1;
