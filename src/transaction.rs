@@ -379,17 +379,7 @@ impl Transaction {
     /// that slot again).
     fn set_slot(root: &mut Arc<Packet>, path: &[u32], slot: Option<Arc<Packet>>) {
         let (last, above) = path.split_last().expect("a slot is below the root");
-        let mut cur = root;
-        for &i in above {
-            let p = Packet::make_mut(cur);
-            p.missing = true;
-            let ch = Arc::make_mut(p.children.as_mut().expect("path goes through children"));
-            cur = ch.slots[i as usize]
-                .as_mut()
-                .expect("path goes through present slots");
-        }
-        let p = Packet::make_mut(cur);
-        p.missing = true;
+        let p = copy_path(root, above, true);
         let ch = Arc::make_mut(p.children.as_mut().expect("the slot's list"));
         ch.slots[*last as usize] = slot;
     }
@@ -673,22 +663,7 @@ impl Transaction {
     ) -> Result<&mut Packet, NotFound> {
         let path =
             packet::find_path(&self.root, &self.packet, target).ok_or_else(|| not_found(target))?;
-        let mut cur: &mut Arc<Packet> = &mut self.packet;
-        for &i in &path {
-            let p = Packet::make_mut(cur);
-            if mark_missing {
-                p.missing = true;
-            }
-            let ch = Arc::make_mut(p.children.as_mut().expect("path goes through children"));
-            cur = ch.slots[i as usize]
-                .as_mut()
-                .expect("path goes through present slots");
-        }
-        let p = Packet::make_mut(cur);
-        if mark_missing {
-            p.missing = true;
-        }
-        Ok(p)
+        Ok(copy_path(&mut self.packet, &path, mark_missing))
     }
 
     fn insert_impl(
@@ -952,6 +927,24 @@ impl Transaction {
             }
         }
     }
+}
+
+/// Path-copies the tree `root` along the slot indices `path` and returns
+/// the last packet on it, uniquely owned; with `mark_missing`, every packet
+/// on the way is marked missing (the subtree needs bundling again).
+fn copy_path<'a>(root: &'a mut Arc<Packet>, path: &[u32], mark_missing: bool) -> &'a mut Packet {
+    let mut cur = root;
+    for &i in path {
+        let p = Packet::make_mut(cur);
+        p.missing |= mark_missing;
+        let ch = Arc::make_mut(p.children.as_mut().expect("path goes through children"));
+        cur = ch.slots[i as usize]
+            .as_mut()
+            .expect("path goes through present slots");
+    }
+    let p = Packet::make_mut(cur);
+    p.missing |= mark_missing;
+    p
 }
 
 /// Takes a child out of a limbo this attempt installed, once that limbo
