@@ -199,27 +199,12 @@ fn replugger(s: &Shared, rng: &mut Rng, c: &mut Counts) {
     let t = &s.tree;
     while s.claim() {
         let r: Result<Snapshot, TreeError> = match rng.below(3) {
-            0 => {
-                // A group leaf under g, in a transaction on g.
+            k @ (0 | 1) => {
+                // A group leaf under g, in a transaction on g or on the root.
+                let on = if k == 0 { &t.g } else { &t.root };
                 let i = rng.below(GROUP);
                 let l = &t.l[i];
-                let r = t.g.try_iterate_commit(|tr| {
-                    tr.release(&t.g, l)?;
-                    tr.insert_online(&t.g, l)?;
-                    tr[l] += 1;
-                    tr[&t.total] += 1;
-                    Ok(())
-                });
-                if r.is_ok() {
-                    c.l[i] += 1;
-                }
-                r
-            }
-            1 => {
-                // The same from the root.
-                let i = rng.below(GROUP);
-                let l = &t.l[i];
-                let r = t.root.try_iterate_commit(|tr| {
+                let r = on.try_iterate_commit(|tr| {
                     tr.release(&t.g, l)?;
                     tr.insert_online(&t.g, l)?;
                     tr[l] += 1;
