@@ -34,6 +34,7 @@ use crate::snapshot::Snapshot;
 use crate::structure;
 use crate::sync::thread_local;
 use crate::transaction::{Transaction, TxStats};
+use crate::wrapper::PacketWrapper;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +66,11 @@ pub(crate) enum Ended<E> {
     Starved(Starved),
 }
 
+/// A nested commit (its root and what it published) or, with no packet, a
+/// snapshot inside a closure that took a node out of an enclosing attempt's
+/// limbo.
+type NestedEvent = (Arc<Linkage>, Option<Arc<Packet>>);
+
 /// Per-thread nesting state. An outermost transaction pays two cell
 /// accesses; the log of nested commits is only written by nested ones.
 struct Nesting {
@@ -75,8 +81,14 @@ struct Nesting {
     /// Nested commits published so far (a generation count).
     commits: Cell<u64>,
     /// What those nested commits published, as (root, packet); cleared when
-    /// an outermost transaction starts an attempt.
-    log: RefCell<Vec<(Arc<Linkage>, Arc<Packet>)>>,
+    /// an outermost transaction starts an attempt. A `None` packet: a
+    /// snapshot taken inside a closure that took a node out of a limbo an
+    /// enclosing attempt holds (that attempt cannot commit).
+    log: RefCell<Vec<NestedEvent>>,
+    /// The limbo wrappers the running attempts of this thread installed
+    /// (online inserts and releases), with their nodes: a snapshot inside a
+    /// closure that replaces one has doomed its own enclosing attempt.
+    limbos: RefCell<Vec<(Arc<Linkage>, Arc<PacketWrapper>)>>,
     /// `priority::scope`: the thread's class, if one was set.
     class: Cell<Option<Priority>>,
     /// `priority::wait_budget`: the deadline of fallible transactions.
@@ -93,6 +105,7 @@ thread_local! {
         stamp: Cell::new(0),
         commits: Cell::new(0),
         log: RefCell::new(Vec::new()),
+        limbos: RefCell::new(Vec::new()),
         class: Cell::new(None),
         deadline: Cell::new(None),
         starvation: Cell::new(None),
@@ -211,7 +224,7 @@ impl Entered {
         since: u64,
         root: &Arc<Linkage>,
         base: &Arc<Packet>,
-    ) -> Option<NodeName> {
+    ) -> Option<(NodeName, bool)> {
         NESTING.with(|n| {
             if n.commits.get() == since {
                 return None;
@@ -224,6 +237,10 @@ impl Entered {
                 .chain(std::iter::once(Arc::as_ptr(root)))
                 .collect();
             log[from..].iter().find_map(|(inner, published)| {
+                let Some(published) = published else {
+                    // A snapshot that took a node out of our own limbo.
+                    return Some((name(inner), true));
+                };
                 // Inside this tree, around it (changing it), or sharing a
                 // node with it (a hard link: its snapshot takes that node's
                 // packet out of this tree).
@@ -235,7 +252,7 @@ impl Entered {
                         .iter()
                         .any(|x| mine.contains(&Arc::as_ptr(x)))
                 };
-                (inside || changed_around || shares()).then(|| name(inner))
+                (inside || changed_around || shares()).then(|| (name(inner), false))
             })
         })
     }
@@ -248,7 +265,7 @@ impl Entered {
         NESTING.with(|n| {
             n.log
                 .borrow_mut()
-                .push((shot.root.clone(), shot.packet.clone()));
+                .push((shot.root.clone(), Some(shot.packet.clone())));
             n.commits.set(n.commits.get() + 1);
         });
     }
@@ -287,12 +304,53 @@ fn give_priority(node: &Arc<Linkage>, neg: &mut Negotiator) {
 
 /// A stand-alone snapshot (`Node::snapshot`).
 pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
+    let held = own_limbos_held();
     let mut neg = Negotiator::with_stamp(snapshot_stamp());
     let r = snapshot_result(node, &mut neg).expect("a snapshot without a budget never expires");
+    if held != 0 && own_limbos_held() != held {
+        // Bundling took a node out of a limbo an enclosing attempt of this
+        // thread holds (the node is in both trees): that attempt cannot
+        // commit. Counted like a nested commit into it, so a closure that
+        // does this on every attempt is reported, not retried forever.
+        NESTING.with(|n| {
+            n.log.borrow_mut().push((node.clone(), None));
+            n.commits.set(n.commits.get() + 1);
+        });
+    }
     Snapshot {
         root: node.clone(),
         packet: r.packet,
     }
+}
+
+/// How many of this thread's attempts' limbo wrappers are still in place,
+/// as a bit set over the first 64 (0 outside transactions: no cost beyond
+/// one thread-local access).
+fn own_limbos_held() -> u64 {
+    NESTING
+        .try_with(|n| {
+            if n.depth.get() == 0 {
+                return 0;
+            }
+            let limbos = n.limbos.borrow();
+            limbos
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, (node, w))| Arc::ptr_eq(&node.load(), w))
+                .fold(0u64, |acc, (i, _)| acc | (1 << i))
+        })
+        .unwrap_or(0)
+}
+
+/// An attempt of this thread installed the limbo wrapper `w` on `node`.
+pub(crate) fn hold_limbo(node: &Arc<Linkage>, w: &Arc<PacketWrapper>) {
+    let _ = NESTING.try_with(|n| n.limbos.borrow_mut().push((node.clone(), w.clone())));
+}
+
+/// The attempt that installed `w` ended.
+pub(crate) fn forget_limbo(w: &Arc<PacketWrapper>) {
+    let _ = NESTING.try_with(|n| n.limbos.borrow_mut().retain(|(_, x)| !Arc::ptr_eq(x, w)));
 }
 
 /// The closure asked to run again: it is now waiting for something only
@@ -444,13 +502,14 @@ pub(crate) fn drive<E>(
             break Err(expired(root, &neg, &bounds, attempt));
         }
         match lost_to {
-            Some(inner) => {
+            Some((inner, by_snapshot)) => {
                 own_losses += 1;
                 if own_losses >= NESTED_LIMIT {
                     break Err(Ended::Nested(NestedConflict {
                         outer: name(root),
                         inner,
                         attempts: own_losses,
+                        by_snapshot,
                     }));
                 }
             }

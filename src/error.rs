@@ -45,19 +45,27 @@ impl fmt::Display for NotFound {
 
 impl std::error::Error for NotFound {}
 
-/// A transaction kept failing only because its own closure commits, in a
-/// nested transaction, to nodes inside the enclosing transaction's subtree
-/// (or to an ancestor of it): every such commit invalidates the enclosing
-/// attempt, so it could never commit.
+/// A transaction kept failing only because of its own closure: it commits,
+/// in a nested transaction, to nodes inside the enclosing transaction's
+/// subtree (or to an ancestor of it), or it takes a snapshot of a tree that
+/// holds a node the attempt is inserting online or releasing (a hard link:
+/// bundling that tree takes the node back out of the attempt's hands).
+/// Every such step invalidates the enclosing attempt, so it could never
+/// commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NestedConflict {
     /// The node the enclosing transaction runs on.
     pub outer: NodeName,
-    /// The node the nested transaction committed to.
+    /// The node the nested transaction committed to, or whose snapshot
+    /// was taken.
     pub inner: NodeName,
     /// Attempts of the enclosing transaction that failed this way in a row.
     pub attempts: u32,
+    /// `true`: the last of them was lost to a snapshot inside the closure
+    /// (of a tree sharing a node this attempt inserted online or released),
+    /// not to a nested commit.
+    pub by_snapshot: bool,
 }
 
 /// Identifies a node in errors and panics: its name (see
@@ -97,6 +105,16 @@ impl fmt::Display for NodeName {
 
 impl fmt::Display for NestedConflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.by_snapshot {
+            return write!(
+                f,
+                "the transaction on {} failed {} attempts in a row because its closure takes a \
+                 snapshot of {}, which shares a node the transaction inserts online or \
+                 releases; take that snapshot before the transaction, or read the node \
+                 through the transaction",
+                self.outer, self.attempts, self.inner
+            );
+        }
         write!(
             f,
             "the transaction on {} failed {} attempts in a row because its closure commits to {} \

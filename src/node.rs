@@ -217,9 +217,11 @@ impl<P: 'static> Node<P> {
     ///
     /// If `f` panics (the transaction is abandoned, its tags released). If
     /// `f` commits, in a nested transaction, into this node's subtree (or
-    /// changes it through an ancestor) on [`NESTED_LIMIT`](crate::NESTED_LIMIT)
-    /// attempts in a row, it can never commit: the panic message names
-    /// both nodes ([`try_iterate_commit`](Self::try_iterate_commit) returns
+    /// changes it through an ancestor), or takes a snapshot that takes back
+    /// a node this attempt inserted online or released, on
+    /// [`NESTED_LIMIT`](crate::NESTED_LIMIT) attempts in a row, it can
+    /// never commit: the panic message names both nodes
+    /// ([`try_iterate_commit`](Self::try_iterate_commit) returns
     /// [`TreeError::NestedConflict`] instead).
     pub fn iterate_commit<F>(&self, mut f: F) -> Snapshot
     where

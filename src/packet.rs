@@ -341,6 +341,38 @@ pub(crate) fn find_void(
     None
 }
 
+/// Slot indices leading to the first present slot (depth first) whose
+/// node `want` accepts, and that node; the search does not go below an
+/// accepted slot. Iterative, like [`find_path`].
+pub(crate) fn find_present(
+    root: &Arc<Packet>,
+    mut want: impl FnMut(&Arc<Linkage>) -> bool,
+) -> Option<(SmallVec<[u32; 8]>, Arc<Linkage>)> {
+    let mut stack: SmallVec<[(&Arc<Packet>, usize); 16]> = SmallVec::new();
+    stack.push((root, 0));
+    while let Some(top) = stack.last_mut() {
+        let (p, i) = (top.0, top.1);
+        let ch = match p.children.as_ref() {
+            Some(ch) if i < ch.nodes.len() => ch,
+            _ => {
+                stack.pop();
+                continue;
+            }
+        };
+        top.1 += 1;
+        if let Some(s) = &ch.slots[i] {
+            if want(&ch.nodes[i]) {
+                let path = stack.iter().map(|(_, j)| (*j - 1) as u32).collect();
+                return Some((path, ch.nodes[i].clone()));
+            }
+            if s.children.is_some() {
+                stack.push((s, 0));
+            }
+        }
+    }
+    None
+}
+
 /// Every node whose packet the tree holds (present slots only).
 pub(crate) fn nodes_in(root: &Packet) -> Vec<Arc<Linkage>> {
     let mut out = Vec::new();

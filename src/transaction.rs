@@ -329,6 +329,7 @@ impl Transaction {
         }
         if let Some(i) = pulled {
             let p = self.pulled.remove(i);
+            crate::drive::forget_limbo(&p.wrapper);
             unlimbo(&p.child, &p.wrapper);
             return Ok(());
         }
@@ -350,7 +351,13 @@ impl Transaction {
             }
         }
         let wrapper = self.release_in_limbo(child, parent, pos, &slot);
-        self.moved.retain(|m| !Arc::ptr_eq(&m.child, child));
+        self.moved.retain(|m| {
+            let same = Arc::ptr_eq(&m.child, child);
+            if let (true, Some(w)) = (same, &m.wrapper) {
+                crate::drive::forget_limbo(w);
+            }
+            !same
+        });
         self.moved.push(Moved {
             child: child.clone(),
             limbo_parent: parent.clone(),
@@ -416,7 +423,10 @@ impl Transaction {
                 slot.clone(),
                 &mut self.neg,
             ) {
-                ChildCas::Done(installed) => return Some(installed),
+                ChildCas::Done(installed) => {
+                    crate::drive::hold_limbo(child, &installed);
+                    return Some(installed);
+                }
                 ChildCas::Failed => {}
                 ChildCas::Blocked => self.neg.wait(child),
             }
@@ -466,6 +476,8 @@ impl Transaction {
                     &mut self.neg,
                 ) {
                     ChildCas::Done(installed) => {
+                        crate::drive::forget_limbo(&expected);
+                        crate::drive::hold_limbo(&child, &installed);
                         self.moved[i].wrapper = Some(installed);
                         break;
                     }
@@ -723,6 +735,7 @@ impl Transaction {
             None
         } else {
             let pulled = self.pull_child(parent, child);
+            let pulled = self.void_present(child, pulled);
             Some(self.adopt_moved(child, pulled))
         };
         self.inserts.push(structure::PendingInsert {
@@ -824,6 +837,34 @@ impl Transaction {
         self.moved[own].last_released.clone()
     }
 
+    /// A subtree pulled in by an online insert may hold the packet of a
+    /// node this tree holds already (a hard link: the child's subtree and
+    /// this tree share a node). One node has one packet in a working tree:
+    /// the copy this tree holds stays (it is the one the commit validates;
+    /// if the node's packet moved into the child since the snapshot, this
+    /// attempt cannot commit anyway), the pulled copy becomes a void slot
+    /// on a path marked missing, which is what a bundle of the child as a
+    /// part of this tree makes of it (`pull_child`). Two copies made reads
+    /// and writes of that node disagree within one attempt.
+    fn void_present(&mut self, child: &Arc<Linkage>, mut pulled: Arc<Packet>) -> Arc<Packet> {
+        let mut changed = false;
+        while let Some((path, _)) = packet::find_present(&pulled, |n| self.contains_link(n)) {
+            Self::set_slot(&mut pulled, &path, None);
+            changed = true;
+        }
+        if changed {
+            // A release of the pulled node compares with what it carries here.
+            if let Some(entry) = self
+                .pulled
+                .iter_mut()
+                .find(|p| Arc::ptr_eq(&p.child, child))
+            {
+                entry.packet = pulled.clone();
+            }
+        }
+        pulled
+    }
+
     /// A subtree pulled in by an online insert may list, as a void slot, a
     /// node this attempt released (its packet was bundled here, so the pull
     /// left it void). The node moves into the pulled subtree with the
@@ -908,6 +949,7 @@ impl Transaction {
                     match dynamic::insert_cas_child(child, &w, parent, index, serial, &mut self.neg)
                     {
                         ChildCas::Done(wrapper) => {
+                            crate::drive::hold_limbo(child, &wrapper);
                             self.pulled.push(Pulled {
                                 child: child.clone(),
                                 packet: packet.clone(),
@@ -970,6 +1012,12 @@ impl Drop for Transaction {
     /// The end of an attempt: no limbo of it may outlive it naming a parent
     /// that does not list the child (see `unlimbo`).
     fn drop(&mut self) {
+        for w in self.moved.iter().filter_map(|m| m.wrapper.as_ref()) {
+            crate::drive::forget_limbo(w);
+        }
+        for p in &self.pulled {
+            crate::drive::forget_limbo(&p.wrapper);
+        }
         if self.committed {
             // Released children: their parent's committed version does not
             // list them; moved ones are listed by another parent, on a path

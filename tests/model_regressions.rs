@@ -224,3 +224,110 @@ fn a_hard_linked_node_stays_readable_after_releasing_one_edge() {
     assert_eq!(root.snapshot()[&x], 1);
     assert_eq!(b.snapshot()[&x], 1);
 }
+
+/// Two hard links met below already collected siblings: the bundle of
+/// `mid` (children `a`, `b`, `c`, `d`; `a → b` and `c → d` are the other
+/// edges of `b` and `d`) collected `a` with `b`'s packet inside, then took
+/// `b` out of `a` (an unbundle through `a`), so its own phase 3 failed on
+/// `a`; the next round repaired `a` and broke `c` the same way, and so on:
+/// the snapshot of `top` never returned. It hung on 4369f81; a node whose
+/// packet lies in a collected sibling is now a collision (a void slot).
+#[test]
+fn a_bundle_does_not_take_a_hard_link_out_of_a_collected_sibling() {
+    within("snapshot over two hard links", || {
+        let n: Vec<Node<u64>> = (0..6).map(|i| Node::named(format!("n{i}"), i)).collect();
+        let (top, mid, a, b, c, d) = (&n[0], &n[1], &n[2], &n[3], &n[4], &n[5]);
+        a.insert(b).unwrap();
+        mid.insert(a).unwrap();
+        mid.insert(b).unwrap();
+        top.insert(a).unwrap();
+        c.insert(d).unwrap();
+        mid.insert(c).unwrap();
+        top.insert(mid).unwrap();
+        mid.insert(d).unwrap();
+        d.iterate_commit(|tr| tr[d] += 1000);
+        let shot = top.snapshot();
+        assert_eq!((shot[a], shot[b], shot[c], shot[d]), (2, 3, 4, 1005));
+        assert_eq!(shot.children(mid).unwrap().len(), 4);
+    });
+}
+
+/// An online insert of a node whose subtree shares a node with the tree (a
+/// hard link) pulled in a second copy of that node: the working tree held
+/// it twice, a write went to one copy and the attempt's snapshot found the
+/// other (failed on 4369f81: `tr.snapshot()[&shared]` was 0 after `+= 1`).
+/// The copy the tree holds stays; the pulled one is a void slot.
+#[test]
+fn an_online_insert_does_not_pull_a_second_copy_of_a_shared_node() {
+    let name = |s: &str| Node::named(s, 0u64);
+    let (root, a, b, other, shared) = (
+        name("root"),
+        name("a"),
+        name("b"),
+        name("other"),
+        name("shared"),
+    );
+    other.insert(&shared).unwrap();
+    root.insert(&a).unwrap();
+    b.iterate_commit(|tr| tr.insert_online(&b, &a).unwrap());
+    b.iterate_commit(|tr| tr.insert(&a, &shared).unwrap());
+    root.iterate_commit(|tr| {
+        if tr.attempt() == 0 {
+            // `shared` complete inside `other` (this attempt is lost).
+            let _ = other.snapshot();
+        }
+        tr.insert_online(&root, &other).unwrap();
+        tr[&shared] += 1;
+        assert_eq!(tr[&shared], 1);
+        assert_eq!(tr.snapshot()[&shared], 1);
+    });
+    assert_eq!(shared.read(), 1);
+    let shot = root.snapshot();
+    assert_eq!(
+        (shot[&shared], shot.children(&other).unwrap().len()),
+        (1, 1)
+    );
+}
+
+/// A closure that inserts a sibling online and then snapshots the common
+/// parent, on every attempt: the snapshot's bundle takes the sibling out of
+/// the attempt's limbo, so no attempt could commit, and the transaction
+/// retried forever (4369f81). It is now reported like a nested commit into
+/// the enclosing tree: a panic naming both nodes, `NestedConflict` (with
+/// `by_snapshot`) from the `try_` form.
+#[test]
+fn a_snapshot_that_takes_back_an_online_insert_is_reported() {
+    within("insert_online + snapshot of the parent", || {
+        let (top, mine, sib) = (
+            Node::named("top", 0u64),
+            Node::named("mine", 0u64),
+            Node::named("sib", 0u64),
+        );
+        top.insert(&mine).unwrap();
+        top.insert(&sib).unwrap();
+        let r = mine.try_iterate_commit(|tr| {
+            tr.insert_online(&mine, &sib)?;
+            tr[&sib] += 1;
+            let _ = top.snapshot();
+            Ok::<(), TreeError>(())
+        });
+        match r {
+            Err(TreeError::NestedConflict(c)) => {
+                assert!(c.by_snapshot);
+                assert_eq!(c.inner.name.as_deref(), Some("top"));
+                assert_eq!(c.outer.name.as_deref(), Some("mine"));
+            }
+            other => panic!("expected a NestedConflict report, got {other:?}"),
+        }
+        // Nothing of it committed, and the tree is whole.
+        assert_eq!(sib.read(), 0);
+        assert_eq!(top.snapshot().children(&top).unwrap().len(), 2);
+        // Taken before the transaction, the same snapshot is fine.
+        let _ = top.snapshot();
+        mine.iterate_commit(|tr| {
+            tr.insert_online(&mine, &sib).unwrap();
+            tr[&sib] += 1;
+        });
+        assert_eq!(sib.read(), 1);
+    });
+}

@@ -249,7 +249,21 @@ impl TxModel {
             self.v.w.kids[p].push(c);
             // Already readable: it stays where it is, nothing is pulled.
             if online && self.v.read[c] != Tri::Yes {
-                let below = self.v.w.reach(c);
+                // What the pull brings in: the child's subtree, except below
+                // nodes this view holds already (a hard link into the tree):
+                // one node has one packet in a view, the one it has here, so
+                // the pulled copy of such a node is void and what lies
+                // below it is as this view has it.
+                let mut below = vec![false; self.v.w.len()];
+                let mut stack = vec![c];
+                while let Some(n) = stack.pop() {
+                    if std::mem::replace(&mut below[n], true) {
+                        continue;
+                    }
+                    if n == c || self.v.read[n] != Tri::Yes {
+                        stack.extend(self.v.w.kids[n].iter().copied());
+                    }
+                }
                 let pulled = self.v.read[c] == Tri::No;
                 for n in (0..below.len()).filter(|&n| below[n]) {
                     self.v.read[n] = match self.v.read[n] {
