@@ -571,21 +571,8 @@ SnapCheck(t) ==
 -----------------------------------------------------------------------------
 (* bundle.rs *)
 
-\* Nodes of the bundle frames on the stack, and every child those frames
-\* collected so far with a wrapper (BundleFrame::in_progress): a node whose
-\* packet lies inside one of them is inside the bundle being built.
-InProgress(l) ==
-    LET B == {j \in DOMAIN l.stack : l.stack[j].kind = "bundle"}
-        Coll(f) == {ListOf(f.w.pkt)[k] : k \in {m \in 1..Len(f.coll) : f.coll[m].w # Null}}
-    IN {l.stack[i].node : i \in B} \cup UNION {Coll(l.stack[i]) : i \in B}
-
-\* The children those frames have still to collect, after the one each works
-\* on (BundleFrame::pending_after): a node inside one of them will come into
-\* the bundle with it, so taking it out of there is a collision too.
-Pending(l) ==
-    LET B == {j \in DOMAIN l.stack : l.stack[j].kind = "bundle"}
-        Later(f) == {ListOf(f.w.pkt)[k] : k \in (Len(f.coll) + 2)..Len(ListOf(f.w.pkt))}
-    IN UNION {Later(l.stack[i]) : i \in B}
+\* Nodes of the bundle frames on the stack (BundleFrame::in_progress).
+InProgress(l) == {l.stack[i].node : i \in {j \in DOMAIN l.stack : l.stack[j].kind = "bundle"}}
 
 \* Loads the next child; collects it, or starts a nested bundle / unbundle.
 BundlePhase1(t) ==
@@ -596,13 +583,7 @@ BundlePhase1(t) ==
            cw == linkage[c]
            slot == f.w.pkt.sub[c]
        IN
-       IF c \in InProgress(l) THEN
-            \* being bundled or collected by this operation already (a hard
-            \* link met again below a sibling): a void slot
-            LET r == Collect(l, Null, Null) IN
-            /\ pc' = [pc EXCEPT ![t] = r.pc]
-            /\ local' = [local EXCEPT ![t] = r.l]
-       ELSE IF HasPri(cw) /\ Complete(cw.pkt) THEN
+       IF HasPri(cw) /\ Complete(cw.pkt) THEN
             LET r == Collect(l, cw.pkt, cw) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
@@ -624,7 +605,7 @@ BundlePhase1(t) ==
             \* bundled elsewhere (hard links only): unbundle unless collided
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] =
-                   PushL(l, UnbundleFrame(c, cw, "bundle", f.ser, InProgress(l) \cup Pending(l)))]
+                   PushL(l, UnbundleFrame(c, cw, "bundle", f.ser, InProgress(l)))]
     /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
 
 \* CAS the node to a packet holding the collected slots, still missing.
@@ -718,8 +699,7 @@ BundlePhase4(t) ==
 \* locate()'s `inside`: the target's packet lies inside the packets of the
 \* levels 1..Inside(f) (found in listed slots, not carried by a limbo
 \* wrapper).  UnbundleFrame::collided: in Bundle mode, one of those levels
-\* carries the bundle serial, is being bundled or was collected by this
-\* operation, or is a child it has still to collect (inprog).
+\* carries the bundle serial or is being bundled by this operation.
 InSlot(f, j) ==
     LET up == LevelPkt(f, j + 1) n == LevelNode(f, j) IN
     up # Null /\ n \in DOMAIN up.sub /\ up.sub[n] # Null
