@@ -1431,3 +1431,15 @@ fn print_lasso(scc: &[u32], edges: &[Vec<Edge>], enabled: &[u8], nthreads: u8) -
 
 #[cfg(test)]
 mod tests;
+
+/// TLC's "shortcut_rev" hard link: G -> {C, P}, P -> C (G lists C first,
+/// so a bundle of G collects C before it meets it again below P).
+pub(crate) fn shortcut_rev() -> Vec<Node<u32>> {
+    let g = Node::new(0u32);
+    let (p, c) = (Node::new(0u32), Node::new(0u32));
+    p.insert(&c).unwrap();
+    g.insert(&c).unwrap();
+    g.insert(&p).unwrap();
+    let _ = g.snapshot();
+    vec![g, p, c]
+}

@@ -1422,6 +1422,14 @@ fn shrink_replay() {
 /// run on every `cargo test`, while the random search stays `#[ignore]`d.
 const RECORDED: &[(&str, &str)] = &[
     (
+        "a bundle took hard links out of collected siblings, every round (hang)",
+        "000039006b0600120000020e00000039010000000a0100020001e6000000000000a90700d60400000000007b00006d0300010600000000010e0184020000000000",
+    ),
+    (
+        "an ancestor snapshot took a hard link out of a child it had still to collect",
+        "0600760000010a0000002d01000000000030007f00009b00260600be0000020d005a0801000200",
+    ),
+    (
         "an online insert pulled a second copy of a node the tree held",
         "0000140000070034010006003a0000010e01000300010100010006001e0000010701010038000600b20000030d000607010100610101011400",
     ),

@@ -225,6 +225,33 @@ fn a_hard_linked_node_stays_readable_after_releasing_one_edge() {
     assert_eq!(b.snapshot()[&x], 1);
 }
 
+/// Two hard links met below already collected siblings: the bundle of
+/// `mid` (children `a`, `b`, `c`, `d`; `a → b` and `c → d` are the other
+/// edges of `b` and `d`) collected `a` with `b`'s packet inside, then took
+/// `b` out of `a` (an unbundle through `a`), so its own phase 3 failed on
+/// `a`; the next round repaired `a` and broke `c` the same way, and so on:
+/// the snapshot of `top` never returned. It hung on 4369f81; a node whose
+/// packet lies in a collected sibling is now a collision (a void slot).
+#[test]
+fn a_bundle_does_not_take_a_hard_link_out_of_a_collected_sibling() {
+    within("snapshot over two hard links", || {
+        let n: Vec<Node<u64>> = (0..6).map(|i| Node::named(format!("n{i}"), i)).collect();
+        let (top, mid, a, b, c, d) = (&n[0], &n[1], &n[2], &n[3], &n[4], &n[5]);
+        a.insert(b).unwrap();
+        mid.insert(a).unwrap();
+        mid.insert(b).unwrap();
+        top.insert(a).unwrap();
+        c.insert(d).unwrap();
+        mid.insert(c).unwrap();
+        top.insert(mid).unwrap();
+        mid.insert(d).unwrap();
+        d.iterate_commit(|tr| tr[d] += 1000);
+        let shot = top.snapshot();
+        assert_eq!((shot[a], shot[b], shot[c], shot[d]), (2, 3, 4, 1005));
+        assert_eq!(shot.children(mid).unwrap().len(), 4);
+    });
+}
+
 /// An online insert of a node whose subtree shares a node with the tree (a
 /// hard link) pulled in a second copy of that node: the working tree held
 /// it twice, a write went to one copy and the attempt's snapshot found the

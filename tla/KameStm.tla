@@ -574,6 +574,23 @@ SnapCheck(t) ==
 \* Nodes of the bundle frames on the stack (BundleFrame::in_progress).
 InProgress(l) == {l.stack[i].node : i \in {j \in DOMAIN l.stack : l.stack[j].kind = "bundle"}}
 
+\* Every child those frames collected so far with a wrapper: a node whose
+\* packet lies inside one of them is inside the bundle being built
+\* (BundleFrame::inside, with InProgress).  Only the collision test reads
+\* it: a child that is itself such a node is loaded and handled as usual.
+Collected(l) ==
+    LET B == {j \in DOMAIN l.stack : l.stack[j].kind = "bundle"}
+        Coll(f) == {ListOf(f.w.pkt)[k] : k \in {m \in 1..Len(f.coll) : f.coll[m].w # Null}}
+    IN UNION {Coll(l.stack[i]) : i \in B}
+
+\* The children those frames have still to collect, after the one each works
+\* on (BundleFrame::pending_after): a node inside one of them will come into
+\* the bundle with it, so taking it out of there is a collision too.
+Pending(l) ==
+    LET B == {j \in DOMAIN l.stack : l.stack[j].kind = "bundle"}
+        Later(f) == {ListOf(f.w.pkt)[k] : k \in (Len(f.coll) + 2)..Len(ListOf(f.w.pkt))}
+    IN UNION {Later(l.stack[i]) : i \in B}
+
 \* Loads the next child; collects it, or starts a nested bundle / unbundle.
 BundlePhase1(t) ==
     /\ pc[t] = "bundle_phase1"
@@ -605,7 +622,8 @@ BundlePhase1(t) ==
             \* bundled elsewhere (hard links only): unbundle unless collided
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] =
-                   PushL(l, UnbundleFrame(c, cw, "bundle", f.ser, InProgress(l)))]
+                   PushL(l, UnbundleFrame(c, cw, "bundle", f.ser,
+                                             InProgress(l) \cup Collected(l) \cup Pending(l)))]
     /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
 
 \* CAS the node to a packet holding the collected slots, still missing.
@@ -699,7 +717,8 @@ BundlePhase4(t) ==
 \* locate()'s `inside`: the target's packet lies inside the packets of the
 \* levels 1..Inside(f) (found in listed slots, not carried by a limbo
 \* wrapper).  UnbundleFrame::collided: in Bundle mode, one of those levels
-\* carries the bundle serial or is being bundled by this operation.
+\* carries the bundle serial, is being bundled or was collected by this
+\* operation, or is a child it has still to collect (inprog).
 InSlot(f, j) ==
     LET up == LevelPkt(f, j + 1) n == LevelNode(f, j) IN
     up # Null /\ n \in DOMAIN up.sub /\ up.sub[n] # Null

@@ -56,6 +56,23 @@ pub(crate) struct BundleFrame {
     /// a child whose bundled chain reaches one of them is already inside
     /// the bundle being built.
     pub(crate) in_progress: InProgress,
+    /// `in_progress` and every child collected so far by this frame and
+    /// the enclosing ones: a node whose bundled chain reaches a collected
+    /// child is inside the bundle too (its packet is in the collected
+    /// packet), a collision, not something to take out. Taking it out
+    /// changed the collected child under this very bundle, whose phase 3
+    /// then failed: with two such hard links the bundle disturbed itself on
+    /// every round (a hang, `tla/FINDINGS.md`). Only the collision test
+    /// reads it: a child that *is* a collected node is loaded as usual (a
+    /// void slot for it, decided without loading it, could be published
+    /// while another bundle of this node stamps it in: explorer, shortcut
+    /// tree, two snapshots).
+    inside: InProgress,
+    /// `inside` as the frame started: what a restart of phase 1 goes back
+    /// to.
+    base: InProgress,
+    /// The children the enclosing frames have still to collect.
+    pending: Pending,
 }
 
 /// The linkages being bundled by one operation's nested bundle frames: a
@@ -110,6 +127,60 @@ impl InProgress {
     }
 }
 
+/// The children that bundle frames of one operation have still to collect
+/// (each frame's siblings after the one it works on): a persistent list of
+/// (child list, first index) cells, extended in O(1) per nested frame and
+/// scanned only when a hard link is met.
+#[derive(Clone, Default)]
+pub(crate) struct Pending(Option<Arc<PendingCell>>);
+
+pub(crate) struct PendingCell {
+    children: Arc<Children>,
+    from: usize,
+    outer: Pending,
+}
+
+impl Pending {
+    fn with(&self, children: &Arc<Children>, from: usize) -> Pending {
+        if from >= children.nodes.len() {
+            return self.clone();
+        }
+        Pending(Some(Arc::new(PendingCell {
+            children: children.clone(),
+            from,
+            outer: self.clone(),
+        })))
+    }
+
+    /// Whether `node` is a child some frame has still to collect.
+    pub(crate) fn contains(&self, node: &Linkage) -> bool {
+        let mut cur = &self.0;
+        while let Some(cell) = cur {
+            if cell.children.nodes[cell.from..]
+                .iter()
+                .any(|n| std::ptr::eq(Arc::as_ptr(n), node))
+            {
+                return true;
+            }
+            cur = &cell.outer.0;
+        }
+        false
+    }
+}
+
+impl Drop for PendingCell {
+    /// Iterative, like the list is long (a deep chain).
+    fn drop(&mut self) {
+        let mut next = self.outer.0.take();
+        while let Some(cell) = next {
+            next = match Arc::try_unwrap(cell) {
+                Ok(mut c) => c.outer.0.take(),
+                Err(_) => None,
+            };
+        }
+    }
+}
+
 impl Drop for InProgressCell {
     /// Iterative, like the list is long (a deep chain).
     fn drop(&mut self) {
@@ -131,8 +202,32 @@ impl BundleFrame {
         is_root: bool,
         enclosing: &InProgress,
     ) -> Self {
-        let in_progress = enclosing.with(&node);
+        Self::nested(
+            node,
+            wrapper,
+            serial,
+            is_root,
+            (enclosing, enclosing),
+            Pending::default(),
+        )
+    }
+
+    /// A frame inside others: `enclosing` is their (`in_progress`,
+    /// `inside`), `pending` their children still to collect.
+    fn nested(
+        node: Arc<Linkage>,
+        wrapper: Arc<PacketWrapper>,
+        serial: Serial,
+        is_root: bool,
+        enclosing: (&InProgress, &InProgress),
+        pending: Pending,
+    ) -> Self {
+        let in_progress = enclosing.0.with(&node);
+        let inside = enclosing.1.with(&node);
         BundleFrame {
+            pending,
+            base: inside.clone(),
+            inside,
             in_progress,
             node,
             wrapper,
@@ -168,6 +263,10 @@ impl BundleFrame {
             Some(p) if !p.is_complete() => self.incomplete = true,
             Some(_) => {}
         }
+        if wrapper.is_some() {
+            let child = self.children().nodes[self.idx].clone();
+            self.inside = self.inside.with(&child);
+        }
         self.collected.push(Collected { packet, wrapper });
         self.idx += 1;
         if self.idx == self.children().nodes.len() {
@@ -186,8 +285,15 @@ impl BundleFrame {
         }
     }
 
+    /// The children this frame and the enclosing ones have still to
+    /// collect, after the current one.
+    fn pending_after(&self) -> Pending {
+        self.pending.with(self.children(), self.idx + 1)
+    }
+
     fn restart(&mut self) {
         self.collected.clear();
+        self.inside = self.base.clone();
         self.idx = 0;
         self.incomplete = false;
         self.pc = BundlePc::Phase1;
@@ -241,12 +347,13 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
             f.push(Some(p), Some(cw));
             return Next::Stay;
         }
-        return Next::Call(Frame::from(BundleFrame::new(
+        return Next::Call(Frame::from(BundleFrame::nested(
             child,
             cw,
             f.serial,
             false,
-            &f.in_progress,
+            (&f.in_progress, &f.inside),
+            f.pending_after(),
         )));
     }
     if cw.is_bundled_by(&f.node) {
@@ -264,13 +371,18 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
         )));
     }
     // Bundled elsewhere or in limbo: bring it back to priority first, unless
-    // it is already inside this bundle by another path (hard link).
+    // it is already inside this bundle by another path (hard link), or will
+    // be: inside a child some frame of this bundle has still to collect
+    // (taking it out of there would change that child under this bundle,
+    // and the closure of a transaction on that child that snapshots this
+    // node on every attempt never committed).
     Next::Call(Frame::from(UnbundleFrame::new(
         child,
         cw,
         UnbundleMode::Bundle {
             serial: f.serial,
-            in_progress: f.in_progress.clone(),
+            in_progress: f.inside.clone(),
+            pending: f.pending_after(),
         },
     )))
 }
@@ -393,6 +505,23 @@ impl BundleFrame {
         }
         c.n(u64::from(self.incomplete));
         self.in_progress.canon(c);
+        self.inside.canon(c);
+        self.pending.canon(c);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Pending {
+    pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
+        let mut cur = &self.0;
+        while let Some(cell) = cur {
+            for n in &cell.children.nodes[cell.from..] {
+                c.link(n);
+            }
+            c.n(u64::MAX - 1);
+            cur = &cell.outer.0;
+        }
+        c.n(u64::MAX);
     }
 }
 

@@ -10,7 +10,7 @@
 //! and nobody ever treats the stale slot left inside an ancestor as a
 //! snapshot, because the ancestor is missing.
 
-use super::bundle::InProgress;
+use super::bundle::{InProgress, Pending};
 use super::{Installed, Next, Outcome, UnbundleResult};
 use crate::linkage::Linkage;
 use crate::negotiation::{self, Negotiator};
@@ -26,10 +26,17 @@ pub(crate) enum UnbundleMode {
     Snapshot,
     /// Phase 1 of a bundle with this serial: always take priority, but
     /// report a collision if the node is already inside that bundle (an
-    /// ancestor carries the serial or is one of the nodes being bundled).
+    /// ancestor carries the serial, or is in `in_progress`: one of the
+    /// nodes being bundled or collected) or will be (an ancestor is in
+    /// `pending`: a child the bundle has still to collect). Sound because
+    /// the decision rests on the node's loaded wrapper (bundled elsewhere):
+    /// another bundle of the same parent would have taken it out of there
+    /// before its own phase 2, so before this bundle could read the parent
+    /// that its phase 2 expects.
     Bundle {
         serial: Serial,
         in_progress: InProgress,
+        pending: Pending,
     },
     /// Take priority with the packet found (no conflict check).
     Promote,
@@ -167,13 +174,14 @@ impl UnbundleFrame {
         let UnbundleMode::Bundle {
             serial,
             in_progress,
+            pending,
         } = &self.mode
         else {
             return false;
         };
         self.chain[..inside]
             .iter()
-            .any(|(l, w)| w.serial == *serial || in_progress.contains(l))
+            .any(|(l, w)| w.serial == *serial || in_progress.contains(l) || pending.contains(l))
     }
 
     fn prepare_cas(&mut self, packets: &[Arc<Packet>]) {
@@ -355,10 +363,12 @@ impl UnbundleFrame {
             UnbundleMode::Bundle {
                 serial,
                 in_progress,
+                pending,
             } => {
                 c.n(2);
                 c.serial(*serial);
                 in_progress.canon(c);
+                pending.canon(c);
             }
             UnbundleMode::Promote => c.n(3),
             UnbundleMode::Peek => c.n(4),
