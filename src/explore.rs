@@ -1434,6 +1434,7 @@ mod tests;
 
 /// TLC's "shortcut_rev" hard link: G -> {C, P}, P -> C (G lists C first,
 /// so a bundle of G collects C before it meets it again below P).
+#[cfg_attr(feature = "no-privilege", allow(dead_code))]
 pub(crate) fn shortcut_rev() -> Vec<Node<u32>> {
     let g = Node::new(0u32);
     let (p, c) = (Node::new(0u32), Node::new(0u32));
