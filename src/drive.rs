@@ -20,7 +20,7 @@
 //! [`NESTED_LIMIT`] times in a row with such a mark can never commit; it
 //! reports a [`NestedConflict`] instead of looping.
 
-use crate::error::{NestedConflict, NodeName, Starved, WaitBudgetExceeded};
+use crate::error::{NestedCause, NestedConflict, NodeName, Starved, WaitBudgetExceeded};
 use crate::linkage::Linkage;
 use crate::negotiation::{self, Negotiator, Stamp};
 use crate::packet::{self, Packet};
@@ -224,7 +224,7 @@ impl Entered {
         since: u64,
         root: &Arc<Linkage>,
         base: &Arc<Packet>,
-    ) -> Option<(NodeName, bool)> {
+    ) -> Option<(NodeName, NestedCause)> {
         NESTING.with(|n| {
             if n.commits.get() == since {
                 return None;
@@ -239,7 +239,7 @@ impl Entered {
             log[from..].iter().find_map(|(inner, published)| {
                 let Some(published) = published else {
                     // A snapshot that took a node out of our own limbo.
-                    return Some((name(inner), true));
+                    return Some((name(inner), NestedCause::Snapshot));
                 };
                 // Inside this tree, around it (changing it), or sharing a
                 // node with it (a hard link: its snapshot takes that node's
@@ -252,7 +252,7 @@ impl Entered {
                         .iter()
                         .any(|x| mine.contains(&Arc::as_ptr(x)))
                 };
-                (inside || changed_around || shares()).then(|| (name(inner), false))
+                (inside || changed_around || shares()).then(|| (name(inner), NestedCause::Commit))
             })
         })
     }
@@ -496,20 +496,33 @@ pub(crate) fn drive<E>(
             lost += 1;
         }
         promote = tr.wants_priority;
-        let lost_to = entered.lost_to_nested(since, root, &tr.old);
+        let mut lost_to = entered.lost_to_nested(since, root, &tr.old);
+        let wait_for = tr.wait_for.take();
         neg = tr.into_negotiator();
         if neg.expired {
             break Err(expired(root, &neg, &bounds, attempt));
         }
+        if let Some((owner, child)) = wait_for {
+            if owner.thread == std::thread::current().id() {
+                // The enclosing attempt of this very thread holds that
+                // limbo: it cannot end while this transaction runs.
+                lost_to = Some((name(&child), NestedCause::HeldByEnclosing));
+            } else {
+                // Wait, holding no tag (the owner may need one of ours to
+                // commit), until the owner of that limbo has ended.
+                negotiation::clear_my_tags(&mut neg);
+                owner.wait();
+            }
+        }
         match lost_to {
-            Some((inner, by_snapshot)) => {
+            Some((inner, cause)) => {
                 own_losses += 1;
                 if own_losses >= NESTED_LIMIT {
                     break Err(Ended::Nested(NestedConflict {
                         outer: name(root),
                         inner,
                         attempts: own_losses,
-                        by_snapshot,
+                        cause,
                     }));
                 }
             }

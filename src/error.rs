@@ -62,10 +62,26 @@ pub struct NestedConflict {
     pub inner: NodeName,
     /// Attempts of the enclosing transaction that failed this way in a row.
     pub attempts: u32,
-    /// `true`: the last of them was lost to a snapshot inside the closure
-    /// (of a tree sharing a node this attempt inserted online or released),
-    /// not to a nested commit.
-    pub by_snapshot: bool,
+    /// What the last of them was lost to.
+    pub cause: NestedCause,
+}
+
+/// Why a transaction's own closure keeps invalidating it (see
+/// [`NestedConflict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NestedCause {
+    /// A nested transaction committed into the enclosing subtree (or to an
+    /// ancestor of it): `inner` is the nested transaction's node.
+    Commit,
+    /// A snapshot inside the closure, of a tree sharing a node the attempt
+    /// inserted online or released: `inner` is the snapshot's node.
+    Snapshot,
+    /// This transaction is the nested one: its insert or release meets a
+    /// node the enclosing transaction of the same thread holds in limbo
+    /// (released or inserted online, not yet committed): `inner` is that
+    /// node. It can never proceed while the enclosing attempt runs.
+    HeldByEnclosing,
 }
 
 /// Identifies a node in errors and panics: its name (see
@@ -105,7 +121,17 @@ impl fmt::Display for NodeName {
 
 impl fmt::Display for NestedConflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.by_snapshot {
+        if self.cause == NestedCause::HeldByEnclosing {
+            return write!(
+                f,
+                "the transaction on {} failed {} attempts in a row because it inserts or \
+                 releases {}, which the enclosing transaction of this thread has released or \
+                 inserted online and not yet committed; do that operation in the enclosing \
+                 transaction instead",
+                self.outer, self.attempts, self.inner
+            );
+        }
+        if self.cause == NestedCause::Snapshot {
             return write!(
                 f,
                 "the transaction on {} failed {} attempts in a row because its closure takes a \

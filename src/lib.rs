@@ -9,6 +9,7 @@ mod drive;
 mod error;
 #[cfg(all(test, not(loom)))]
 mod explore;
+mod limbo;
 mod linkage;
 mod mailbox;
 mod negotiation;
@@ -27,7 +28,7 @@ mod wrapper;
 
 pub use drive::NESTED_LIMIT;
 pub use error::{
-    NestedConflict, NodeName, NotFound, Place, Starved, TreeError, WaitBudgetExceeded,
+    NestedCause, NestedConflict, NodeName, NotFound, Place, Starved, TreeError, WaitBudgetExceeded,
 };
 pub use mailbox::{Coalesce, Mailbox};
 pub use node::{AsNode, Node, NodeRef, TxBuilder};

@@ -2,13 +2,14 @@
 //! with one CAS.
 
 use crate::error::{NotFound, TreeError};
+use crate::limbo::LimboOwner;
 use crate::linkage::Linkage;
 use crate::negotiation;
 use crate::negotiation::Negotiator;
 use crate::node::{AsNode, Node, NodeRef, not_found};
 use crate::packet::{self, Children, Packet};
 use crate::protocol::bundle::InProgress;
-use crate::protocol::dynamic::{self, ChildCas, InsertRead};
+use crate::protocol::dynamic::{self, ChildCas, InsertRead, Limbo};
 use crate::protocol::{
     BundleFrame, BundleResult, Frame, Operation, Outcome, SnapResult, UnbundleFrame, UnbundleMode,
     UnbundleResult,
@@ -70,6 +71,12 @@ pub struct Transaction {
     pub(crate) neg: Negotiator,
     /// Events marked by this attempt, delivered only if it commits.
     pub(crate) marks: crate::talker::Marks,
+    /// Names this attempt in the limbo wrappers it installs; finished when
+    /// the attempt ends (`crate::limbo`).
+    limbo_owner: Option<Arc<LimboOwner>>,
+    /// A dynamic operation met another live attempt's limbo on this node:
+    /// the next attempt waits until that one has ended.
+    pub(crate) wait_for: Option<(Arc<LimboOwner>, Arc<Linkage>)>,
 }
 
 /// A node this attempt pulled in with an online insert.
@@ -128,7 +135,16 @@ impl Transaction {
             wants_priority: false,
             neg,
             marks: Default::default(),
+            limbo_owner: None,
+            wait_for: None,
         }
+    }
+
+    /// This attempt's owner record for the limbo wrappers it installs.
+    fn limbo_owner(&mut self) -> Arc<LimboOwner> {
+        self.limbo_owner
+            .get_or_insert_with(|| Arc::new(LimboOwner::new()))
+            .clone()
     }
 
     pub(crate) fn into_negotiator(mut self) -> Negotiator {
@@ -406,23 +422,22 @@ impl Transaction {
             return None;
         }
         let serial = self.serial();
+        let owner = self.limbo_owner();
         loop {
             let Some(w) = dynamic::release_read_child(child, parent, slot) else {
                 self.doom();
                 return None;
             };
-            if !self.validate_over(&w) {
+            if !self.validate_over(child, &w) {
                 return None;
             }
-            match dynamic::release_cas_child(
-                child,
-                &w,
+            let limbo = Limbo {
                 parent,
-                pos,
+                index: pos,
                 serial,
-                slot.clone(),
-                &mut self.neg,
-            ) {
+                owner: &owner,
+            };
+            match dynamic::release_cas_child(child, &w, &limbo, slot.clone(), &mut self.neg) {
                 ChildCas::Done(installed) => {
                     crate::drive::hold_limbo(child, &installed);
                     return Some(installed);
@@ -462,16 +477,21 @@ impl Transaction {
             let (child, parent, expected) =
                 (m.child.clone(), m.limbo_parent.clone(), wrapper.clone());
             let serial = self.serial();
+            let owner = self.limbo_owner();
             loop {
                 if !self.validate() {
                     return false;
                 }
+                let limbo = Limbo {
+                    parent: &parent,
+                    index: expected.index,
+                    serial,
+                    owner: &owner,
+                };
                 match dynamic::release_cas_child(
                     &child,
                     &expected,
-                    &parent,
-                    expected.index,
-                    serial,
+                    &limbo,
                     desired.clone(),
                     &mut self.neg,
                 ) {
@@ -609,8 +629,22 @@ impl Transaction {
     /// new wrapper holding the same packet, so that such a transaction's
     /// commit (a CAS on the same root) fails instead of publishing a parent
     /// that no longer lists the child while the child carries our packet.
-    fn validate_over(&mut self, w: &PacketWrapper) -> bool {
+    fn validate_over(&mut self, child: &Arc<Linkage>, w: &PacketWrapper) -> bool {
         if !self.validate() {
+            return false;
+        }
+        // Another attempt's limbo, and that attempt may still commit: it
+        // relies on its limbo (`crate::limbo`). Touching our root does not
+        // stop it when its root is elsewhere (below ours, or bundled in it:
+        // its commit then reads a packet the touch does not change), and
+        // replacing its limbo would let it publish our carried packet as
+        // the child's state. We lose, and wait for it before the next
+        // attempt.
+        if let Some(owner) = w.live_foreign_limbo(self.limbo_owner.as_ref()) {
+            // No tag: it would only block the owner, whom the next attempt
+            // waits for anyway (holding no tag).
+            self.wait_for = Some((owner.clone(), child.clone()));
+            self.doomed = true;
             return false;
         }
         let foreign_limbo = !w.has_priority() && w.packet.is_some() && w.serial != self.serial();
@@ -943,11 +977,17 @@ impl Transaction {
                     let packet = w.packet.clone().expect("a ready child carries its packet");
                     // A doomed attempt (it will not commit) only reads the
                     // child, complete, so its view stays whole.
-                    if self.doomed || !self.validate_over(&w) {
+                    if self.doomed || !self.validate_over(child, &w) {
                         return packet;
                     }
-                    match dynamic::insert_cas_child(child, &w, parent, index, serial, &mut self.neg)
-                    {
+                    let owner = self.limbo_owner();
+                    let limbo = Limbo {
+                        parent,
+                        index,
+                        serial,
+                        owner: &owner,
+                    };
+                    match dynamic::insert_cas_child(child, &w, &limbo, &mut self.neg) {
                         ChildCas::Done(wrapper) => {
                             crate::drive::hold_limbo(child, &wrapper);
                             self.pulled.push(Pulled {
@@ -1043,6 +1083,9 @@ impl Drop for Transaction {
             for p in &self.pulled {
                 unlimbo(&p.child, &p.wrapper);
             }
+        }
+        if let Some(owner) = &self.limbo_owner {
+            owner.finish();
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | bundled (B) | parent | none | the packet lives in the parent's packet (recursively up to a P ancestor) |
 //! | limbo (L) | parent | some | transitional (insert / release): if the parent does not list the node, the carried packet is current |
 
+use crate::limbo::LimboOwner;
 use crate::linkage::Linkage;
 use crate::packet::Packet;
 use crate::serial::Serial;
@@ -20,6 +21,8 @@ pub(crate) struct PacketWrapper {
     /// Index hint of this node in the parent's child list.
     pub(crate) index: usize,
     pub(crate) serial: Serial,
+    /// The attempt that installed a limbo wrapper (`None` otherwise).
+    pub(crate) owner: Option<Arc<LimboOwner>>,
 }
 
 impl PacketWrapper {
@@ -29,6 +32,7 @@ impl PacketWrapper {
             bundled_by: None,
             index: 0,
             serial,
+            owner: None,
         })
     }
 
@@ -38,6 +42,7 @@ impl PacketWrapper {
             bundled_by: Some(Arc::downgrade(parent)),
             index,
             serial,
+            owner: None,
         })
     }
 
@@ -46,13 +51,26 @@ impl PacketWrapper {
         index: usize,
         serial: Serial,
         packet: Arc<Packet>,
+        owner: &Arc<LimboOwner>,
     ) -> Arc<Self> {
         Arc::new(PacketWrapper {
             packet: Some(packet),
             bundled_by: Some(Arc::downgrade(parent)),
             index,
             serial,
+            owner: Some(owner.clone()),
         })
+    }
+
+    /// A limbo wrapper whose installing attempt may still commit, and is
+    /// not `mine`.
+    pub(crate) fn live_foreign_limbo(
+        &self,
+        mine: Option<&Arc<LimboOwner>>,
+    ) -> Option<&Arc<LimboOwner>> {
+        let owner = self.owner.as_ref()?;
+        let own = mine.is_some_and(|m| Arc::ptr_eq(m, owner));
+        (!own && owner.live()).then_some(owner)
     }
 
     #[inline]

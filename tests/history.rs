@@ -37,10 +37,22 @@ type List = Vec<u64>;
 macro_rules! trace {
     ($w:expr, $($arg:tt)*) => {
         if $w.trace {
-            eprintln!("t{}#{} {}", $w.id, $w.seq, format!($($arg)*));
+            let line = format!("t{}#{} {}", $w.id, $w.seq, format!($($arg)*));
+            if let Some(buf) = &$w.buf {
+                let at = $w.clock.load(Ordering::Relaxed);
+                buf.borrow_mut().push((at, line));
+            } else {
+                eprintln!("{line}");
+            }
         }
     };
 }
+
+/// `KAME_HISTORY_TRACE=buf`: keep the trace in memory (less change to the
+/// interleaving than printing) and write it, ordered by the shared clock,
+/// to `KAME_HISTORY_TRACE_FILE` (default `history-trace.txt`) when the
+/// history has a violation.
+type TraceBuf = std::cell::RefCell<Vec<(u64, String)>>;
 
 /// xorshift64* seeded through splitmix64: reproducible, no dependency.
 struct Rng(u64);
@@ -234,6 +246,10 @@ struct Worker<'a> {
     aborted: Vec<Token>,
     anomalies: Vec<String>,
     trace: bool,
+    /// Operation kinds to leave out (`KAME_HISTORY_SKIP`).
+    skip: Vec<usize>,
+    /// The in-memory trace (`KAME_HISTORY_TRACE=buf`).
+    buf: Option<TraceBuf>,
 }
 
 impl Worker<'_> {
@@ -484,6 +500,9 @@ fn body(
         } else {
             w.rng.below(100) / 10
         };
+        if w.skip.contains(&choice) {
+            continue;
+        }
         match choice {
             0 => {
                 if let Some(n) = w.rng.pick(&reach) {
@@ -781,9 +800,15 @@ fn run_history(cfg: Config, watchdog: Duration) -> History {
                     aborted: Vec::new(),
                     anomalies: Vec::new(),
                     trace: std::env::var_os("KAME_HISTORY_TRACE").is_some(),
+                    skip: skip_env(),
+                    buf: (std::env::var("KAME_HISTORY_TRACE").as_deref() == Ok("buf"))
+                        .then(TraceBuf::default),
                 };
                 w.run(cfg.ops);
                 let _ = tx.send(id);
+                if let Some(buf) = w.buf.take() {
+                    TRACES.lock().unwrap().extend(buf.into_inner());
+                }
                 (w.txns, w.aborted, w.anomalies)
             })
         })
@@ -869,6 +894,7 @@ fn run_and_check(cfg: Config) -> (Summary, Option<String>) {
         Duration::from_secs(env("KAME_HISTORY_WATCHDOG_SECS").unwrap_or(120)),
     );
     let ran = t.elapsed();
+    let traces = std::mem::take(&mut *TRACES.lock().unwrap());
     let opts = Options {
         max_per_kind: env("KAME_HISTORY_REPORT_MAX").unwrap_or(8),
         realtime: env::<u8>("KAME_HISTORY_REALTIME").is_none_or(|v| v != 0),
@@ -907,6 +933,18 @@ fn run_and_check(cfg: Config) -> (Summary, Option<String>) {
             for x in &v {
                 msg.push_str(&format!("\n  {x}"));
             }
+            if !traces.is_empty() {
+                let mut traces = traces;
+                traces.sort_by_key(|(at, _)| *at);
+                let file = std::env::var("KAME_HISTORY_TRACE_FILE")
+                    .unwrap_or_else(|_| "history-trace.txt".into());
+                let text: Vec<String> = traces
+                    .into_iter()
+                    .map(|(at, l)| format!("{at:>8} {l}"))
+                    .collect();
+                let _ = std::fs::write(&file, text.join("\n"));
+                msg.push_str(&format!("\n  (trace written to {file})"));
+            }
             let raw = Summary {
                 txns: h.txns.len() - snaps,
                 snapshots: snaps,
@@ -921,6 +959,17 @@ fn run_and_check(cfg: Config) -> (Summary, Option<String>) {
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Every worker's buffered trace of the current history.
+static TRACES: std::sync::Mutex<Vec<(u64, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// `KAME_HISTORY_SKIP=2,3,4`: operation kinds (the `choice` numbers of
+/// `body`) to leave out, to narrow down what a violation needs.
+fn skip_env() -> Vec<usize> {
+    std::env::var("KAME_HISTORY_SKIP")
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 fn seed_env() -> Option<u64> {

@@ -369,7 +369,7 @@ struct Attempt {
     /// A snapshot inside the closure of a tree that holds a node this
     /// attempt put in limbo (inserted online or released): bundling it may
     /// take that node back, and the library reports a closure that does so
-    /// on every attempt (`NestedConflict` with `by_snapshot`).
+    /// on every attempt (`NestedConflict` with `NestedCause::Snapshot`).
     snap_breaks: bool,
     /// Something was written or a dynamic operation succeeded. An
     /// unmodified attempt commits without a CAS (and so may commit even
@@ -1052,7 +1052,8 @@ impl Harness {
         // on every attempt: reported (a panic, or the `try_` error), and
         // nothing of it committed.
         let reported_snap = |e: &TreeError| {
-            matches!(e, TreeError::NestedConflict(c) if c.by_snapshot) && last.snap_breaks
+            matches!(e, TreeError::NestedConflict(c) if c.cause == kame_stm::NestedCause::Snapshot)
+                && last.snap_breaks
         };
         let res = match res {
             Ok(Res::Failed(e)) if reported_snap(&e) => return Ok(()),

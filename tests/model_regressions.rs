@@ -294,7 +294,7 @@ fn an_online_insert_does_not_pull_a_second_copy_of_a_shared_node() {
 /// the attempt's limbo, so no attempt could commit, and the transaction
 /// retried forever (4369f81). It is now reported like a nested commit into
 /// the enclosing tree: a panic naming both nodes, `NestedConflict` (with
-/// `by_snapshot`) from the `try_` form.
+/// `cause: NestedCause::Snapshot`) from the `try_` form.
 #[test]
 fn a_snapshot_that_takes_back_an_online_insert_is_reported() {
     within("insert_online + snapshot of the parent", || {
@@ -313,7 +313,7 @@ fn a_snapshot_that_takes_back_an_online_insert_is_reported() {
         });
         match r {
             Err(TreeError::NestedConflict(c)) => {
-                assert!(c.by_snapshot);
+                assert_eq!(c.cause, kame_stm::NestedCause::Snapshot);
                 assert_eq!(c.inner.name.as_deref(), Some("top"));
                 assert_eq!(c.outer.name.as_deref(), Some("mine"));
             }

@@ -624,3 +624,102 @@ fn concurrent_releases_of_one_child_publish_nothing_uncommitted() {
         assert_eq!(c.read(), 0, "an aborted transaction's write is visible");
     });
 }
+
+/// Found by the concurrent history test in release builds (3 of 40 runs on
+/// 4369f81: `Phantom` and `LostAppend`), after the test above was fixed:
+/// the root touch of `validate_over` only stops a transaction on the *same*
+/// root. Here the first transaction runs on `x` and moves `c` from `x` to
+/// `q`; the second, on the ancestor `r`, writes `c`, releases it (replacing
+/// the first one's limbo with its own, carrying the write) and gives up.
+/// The first commits: `x` no longer lists `c`, so `c`'s state is the
+/// carried packet, with the abandoned write (`c` read 100 on 4369f81).
+/// Now every limbo names the attempt that installed it, and a dynamic
+/// operation that meets a live one's limbo loses instead of replacing it
+/// (and waits for it before its next attempt: `src/limbo.rs`).
+#[test]
+fn a_release_over_a_live_limbo_of_another_root_publishes_nothing_uncommitted() {
+    within(HANG, "release over a live limbo of another root", || {
+        let (r, x, q, c) = (
+            Node::named("r", 0u64),
+            Node::named("x", 0u64),
+            Node::named("q", 0u64),
+            Node::named("c", 0u64),
+        );
+        r.insert(&x).unwrap();
+        x.insert(&q).unwrap();
+        x.insert(&c).unwrap();
+        let _ = r.snapshot();
+        let (a, b) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let (r2, x2, c2, a2, b2) = (r.clone(), x.clone(), c.clone(), a.clone(), b.clone());
+        let second = thread::spawn(move || {
+            let r: Result<_, TreeError> = r2.try_iterate_commit(|tr| {
+                a2.wait(); // the first transaction has moved c
+                tr[&c2] += 100;
+                let _ = tr.release(&x2, &c2);
+                b2.wait(); // let the first one commit
+                b2.wait(); // it has committed
+                Err(TreeError::NotAChild) // abandon
+            });
+            assert!(r.is_err());
+        });
+        let mut first = true;
+        x.iterate_commit(|tr| {
+            tr.release(&x, &c).unwrap();
+            tr.insert(&q, &c).unwrap();
+            if first {
+                first = false;
+                a.wait();
+                b.wait(); // the second one has tried to release c too
+            }
+        });
+        b.wait();
+        second.join().unwrap();
+        assert_eq!(c.read(), 0, "an abandoned transaction's write is visible");
+        let shot = r.snapshot();
+        assert_eq!((shot[&c], shot.children(&q).unwrap().len()), (0, 1));
+    });
+}
+
+/// The same on one thread: the transaction on the ancestor runs nested
+/// inside the closure of the one that moved `c`. Its release meets the
+/// enclosing attempt's limbo, which cannot end while it runs: reported
+/// after `NESTED_LIMIT` attempts (`NestedCause::HeldByEnclosing`), never
+/// a wait for itself. On 4369f81 the nested transaction replaced the
+/// enclosing limbo and committed its release, and the enclosing closure's
+/// next attempt found `c` gone (`release` returned `NotAChild`).
+#[test]
+fn a_nested_release_of_a_node_the_enclosing_attempt_holds_is_reported() {
+    within(HANG, "nested release over the enclosing limbo", || {
+        let (r, x, q, c) = (
+            Node::named("r", 0u64),
+            Node::named("x", 0u64),
+            Node::named("q", 0u64),
+            Node::named("c", 0u64),
+        );
+        r.insert(&x).unwrap();
+        x.insert(&q).unwrap();
+        x.insert(&c).unwrap();
+        let _ = r.snapshot();
+        let mut inner = None;
+        x.iterate_commit(|tr| {
+            tr.release(&x, &c).unwrap();
+            tr.insert(&q, &c).unwrap();
+            if tr.attempt() == 0 {
+                inner = Some(r.try_iterate_commit(|t2| {
+                    t2[&c] += 100;
+                    t2.release(&x, &c)
+                }));
+            }
+        });
+        match inner {
+            Some(Err(TreeError::NestedConflict(e))) => {
+                assert_eq!(e.cause, kame_stm::NestedCause::HeldByEnclosing);
+                assert_eq!(e.inner.name.as_deref(), Some("c"));
+                assert_eq!(e.attempts, NESTED_LIMIT);
+            }
+            other => panic!("expected a HeldByEnclosing report, got {other:?}"),
+        }
+        assert_eq!(c.read(), 0, "the nested transaction's write is visible");
+        assert_eq!(r.snapshot().children(&q).unwrap().len(), 1);
+    });
+}

@@ -10,6 +10,7 @@
 //! child must CAS the parent's chain first, which makes a still-running
 //! insert or release transaction fail and retry.
 
+use crate::limbo::LimboOwner;
 use crate::linkage::Linkage;
 use crate::negotiation::{self, Negotiator};
 use crate::packet::Packet;
@@ -80,22 +81,35 @@ fn gated_cas(
     }
 }
 
+/// Where a child CAS puts the child in limbo, and whose limbo it is.
+pub(crate) struct Limbo<'a> {
+    pub(crate) parent: &'a Arc<Linkage>,
+    /// The child's index hint in the parent's list.
+    pub(crate) index: usize,
+    pub(crate) serial: Serial,
+    pub(crate) owner: &'a Arc<LimboOwner>,
+}
+
+impl Limbo<'_> {
+    fn wrapper(&self, packet: Arc<Packet>) -> Arc<PacketWrapper> {
+        PacketWrapper::limbo(self.parent, self.index, self.serial, packet, self.owner)
+    }
+}
+
 /// Puts the child in limbo under `parent`, carrying its packet, so the
 /// inserting transaction can write it and later readers can find it.
 /// TLA+: InsertCASChild
 pub(crate) fn insert_cas_child(
     child: &Arc<Linkage>,
     expected: &Arc<PacketWrapper>,
-    parent: &Arc<Linkage>,
-    index: usize,
-    serial: Serial,
+    limbo: &Limbo<'_>,
     neg: &mut Negotiator,
 ) -> ChildCas {
     let packet = expected
         .packet
         .clone()
         .expect("a ready child carries its packet");
-    let next = PacketWrapper::limbo(parent, index, serial, packet);
+    let next = limbo.wrapper(packet);
     gated_cas(child, expected, next, neg)
 }
 
@@ -122,13 +136,11 @@ pub(crate) fn release_read_child(
 pub(crate) fn release_cas_child(
     child: &Arc<Linkage>,
     expected: &Arc<PacketWrapper>,
-    parent: &Arc<Linkage>,
-    index: usize,
-    serial: Serial,
+    limbo: &Limbo<'_>,
     slot: Arc<Packet>,
     neg: &mut Negotiator,
 ) -> ChildCas {
-    let next = PacketWrapper::limbo(parent, index, serial, slot);
+    let next = limbo.wrapper(slot);
     gated_cas(child, expected, next, neg)
 }
 
