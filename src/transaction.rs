@@ -407,10 +407,14 @@ impl Transaction {
         ch.slots[*last as usize] = slot;
     }
 
-    /// The child CAS of a release: puts `child` in limbo under `parent`
-    /// carrying `slot`. `None` when the attempt is (or gets) doomed: then it
-    /// must not touch the child, and it records the release for its own
-    /// view only (a later `insert_online` of the child reads `slot`).
+    /// The child CAS of a release: puts `child` in limbo under `parent`,
+    /// carrying its *committed* packet (the one the snapshot read; `slot`,
+    /// the working one, only for a node the snapshot did not hold):
+    /// `settle_moves` puts the final packet in right before the commit, so
+    /// a limbo of an attempt that does not commit never carries its
+    /// writes. `None` when the attempt is (or gets) doomed: then it must not touch
+    /// the child, and it records the release for its own view only (a
+    /// later `insert_online` of the child reads `slot`).
     fn release_in_limbo(
         &mut self,
         child: &Arc<Linkage>,
@@ -423,8 +427,11 @@ impl Transaction {
         }
         let serial = self.serial();
         let owner = self.limbo_owner();
+        let carried = packet::find(&self.root, &self.old, child)
+            .cloned()
+            .unwrap_or_else(|| slot.clone());
         loop {
-            let Some(w) = dynamic::release_read_child(child, parent, slot) else {
+            let Some(w) = dynamic::release_read_child(child, parent, &carried) else {
                 self.doom();
                 return None;
             };
@@ -437,7 +444,7 @@ impl Transaction {
                 serial,
                 owner: &owner,
             };
-            match dynamic::release_cas_child(child, &w, &limbo, slot.clone(), &mut self.neg) {
+            match dynamic::release_cas_child(child, &w, &limbo, carried.clone(), &mut self.neg) {
                 ChildCas::Done(installed) => {
                     crate::drive::hold_limbo(child, &installed);
                     return Some(installed);
@@ -1048,6 +1055,15 @@ fn unlimbo(child: &Linkage, installed: &Arc<PacketWrapper>) {
     let _ = child.slot.compare_exchange(installed, next);
 }
 
+/// After a commit that lists `child` under `parent` with a present slot:
+/// turns this attempt's limbo `installed` into a bundled reference to
+/// `parent` (a plain CAS; when it fails, someone has taken the child out of
+/// that limbo already, which is as good).
+fn rebundle(child: &Linkage, parent: &Arc<Linkage>, installed: &Arc<PacketWrapper>) {
+    let next = PacketWrapper::bundled(parent, installed.index, serial::next(installed.serial));
+    let _ = child.slot.compare_exchange(installed, next);
+}
+
 impl Drop for Transaction {
     /// The end of an attempt: no limbo of it may outlive it naming a parent
     /// that does not list the child (see `unlimbo`).
@@ -1073,15 +1089,33 @@ impl Drop for Transaction {
                             .is_some_and(|i| c.slots[i].is_some())
                     })
                 });
-                if !listed {
+                if listed {
+                    // Its state is that slot: say so, rather than leave a
+                    // limbo whose carried packet goes stale with the next
+                    // commit through the parent, and would be read if the
+                    // parent ever listed it with a void slot (a hard link).
+                    rebundle(&m.child, &m.limbo_parent, w);
+                } else {
                     unlimbo(&m.child, w);
                 }
             }
         } else {
             // Pulled children: the parent's committed version never listed
-            // them. (Released ones are still listed: harmless.)
+            // them.
             for p in &self.pulled {
                 unlimbo(&p.child, &p.wrapper);
+            }
+            // Released ones: their parent's committed version still lists
+            // them with a present slot (it did when the release validated,
+            // and every change of it since either went through the child,
+            // taking it out of this limbo, or kept that slot its state), so
+            // they are bundled into it. A limbo left behind carries a
+            // packet that goes stale (or, settled for a commit that then
+            // failed, was never committed).
+            for m in &self.moved {
+                if let Some(w) = &m.wrapper {
+                    rebundle(&m.child, &m.limbo_parent, w);
+                }
             }
         }
         if let Some(owner) = &self.limbo_owner {

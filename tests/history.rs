@@ -39,8 +39,9 @@ macro_rules! trace {
         if $w.trace {
             let line = format!("t{}#{} {}", $w.id, $w.seq, format!($($arg)*));
             if let Some(buf) = &$w.buf {
-                let at = $w.clock.load(Ordering::Relaxed);
-                buf.borrow_mut().push((at, line));
+                // No shared-clock read here: it would change the
+                // interleaving more (lines come out per thread).
+                buf.borrow_mut().push(($w.id as u64, line));
             } else {
                 eprintln!("{line}");
             }
@@ -49,9 +50,9 @@ macro_rules! trace {
 }
 
 /// `KAME_HISTORY_TRACE=buf`: keep the trace in memory (less change to the
-/// interleaving than printing) and write it, ordered by the shared clock,
-/// to `KAME_HISTORY_TRACE_FILE` (default `history-trace.txt`) when the
-/// history has a violation.
+/// interleaving than printing) and write it, thread by thread, to
+/// `KAME_HISTORY_TRACE_FILE` (default `history-trace.txt`) when the history
+/// has a violation.
 type TraceBuf = std::cell::RefCell<Vec<(u64, String)>>;
 
 /// xorshift64* seeded through splitmix64: reproducible, no dependency.
@@ -935,7 +936,7 @@ fn run_and_check(cfg: Config) -> (Summary, Option<String>) {
             }
             if !traces.is_empty() {
                 let mut traces = traces;
-                traces.sort_by_key(|(at, _)| *at);
+                traces.sort_by_key(|(thread, _)| *thread);
                 let file = std::env::var("KAME_HISTORY_TRACE_FILE")
                     .unwrap_or_else(|_| "history-trace.txt".into());
                 let text: Vec<String> = traces
