@@ -361,12 +361,12 @@ CasSucceeded(t, n) == priorityTag' = [priorityTag EXCEPT ![n] = TagAfterSuccess(
 (*             "commit", "promote", "bundle"), ser and inprog (bundle      *)
 (*             serial and nodes being bundled, "bundle" mode), chain       *)
 (*             (ancestors walked, nearest first, [node, w]), found,        *)
-(*             copies, casPos                                              *)
+(*             copies, casPos, rc (next level UnbundleRecheck loads)       *)
 
 Frame0 == [kind |-> Null, node |-> Null, w |-> Null, ser |-> Null, isRoot |-> FALSE,
            coll |-> <<>>, incomplete |-> FALSE, idx |-> 0,
            mode |-> Null, tw |-> Null, chain |-> <<>>, found |-> Null,
-           copies |-> <<>>, casPos |-> 0, inprog |-> {}]
+           copies |-> <<>>, casPos |-> 0, inprog |-> {}, rc |-> 0]
 
 BundleFrame(n, w, s, isRoot) ==
     [Frame0 EXCEPT !.kind = "bundle", !.node = n, !.w = w, !.ser = s, !.isRoot = isRoot]
@@ -766,9 +766,9 @@ UnbundleWalk(t) ==
             /\ local' = [local EXCEPT ![t] = r.l]
             /\ UNCHANGED <<serial, priorityTag>>
        ELSE IF f.mode = "snap" /\ Complete(found) THEN
-            LET r == Ret("found", found) IN
-            /\ pc' = [pc EXCEPT ![t] = r.pc]
-            /\ local' = [local EXCEPT ![t] = r.l]
+            \* read-only: load every level below the ancestor again first
+            /\ pc' = [pc EXCEPT ![t] = "unbundle_recheck"]
+            /\ local' = [local EXCEPT ![t] = SetTop(l, [f2 EXCEPT !.found = found, !.rc = 0])]
             /\ UNCHANGED <<serial, priorityTag>>
        ELSE IF f.mode = "commit" /\ found # l.snapPkt THEN
             \* SubvalueChanged: the commit's conflict; with TagOnConflict the
@@ -789,6 +789,33 @@ UnbundleWalk(t) ==
     /\ UNCHANGED <<linkage, target, budget, queue, credit, stamp>>
 
 \* CAS one ancestor (root first) to its missing copy.
+\* A read-only result combines loads made one after another, bottom up: the
+\* target's wrapper first, the priority ancestor's last.  Each level below
+\* the ancestor (level 0 = the target) is loaded again, one per step; all
+\* unchanged: they held when the ancestor was read, and the packet found is
+\* returned.  A changed one: a reader's lost race, no tag.  Without it a
+\* reader combined a limbo wrapper it had read before the limbo's attempt
+\* failed with the ancestors after another commit (tla/FINDINGS.md).
+UnbundleRecheck(t) ==
+    /\ pc[t] = "unbundle_recheck"
+    /\ LET l == local[t]
+           f == Top(l)
+           j == f.rc
+           Ret(kind, p) == AfterReturn(PopL(l), [Outcome(kind) EXCEPT !.p = p])
+       IN
+       IF linkage[LevelNode(f, j)] # LevelW(f, j) THEN
+            LET r == Ret("disturbed", Null) IN
+            /\ pc' = [pc EXCEPT ![t] = r.pc]
+            /\ local' = [local EXCEPT ![t] = r.l]
+       ELSE IF j + 1 >= Len(f.chain) THEN
+            LET r == Ret("found", f.found) IN
+            /\ pc' = [pc EXCEPT ![t] = r.pc]
+            /\ local' = [local EXCEPT ![t] = r.l]
+       ELSE
+            /\ local' = [local EXCEPT ![t] = SetTop(l, [f EXCEPT !.rc = j + 1])]
+            /\ UNCHANGED pc
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
+
 UnbundleCASAncestors(t) ==
     /\ pc[t] = "unbundle_cas_ancestors"
     /\ LET l == local[t]
@@ -1154,6 +1181,7 @@ ThreadStep(t) ==
         \/ BundlePhase3(t)
         \/ BundlePhase4(t)
         \/ UnbundleWalk(t)
+        \/ UnbundleRecheck(t)
         \/ UnbundleCASAncestors(t)
         \/ UnbundleCASChild(t)
         \/ CommitStart(t)
@@ -1178,6 +1206,7 @@ NextStep ==
         \/ BundlePhase3(t)
         \/ BundlePhase4(t)
         \/ UnbundleWalk(t)
+        \/ UnbundleRecheck(t)
         \/ UnbundleCASAncestors(t)
         \/ UnbundleCASChild(t)
         \/ CommitStart(t)
@@ -1228,7 +1257,7 @@ TypeOK ==
     /\ \A n \in Nodes : HasPri(linkage[n]) => linkage[n].pkt # Null
     /\ \A t \in Threads : serial[t] % SerialBase = t
     /\ pc \in [Threads -> {"idle", "snap_check", "bundle_phase1", "bundle_phase2",
-                           "bundle_phase3", "bundle_phase4", "unbundle_walk",
+                           "bundle_phase3", "bundle_phase4", "unbundle_walk", "unbundle_recheck",
                            "unbundle_cas_ancestors", "unbundle_cas_child",
                            "commit_start", "commit_parent", "commit_read",
                            "commit_try_cas", "commit_done", "insert_read_child",

@@ -288,6 +288,7 @@ impl Operation {
             },
             Some(Frame::Unbundle(f)) => match f.pc {
                 unbundle::UnbundlePc::Walk => "unbundle_walk",
+                unbundle::UnbundlePc::Recheck => "unbundle_recheck",
                 unbundle::UnbundlePc::CasAncestors => "unbundle_cas_ancestors",
                 unbundle::UnbundlePc::CasChild => "unbundle_cas_child",
             },
@@ -552,6 +553,62 @@ mod interleavings {
                 );
             }
         }
+    }
+
+    /// A reader of a leaf loaded the leaf's wrapper (the limbo of a move
+    /// whose final packet was already settled into it, for a commit that
+    /// then failed), then the mover dropped its attempt and another
+    /// transaction moved the leaf away and committed, then the reader loaded
+    /// the ancestors: the parent no longer listed the leaf, so the reader
+    /// took the carried packet, a write nobody committed (the history
+    /// test's `Phantom` in release builds). `unbundle_recheck` loads the
+    /// leaf again before a read-only result: changed, the reader looks
+    /// again. Fails (reads 100) with the recheck skipped.
+    #[test]
+    fn a_reader_never_combines_a_stale_limbo_with_newer_ancestors() {
+        use crate::transaction::Transaction;
+        let r = Node::new(0u32);
+        let (p, q, c) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+        r.insert(&p).unwrap();
+        r.insert(&q).unwrap();
+        p.insert(&c).unwrap();
+        let _ = r.snapshot();
+        // The mover: released from p, inserted online under q, written,
+        // settled for its commit.
+        let mut neg = Negotiator::with_stamp((300 << 16) | 3);
+        let snap = crate::drive::snapshot_result(&r.link, &mut neg).expect("no budget");
+        let mut tr = Transaction::new(r.link.clone(), snap, 0, neg);
+        tr.release(&p, &c).unwrap();
+        tr.insert_online(&q, &c).unwrap();
+        tr[&c] += 100;
+        assert!(tr.settle_moves());
+        // The reader loads c's wrapper: the settled limbo under p.
+        let mut rn = Negotiator::with_stamp((400 << 16) | 4);
+        let mut reader = Operation::new(Frame::Snapshot(SnapshotFrame::new(c.link.clone())));
+        while reader.next_step_name() != "unbundle_walk" {
+            assert!(matches!(reader.step(&mut rn), Step::Running));
+        }
+        // The mover's commit fails: its attempt ends uncommitted.
+        drop(tr);
+        // Another transaction moves c away from p and commits.
+        r.try_iterate_commit(|t| {
+            t.release(&p, &c)?;
+            t.insert_online(&q, &c)
+        })
+        .unwrap();
+        // The reader goes on: it must not return the mover's write.
+        let found = loop {
+            match reader.step(&mut rn) {
+                Step::Done => break reader.done.take().expect("an outcome"),
+                Step::Running => {}
+                Step::Blocked(_) => panic!("a reader alone is never blocked"),
+            }
+        };
+        match found {
+            Outcome::Snapshot(s) => assert_eq!(*s.packet.payload::<u32>(), 0),
+            _ => panic!("a snapshot returns a snapshot"),
+        }
+        assert_eq!(c.read(), 0);
     }
 
     /// With negotiation, the same schedule cannot go on: the first failed

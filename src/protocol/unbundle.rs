@@ -49,6 +49,9 @@ pub(crate) enum UnbundleMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UnbundlePc {
     Walk,
+    /// A read-only result, before it is returned: every level below the
+    /// priority ancestor is loaded again (`unbundle_recheck`).
+    Recheck,
     CasAncestors,
     CasChild,
 }
@@ -66,6 +69,8 @@ pub(crate) struct UnbundleFrame {
     copies: SmallVec<[Arc<PacketWrapper>; 4]>,
     /// Next chain index to CAS (counts down to 0, root first).
     cas_pos: usize,
+    /// Next level to load again before a read-only result (0 = the target).
+    recheck: usize,
     installed: Installed,
     /// Loop detection (Brent): the linkage remembered at the last power of
     /// two of the chain length; meeting it again means a loop.
@@ -88,6 +93,7 @@ impl UnbundleFrame {
             found: None,
             copies: SmallVec::new(),
             cas_pos: 0,
+            recheck: 0,
             installed: SmallVec::new(),
             loop_mark: 0,
         }
@@ -112,6 +118,7 @@ impl UnbundleFrame {
         debug_assert!(returned.is_none(), "unbundle starts no sub-operation");
         match self.pc {
             UnbundlePc::Walk => unbundle_walk(self, neg),
+            UnbundlePc::Recheck => unbundle_recheck(self),
             UnbundlePc::CasAncestors => unbundle_cas_ancestors(self, neg),
             UnbundlePc::CasChild => unbundle_cas_child(self, neg),
         }
@@ -261,10 +268,8 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next
 fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>], neg: &mut Negotiator) -> Next {
     let found = &packets[0];
     match &f.mode {
-        UnbundleMode::Snapshot if found.is_complete() => {
-            return ret(UnbundleResult::Found(found.clone()));
-        }
-        UnbundleMode::Peek => return ret(UnbundleResult::Found(found.clone())),
+        UnbundleMode::Snapshot if found.is_complete() => return read_only(f, found),
+        UnbundleMode::Peek => return read_only(f, found),
         UnbundleMode::Commit { old, .. } if !Arc::ptr_eq(old, found) => {
             // The commit lost without a failed CAS: someone committed to the
             // node (maybe through an ancestor's bundle). Tag the node and
@@ -280,6 +285,42 @@ fn decide(f: &mut UnbundleFrame, packets: &[Arc<Packet>], neg: &mut Negotiator) 
         _ => {}
     }
     f.prepare_cas(packets);
+    Next::Stay
+}
+
+/// A read-only result rests on loads made one after another, bottom up:
+/// the target's wrapper first, the priority ancestor's last. Between them
+/// the target may have left the limbo or bundle it was in and the ancestors
+/// moved on (a commit elsewhere), so the packet found combines an old
+/// wrapper with newer ancestors: the carried packet of a limbo whose
+/// attempt never committed, or a slot older than the target's own commit
+/// (found by the history test in release builds: `Phantom`, stale reads;
+/// `tla/FINDINGS.md`). The CASing modes need nothing more (each CAS checks
+/// its level); a read-only one loads every level below the ancestor again
+/// (`unbundle_recheck`): unchanged, they held when the ancestor was read.
+fn read_only(f: &mut UnbundleFrame, found: &Arc<Packet>) -> Next {
+    f.found = Some(found.clone());
+    f.recheck = 0;
+    f.pc = UnbundlePc::Recheck;
+    Next::Stay
+}
+
+/// Loads one level below the priority ancestor again (the target first);
+/// when all are unchanged, returns the packet found. A changed one is a
+/// lost race of a reader: look again (no tag: nothing was written).
+/// TLA+: UnbundleRecheck
+pub(crate) fn unbundle_recheck(f: &mut UnbundleFrame) -> Next {
+    let j = f.recheck;
+    let same = Arc::ptr_eq(&f.level_link(j).load(), f.level_wrapper(j));
+    if !same {
+        return ret(UnbundleResult::Disturbed);
+    }
+    f.recheck += 1;
+    // Levels 0..k-1 (the priority ancestor, level k, was loaded last).
+    if f.recheck >= f.chain.len() {
+        let found = f.found.clone().expect("set by read_only");
+        return ret(UnbundleResult::Found(found));
+    }
     Next::Stay
 }
 
@@ -351,7 +392,7 @@ impl UnbundleFrame {
         match self.pc {
             UnbundlePc::CasAncestors => Some(self.chain[self.cas_pos].0.clone()),
             UnbundlePc::CasChild => Some(self.target.clone()),
-            UnbundlePc::Walk => None,
+            UnbundlePc::Walk | UnbundlePc::Recheck => None,
         }
     }
 
@@ -390,6 +431,7 @@ impl UnbundleFrame {
             c.wrapper(w);
         }
         c.n(self.cas_pos as u64);
+        c.n(self.recheck as u64);
         c.installed(&self.installed);
         if self.loop_mark == 0 {
             c.n(u64::MAX);
