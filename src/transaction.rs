@@ -906,9 +906,11 @@ impl Transaction {
         pulled
     }
 
-    /// A subtree pulled in by an online insert may list, as a void slot, a
-    /// node this attempt released (its packet was bundled here, so the pull
-    /// left it void). The node moves into the pulled subtree with the
+    /// A subtree pulled in by an online insert may list a node this attempt
+    /// released: as a void slot (its packet was bundled here, so the pull
+    /// left it void), or with the committed copy, which lacks what this
+    /// attempt did to it (its view showed a child it had released). The
+    /// node moves into the pulled subtree with the
     /// packet it was released with, on a path marked missing, as a move
     /// does: `settle_moves` puts its final packet in its limbo wrapper, and
     /// after the commit it takes priority with it (`unlimbo`), so its own
@@ -925,12 +927,17 @@ impl Transaction {
         }
         let mut adopted: Vec<*const Linkage> = Vec::new();
         loop {
-            let found = packet::find_void(&pulled, |n| {
-                if adopted.contains(&Arc::as_ptr(n)) || self.contains_link(n) {
-                    return false;
-                }
-                self.moved.iter().any(|m| Arc::ptr_eq(&m.child, n))
-            });
+            let want = |n: &Arc<Linkage>| {
+                !adopted.contains(&Arc::as_ptr(n))
+                    && !self.contains_link(n)
+                    && self.moved.iter().any(|m| Arc::ptr_eq(&m.child, n))
+            };
+            // A void slot, or a present one: the pulled subtree's copy of a
+            // node this attempt released is the committed one, without what
+            // this attempt did to it (its children released, its payload
+            // written); the released packet is its state in this attempt.
+            let found =
+                packet::find_void(&pulled, want).or_else(|| packet::find_present(&pulled, want));
             let Some((path, node)) = found else { break };
             adopted.push(Arc::as_ptr(&node));
             let released = self.take_moved(&node);

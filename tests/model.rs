@@ -1423,6 +1423,10 @@ fn shrink_replay() {
 /// run on every `cargo test`, while the random search stays `#[ignore]`d.
 const RECORDED: &[(&str, &str)] = &[
     (
+        "an online insert pulled the committed copy of a node this attempt had released",
+        "06006b0000010a00000049010000000700d501000600300000010e0000006d01000000000066008f0600300000030e010002000109000008010102000a013802bf01000100",
+    ),
+    (
         "a bundle took hard links out of collected siblings, every round (hang)",
         "000039006b0600120000020e00000039010000000a0100020001e6000000000000a90700d60400000000007b00006d0300010600000000010e0184020000000000",
     ),
