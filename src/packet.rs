@@ -311,41 +311,20 @@ pub(crate) fn find_path(
     None
 }
 
-/// Slot indices leading to the first void slot (depth first) whose node
-/// `want` accepts, and that node. Iterative, like [`find_path`].
-pub(crate) fn find_void(
-    root: &Arc<Packet>,
-    mut want: impl FnMut(&Arc<Linkage>) -> bool,
-) -> Option<(SmallVec<[u32; 8]>, Arc<Linkage>)> {
-    let mut stack: SmallVec<[(&Arc<Packet>, usize); 16]> = SmallVec::new();
-    stack.push((root, 0));
-    while let Some(top) = stack.last_mut() {
-        let (p, i) = (top.0, top.1);
-        let ch = match p.children.as_ref() {
-            Some(ch) if i < ch.nodes.len() => ch,
-            _ => {
-                stack.pop();
-                continue;
-            }
-        };
-        top.1 += 1;
-        match &ch.slots[i] {
-            None if want(&ch.nodes[i]) => {
-                let path = stack.iter().map(|(_, j)| (*j - 1) as u32).collect();
-                return Some((path, ch.nodes[i].clone()));
-            }
-            Some(s) if s.children.is_some() => stack.push((s, 0)),
-            _ => {}
-        }
-    }
-    None
+/// Which slots [`find_slot`] may return.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotKind {
+    Void,
+    Present,
+    Either,
 }
 
-/// Slot indices leading to the first present slot (depth first) whose
+/// Slot indices leading to the first slot of `kind` (depth first) whose
 /// node `want` accepts, and that node; the search does not go below an
-/// accepted slot. Iterative, like [`find_path`].
-pub(crate) fn find_present(
+/// accepted present slot. Iterative, like [`find_path`].
+pub(crate) fn find_slot(
     root: &Arc<Packet>,
+    kind: SlotKind,
     mut want: impl FnMut(&Arc<Linkage>) -> bool,
 ) -> Option<(SmallVec<[u32; 8]>, Arc<Linkage>)> {
     let mut stack: SmallVec<[(&Arc<Packet>, usize); 16]> = SmallVec::new();
@@ -360,17 +339,31 @@ pub(crate) fn find_present(
             }
         };
         top.1 += 1;
-        if let Some(s) = &ch.slots[i] {
-            if want(&ch.nodes[i]) {
-                let path = stack.iter().map(|(_, j)| (*j - 1) as u32).collect();
-                return Some((path, ch.nodes[i].clone()));
-            }
+        let slot = &ch.slots[i];
+        let of_kind = match kind {
+            SlotKind::Void => slot.is_none(),
+            SlotKind::Present => slot.is_some(),
+            SlotKind::Either => true,
+        };
+        if of_kind && want(&ch.nodes[i]) {
+            let path = stack.iter().map(|(_, j)| (*j - 1) as u32).collect();
+            return Some((path, ch.nodes[i].clone()));
+        }
+        if let Some(s) = slot {
             if s.children.is_some() {
                 stack.push((s, 0));
             }
         }
     }
     None
+}
+
+/// [`find_slot`] for void slots.
+pub(crate) fn find_void(
+    root: &Arc<Packet>,
+    want: impl FnMut(&Arc<Linkage>) -> bool,
+) -> Option<(SmallVec<[u32; 8]>, Arc<Linkage>)> {
+    find_slot(root, SlotKind::Void, want)
 }
 
 /// Every node whose packet the tree holds (present slots only).

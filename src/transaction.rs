@@ -7,7 +7,7 @@ use crate::linkage::Linkage;
 use crate::negotiation;
 use crate::negotiation::Negotiator;
 use crate::node::{AsNode, Node, NodeRef, not_found};
-use crate::packet::{self, Children, Packet};
+use crate::packet::{self, Children, Packet, SlotKind};
 use crate::protocol::bundle::InProgress;
 use crate::protocol::dynamic::{self, ChildCas, InsertRead, Limbo};
 use crate::protocol::{
@@ -889,21 +889,28 @@ impl Transaction {
     /// and writes of that node disagree within one attempt.
     fn void_present(&mut self, child: &Arc<Linkage>, mut pulled: Arc<Packet>) -> Arc<Packet> {
         let mut changed = false;
-        while let Some((path, _)) = packet::find_present(&pulled, |n| self.contains_link(n)) {
+        while let Some((path, _)) =
+            packet::find_slot(&pulled, SlotKind::Present, |n| self.contains_link(n))
+        {
             Self::set_slot(&mut pulled, &path, None);
             changed = true;
         }
         if changed {
-            // A release of the pulled node compares with what it carries here.
-            if let Some(entry) = self
-                .pulled
-                .iter_mut()
-                .find(|p| Arc::ptr_eq(&p.child, child))
-            {
-                entry.packet = pulled.clone();
-            }
+            self.repacked(child, &pulled);
         }
         pulled
+    }
+
+    /// The pulled node `child` now holds `pulled` in the working tree: a
+    /// release of it compares with that.
+    fn repacked(&mut self, child: &Arc<Linkage>, pulled: &Arc<Packet>) {
+        if let Some(entry) = self
+            .pulled
+            .iter_mut()
+            .find(|p| Arc::ptr_eq(&p.child, child))
+        {
+            entry.packet = pulled.clone();
+        }
     }
 
     /// A subtree pulled in by an online insert may list a node this attempt
@@ -936,22 +943,15 @@ impl Transaction {
             // node this attempt released is the committed one, without what
             // this attempt did to it (its children released, its payload
             // written); the released packet is its state in this attempt.
-            let found =
-                packet::find_void(&pulled, want).or_else(|| packet::find_present(&pulled, want));
-            let Some((path, node)) = found else { break };
+            let Some((path, node)) = packet::find_slot(&pulled, SlotKind::Either, want) else {
+                break;
+            };
             adopted.push(Arc::as_ptr(&node));
             let released = self.take_moved(&node);
             Self::fill_void(&mut pulled, &path, released);
         }
         if !adopted.is_empty() {
-            // A release of the pulled node compares with what it carries here.
-            if let Some(entry) = self
-                .pulled
-                .iter_mut()
-                .find(|p| Arc::ptr_eq(&p.child, child))
-            {
-                entry.packet = pulled.clone();
-            }
+            self.repacked(child, &pulled);
         }
         pulled
     }

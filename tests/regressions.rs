@@ -625,6 +625,22 @@ fn concurrent_releases_of_one_child_publish_nothing_uncommitted() {
     });
 }
 
+/// `r → x → {q, c}`, bundled: `c` can move from `x` to `q` in a transaction
+/// on `x` or on `r`.
+fn r_x_q_c() -> (Node<u64>, Node<u64>, Node<u64>, Node<u64>) {
+    let (r, x, q, c) = (
+        Node::named("r", 0u64),
+        Node::named("x", 0u64),
+        Node::named("q", 0u64),
+        Node::named("c", 0u64),
+    );
+    r.insert(&x).unwrap();
+    x.insert(&q).unwrap();
+    x.insert(&c).unwrap();
+    let _ = r.snapshot();
+    (r, x, q, c)
+}
+
 /// Found by the concurrent history test in release builds (3 of 40 runs on
 /// 4369f81: `Phantom` and `LostAppend`), after the test above was fixed:
 /// the root touch of `validate_over` only stops a transaction on the *same*
@@ -639,16 +655,7 @@ fn concurrent_releases_of_one_child_publish_nothing_uncommitted() {
 #[test]
 fn a_release_over_a_live_limbo_of_another_root_publishes_nothing_uncommitted() {
     within(HANG, "release over a live limbo of another root", || {
-        let (r, x, q, c) = (
-            Node::named("r", 0u64),
-            Node::named("x", 0u64),
-            Node::named("q", 0u64),
-            Node::named("c", 0u64),
-        );
-        r.insert(&x).unwrap();
-        x.insert(&q).unwrap();
-        x.insert(&c).unwrap();
-        let _ = r.snapshot();
+        let (r, x, q, c) = r_x_q_c();
         let (a, b) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
         let (r2, x2, c2, a2, b2) = (r.clone(), x.clone(), c.clone(), a.clone(), b.clone());
         let second = thread::spawn(move || {
@@ -690,16 +697,7 @@ fn a_release_over_a_live_limbo_of_another_root_publishes_nothing_uncommitted() {
 #[test]
 fn a_nested_release_of_a_node_the_enclosing_attempt_holds_is_reported() {
     within(HANG, "nested release over the enclosing limbo", || {
-        let (r, x, q, c) = (
-            Node::named("r", 0u64),
-            Node::named("x", 0u64),
-            Node::named("q", 0u64),
-            Node::named("c", 0u64),
-        );
-        r.insert(&x).unwrap();
-        x.insert(&q).unwrap();
-        x.insert(&c).unwrap();
-        let _ = r.snapshot();
+        let (r, x, q, c) = r_x_q_c();
         let mut inner = None;
         x.iterate_commit(|tr| {
             tr.release(&x, &c).unwrap();

@@ -168,29 +168,24 @@ impl Pending {
     }
 }
 
+/// Drops the rest of a persistent list iteratively (a deep chain makes it
+/// long): each cell this drop owns alone hands over its tail before it
+/// goes; a shared one stops the walk.
+fn drop_tail<C>(mut next: Option<Arc<C>>, tail: impl Fn(&mut C) -> Option<Arc<C>>) {
+    while let Some(cell) = next {
+        next = Arc::try_unwrap(cell).ok().and_then(|mut c| tail(&mut c));
+    }
+}
+
 impl Drop for PendingCell {
-    /// Iterative, like the list is long (a deep chain).
     fn drop(&mut self) {
-        let mut next = self.outer.0.take();
-        while let Some(cell) = next {
-            next = match Arc::try_unwrap(cell) {
-                Ok(mut c) => c.outer.0.take(),
-                Err(_) => None,
-            };
-        }
+        drop_tail(self.outer.0.take(), |c| c.outer.0.take());
     }
 }
 
 impl Drop for InProgressCell {
-    /// Iterative, like the list is long (a deep chain).
     fn drop(&mut self) {
-        let mut next = self.outer.0.take();
-        while let Some(cell) = next {
-            next = match Arc::try_unwrap(cell) {
-                Ok(mut c) => c.outer.0.take(),
-                Err(_) => None,
-            };
-        }
+        drop_tail(self.outer.0.take(), |c| c.outer.0.take());
     }
 }
 
