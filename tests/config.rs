@@ -89,6 +89,40 @@ fn round_trip_through_json_restores_every_named_node() {
     assert_eq!(Config::save(&shot, &reg).unwrap(), saved);
 }
 
+/// Every `f64` comes back bit for bit through JSON text. Without
+/// serde_json's `float_roundtrip` its parser may be one ulp off: the
+/// instrument example's saved magnet field came back as
+/// 0.9901698350690552 instead of ...553 (CI, session 5).
+#[test]
+fn floats_round_trip_exactly() {
+    let root = Node::named("root", ());
+    let x = Node::named("x", 0.0f64);
+    root.insert(&x).unwrap();
+    let reg = Registry::new().with::<f64>().with::<()>();
+    let mut v = 0.9901698350690553f64;
+    for _ in 0..2000 {
+        x.iterate_commit(|tr| tr[&x] = v);
+        let saved = Config::save(&root.snapshot(), &reg).unwrap();
+        let text = serde_json::to_string(&saved).unwrap();
+        x.iterate_commit(|tr| tr[&x] = -1.0);
+        let doc: Config = serde_json::from_str(&text).unwrap();
+        let shot = doc.apply(&root, &reg).unwrap();
+        assert_eq!(
+            shot[&x].to_bits(),
+            v.to_bits(),
+            "{v:e} came back as {:e}",
+            shot[&x]
+        );
+        // The next value: spread over magnitudes and mantissas.
+        v = f64::from_bits(
+            v.to_bits()
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407)
+                >> 2,
+        );
+    }
+}
+
 #[test]
 fn a_subtree_saves_relative_to_its_own_root() {
     let r = rig();
