@@ -15,6 +15,7 @@ mod mailbox;
 mod negotiation;
 mod node;
 mod packet;
+mod park;
 pub mod priority;
 mod protocol;
 mod serial;

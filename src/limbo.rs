@@ -45,14 +45,19 @@ impl LimboOwner {
     /// The attempt has ended (committed or not) and cleaned up its limbo.
     pub(crate) fn finish(&self) {
         self.done.store(true, Ordering::Release);
-        park::wake(self);
+        crate::park::wake(self.key());
+    }
+
+    /// The parking key of this owner (`crate::park`).
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Blocks until the attempt has ended. The caller holds no priority
     /// tag, so the owner never waits for it.
     pub(crate) fn wait(&self) {
         while self.live() {
-            park::park_on(self, || self.live());
+            crate::park::park_on(self.key(), None, || self.live());
         }
     }
 }
@@ -63,55 +68,4 @@ impl std::fmt::Debug for LimboOwner {
             .field("live", &self.live())
             .finish_non_exhaustive()
     }
-}
-
-#[cfg(not(loom))]
-mod park {
-    use super::LimboOwner;
-    use parking_lot_core::{DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN};
-    use std::time::{Duration, Instant};
-
-    fn key(owner: &LimboOwner) -> usize {
-        std::ptr::from_ref(owner) as usize
-    }
-
-    /// Sleeps while `live()` holds, at most a millisecond (the caller
-    /// loops).
-    pub(super) fn park_on(owner: &LimboOwner, live: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_millis(1);
-        // SAFETY: `validate` (an atomic load) and the no-op callbacks do not
-        // panic and do not call into parking_lot; the key is the address of
-        // an owner the caller keeps alive (it holds an `Arc` to it), and any
-        // other use of that address only causes a spurious wake-up, which
-        // the caller's loop tolerates.
-        unsafe {
-            parking_lot_core::park(
-                key(owner),
-                live,
-                || {},
-                |_, _| {},
-                DEFAULT_PARK_TOKEN,
-                Some(deadline),
-            );
-        }
-    }
-
-    /// Wakes every thread parked on `owner`. `park`'s `validate` reads the
-    /// flag under the queue's lock, so a finish before this call is never
-    /// slept through.
-    pub(super) fn wake(owner: &LimboOwner) {
-        // SAFETY: as in `park_on`.
-        unsafe {
-            parking_lot_core::unpark_all(key(owner), DEFAULT_UNPARK_TOKEN);
-        }
-    }
-}
-
-#[cfg(loom)]
-mod park {
-    use super::LimboOwner;
-    pub(super) fn park_on(_owner: &LimboOwner, _live: impl Fn() -> bool) {
-        loom::thread::yield_now();
-    }
-    pub(super) fn wake(_owner: &LimboOwner) {}
 }

@@ -269,72 +269,24 @@ pub(crate) fn clear_my_tags(neg: &mut Negotiator) {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Parking: `parking_lot_core`'s address-keyed queues, keyed by the linkage
-// whose tag is awaited.
-
-#[cfg(not(loom))]
-mod park {
-    use crate::linkage::Linkage;
-    use parking_lot_core::{DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN};
-    use std::time::{Duration, Instant};
-
-    fn key(link: &Linkage) -> usize {
-        std::ptr::from_ref(&link.tag) as usize
-    }
-
-    /// Sleeps while `blocked()` holds, until the tag of `link` is cleared
-    /// or taken over ([`wake`]), or a millisecond passed: a tag overwritten
-    /// by an older transaction's failure wakes nobody, and a waiter older
-    /// than the new owner must get to preempt it.
-    pub(super) fn park_on(link: &Linkage, budget: Option<Instant>, blocked: impl Fn() -> bool) {
-        let mut deadline = Instant::now() + Duration::from_millis(1);
-        if let Some(b) = budget {
-            deadline = deadline.min(b);
-        }
-        super::debug::parked();
-        // SAFETY: `validate` (an atomic load) and the no-op callbacks do not
-        // panic and do not call into parking_lot; the key is an address
-        // this thread keeps alive (it holds the linkage) and any other use
-        // of it only causes a spurious wake-up, which the caller's loop
-        // tolerates.
-        unsafe {
-            parking_lot_core::park(
-                key(link),
-                blocked,
-                || {},
-                |_, _| {},
-                DEFAULT_PARK_TOKEN,
-                Some(deadline),
-            );
-        }
-    }
-
-    /// Wakes every transaction parked on the tag of `link`. Checked under
-    /// the queue's lock by `park`'s `validate`, so a change of the tag made
-    /// before this call is never slept through.
-    pub(super) fn wake(link: &Linkage) {
-        // SAFETY: as in `park_on`.
-        unsafe {
-            parking_lot_core::unpark_all(key(link), DEFAULT_UNPARK_TOKEN);
-        }
-    }
+/// The parking key of a linkage's tag (`crate::park`).
+fn tag_key(link: &Linkage) -> usize {
+    std::ptr::from_ref(&link.tag) as usize
 }
 
-#[cfg(loom)]
-mod park {
-    use crate::linkage::Linkage;
-    pub(super) fn park_on(
-        _link: &Linkage,
-        _budget: Option<std::time::Instant>,
-        _blocked: impl Fn() -> bool,
-    ) {
-        loom::thread::yield_now();
-    }
-    pub(super) fn wake(_link: &Linkage) {}
+/// Sleeps while `blocked()` holds, until the tag of `link` is cleared or
+/// taken over ([`wake`]), or a millisecond passed: a tag overwritten by an
+/// older transaction's failure wakes nobody, and a waiter older than the
+/// new owner must get to preempt it.
+fn park_on(link: &Linkage, budget: Option<std::time::Instant>, blocked: impl Fn() -> bool) {
+    debug::parked();
+    crate::park::park_on(tag_key(link), budget, blocked);
 }
 
-use park::{park_on, wake};
+/// Wakes every transaction parked on the tag of `link`.
+fn wake(link: &Linkage) {
+    crate::park::wake(tag_key(link));
+}
 
 /// Per-thread counts of waits, and of the waits a [`Priority::Realtime`]
 /// thread must never make, for the tests (`kame_stm::__private`): parks (futex sleeps) and
