@@ -66,10 +66,20 @@ pub(crate) enum Ended<E> {
     Starved(Starved),
 }
 
-/// A nested commit (its root and what it published) or, with no packet, a
-/// snapshot inside a closure that took a node out of an enclosing attempt's
-/// limbo.
-type NestedEvent = (Arc<Linkage>, Option<Arc<Packet>>);
+/// What a closure did that may invalidate an enclosing attempt of its
+/// thread.
+enum NestedEvent {
+    /// A nested commit: its root and what it published.
+    Commit(Arc<Linkage>, Arc<Packet>),
+    /// A snapshot (of this node) that took a node out of a limbo an
+    /// enclosing attempt holds: that attempt cannot commit.
+    TookLimbo(Arc<Linkage>),
+    /// A snapshot (of this node, reading this packet) inside a closure: an
+    /// enclosing attempt that has used a limbo cannot take a base that was
+    /// only re-bundled (`Transaction::rebase`), so a snapshot whose bundle
+    /// re-bundled it (a hard link) invalidates it.
+    Snapshot(Arc<Linkage>, Arc<Packet>),
+}
 
 /// Per-thread nesting state. An outermost transaction pays two cell
 /// accesses; the log of nested commits is only written by nested ones.
@@ -80,10 +90,8 @@ struct Nesting {
     stamp: Cell<Stamp>,
     /// Nested commits published so far (a generation count).
     commits: Cell<u64>,
-    /// What those nested commits published, as (root, packet); cleared when
-    /// an outermost transaction starts an attempt. A `None` packet: a
-    /// snapshot taken inside a closure that took a node out of a limbo an
-    /// enclosing attempt holds (that attempt cannot commit).
+    /// Those nested commits and the snapshots that matter (`NestedEvent`);
+    /// cleared when an outermost transaction starts an attempt.
     log: RefCell<Vec<NestedEvent>>,
     /// The limbo wrappers the running attempts of this thread installed
     /// (online inserts and releases), with their nodes: a snapshot inside a
@@ -219,11 +227,13 @@ impl Entered {
     /// The attempt that started at `since` and read `base` at `root` was
     /// lost: did a nested commit of this thread invalidate it? Its root is
     /// inside this tree, or it is an ancestor and changed this root's packet.
+    /// `plain`: the attempt held no limbo (a re-bundled base was no loss).
     fn lost_to_nested(
         &self,
         since: u64,
         root: &Arc<Linkage>,
         base: &Arc<Packet>,
+        plain: bool,
     ) -> Option<(NodeName, NestedCause)> {
         NESTING.with(|n| {
             if n.commits.get() == since {
@@ -236,10 +246,31 @@ impl Entered {
                 .map(Arc::as_ptr)
                 .chain(std::iter::once(Arc::as_ptr(root)))
                 .collect();
-            log[from..].iter().find_map(|(inner, published)| {
-                let Some(published) = published else {
-                    // A snapshot that took a node out of our own limbo.
-                    return Some((name(inner), NestedCause::Snapshot));
+            log[from..].iter().find_map(|event| {
+                let (inner, published) = match event {
+                    NestedEvent::Commit(inner, published) => (inner, published),
+                    NestedEvent::TookLimbo(inner) => {
+                        return Some((name(inner), NestedCause::Snapshot));
+                    }
+                    NestedEvent::Snapshot(inner, read) => {
+                        // It read this root re-bundled: same state, another
+                        // packet (a hard link's packet taken to its other
+                        // parent).
+                        let rebundled = !plain
+                            && packet::find(inner, read, root).is_some_and(|p| {
+                                let before = Snapshot {
+                                    root: root.clone(),
+                                    packet: base.clone(),
+                                };
+                                let shot = Snapshot {
+                                    root: inner.clone(),
+                                    packet: read.clone(),
+                                };
+                                !Arc::ptr_eq(p, base)
+                                    && crate::snapshot::same_state_anywhere(&before, &shot, base, p)
+                            });
+                        return rebundled.then(|| (name(inner), NestedCause::Snapshot));
+                    }
                 };
                 // Inside this tree, around it (changing it), or sharing a
                 // node with it (a hard link: its snapshot takes that node's
@@ -265,7 +296,7 @@ impl Entered {
         NESTING.with(|n| {
             n.log
                 .borrow_mut()
-                .push((shot.root.clone(), Some(shot.packet.clone())));
+                .push(NestedEvent::Commit(shot.root.clone(), shot.packet.clone()));
             n.commits.set(n.commits.get() + 1);
         });
     }
@@ -304,16 +335,24 @@ fn give_priority(node: &Arc<Linkage>, neg: &mut Negotiator) {
 
 /// A stand-alone snapshot (`Node::snapshot`).
 pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
+    let nested = NESTING.try_with(|n| n.depth.get() != 0).unwrap_or(false);
     let held = own_limbos_held();
     let mut neg = Negotiator::with_stamp(snapshot_stamp());
     let r = snapshot_result(node, &mut neg).expect("a snapshot without a budget never expires");
-    if held != 0 && own_limbos_held() != held {
+    if nested {
         // Bundling took a node out of a limbo an enclosing attempt of this
         // thread holds (the node is in both trees): that attempt cannot
         // commit. Counted like a nested commit into it, so a closure that
         // does this on every attempt is reported, not retried forever.
+        // Else what it read, in case it re-bundled the root of an attempt
+        // that has used a limbo (`lost_to_nested` decides).
+        let event = if held != 0 && own_limbos_held() != held {
+            NestedEvent::TookLimbo(node.clone())
+        } else {
+            NestedEvent::Snapshot(node.clone(), r.packet.clone())
+        };
         NESTING.with(|n| {
-            n.log.borrow_mut().push((node.clone(), None));
+            n.log.borrow_mut().push(event);
             n.commits.set(n.commits.get() + 1);
         });
     }
@@ -375,6 +414,22 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
     if !tr.settle_moves() || tr.neg.expired {
         return None;
     }
+    let mut rebased = false;
+    loop {
+        let outcome = commit_once(tr)?;
+        // A conflict where the base was only re-bundled: once, against
+        // the state read again (`Transaction::rebase`).
+        if outcome.is_some() || rebased || !tr.rebase() {
+            return outcome;
+        }
+        rebased = true;
+    }
+}
+
+/// One commit of the attempt's packet against its base: `None` when the
+/// attempt cannot commit at all (an expired budget, a failed cycle check
+/// that ended it), `Some(None)` for a conflict, `Some(Some(shot))` done.
+fn commit_once(tr: &mut Transaction) -> Option<Option<Snapshot>> {
     let frame = Frame::Commit(CommitFrame::new(
         tr.root.clone(),
         tr.old.clone(),
@@ -404,11 +459,12 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
         Operation::run_frame(frame, &mut tr.neg)
     };
     match outcome {
-        Outcome::Commit(CommitResult::Committed) => Some(Snapshot {
+        Outcome::Commit(CommitResult::Committed) => Some(Some(Snapshot {
             root: tr.root.clone(),
             packet: tr.packet.clone(),
-        }),
-        Outcome::Commit(CommitResult::Conflict) | Outcome::Expired => None,
+        })),
+        Outcome::Commit(CommitResult::Conflict) => Some(None),
+        Outcome::Expired => None,
         _ => unreachable!("a commit operation returns a commit result"),
     }
 }
@@ -496,7 +552,7 @@ pub(crate) fn drive<E>(
             lost += 1;
         }
         promote = tr.wants_priority;
-        let mut lost_to = entered.lost_to_nested(since, root, &tr.old);
+        let mut lost_to = entered.lost_to_nested(since, root, &tr.old, tr.is_plain());
         let wait_for = tr.wait_for.take();
         neg = tr.into_negotiator();
         if neg.expired {

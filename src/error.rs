@@ -75,7 +75,9 @@ pub enum NestedCause {
     /// ancestor of it): `inner` is the nested transaction's node.
     Commit,
     /// A snapshot inside the closure, of a tree sharing a node the attempt
-    /// inserted online or released: `inner` is the snapshot's node.
+    /// inserted online or released, or (after such an operation) a
+    /// hard-linked node with the transaction's tree, whose packet it took
+    /// to the node's other parent: `inner` is the snapshot's node.
     Snapshot,
     /// This transaction is the nested one: its insert or release meets a
     /// node the enclosing transaction of the same thread holds in limbo
@@ -136,8 +138,9 @@ impl fmt::Display for NestedConflict {
                 f,
                 "the transaction on {} failed {} attempts in a row because its closure takes a \
                  snapshot of {}, which shares a node the transaction inserts online or \
-                 releases; take that snapshot before the transaction, or read the node \
-                 through the transaction",
+                 releases (or, after one of those, a hard-linked node of its tree); take \
+                 that snapshot before the transaction, or read the node through the \
+                 transaction",
                 self.outer, self.attempts, self.inner
             );
         }

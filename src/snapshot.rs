@@ -168,6 +168,29 @@ pub(crate) fn same_state<'s>(
     a: &'s Arc<Packet>,
     b: &'s Arc<Packet>,
 ) -> bool {
+    compare(old, new, a, b, true)
+}
+
+/// `same_state`, but a hard-linked node may be present in one and void in
+/// the other (its packet under its other parent): compared where each
+/// snapshot holds it. Same state, different bundling.
+pub(crate) fn same_state_anywhere<'s>(
+    old: &'s Snapshot,
+    new: &'s Snapshot,
+    a: &'s Arc<Packet>,
+    b: &'s Arc<Packet>,
+) -> bool {
+    compare(old, new, a, b, false)
+}
+
+/// `strict`: a slot void in one packet must be void in the other.
+fn compare<'s>(
+    old: &'s Snapshot,
+    new: &'s Snapshot,
+    a: &'s Arc<Packet>,
+    b: &'s Arc<Packet>,
+    strict: bool,
+) -> bool {
     let mut todo: Vec<(&Packet, &Packet)> = vec![(a, b)];
     while let Some((a, b)) = todo.pop() {
         if std::ptr::eq(a, b) {
@@ -196,6 +219,14 @@ pub(crate) fn same_state<'s>(
                         (None, None) => match (old.packet_of(n), new.packet_of(n)) {
                             (Ok(x), Ok(y)) => todo.push((x, y)),
                             _ => return false,
+                        },
+                        (Some(x), None) if !strict => match new.packet_of(n) {
+                            Ok(y) => todo.push((x, y)),
+                            Err(_) => return false,
+                        },
+                        (None, Some(y)) if !strict => match old.packet_of(n) {
+                            Ok(x) => todo.push((x, y)),
+                            Err(_) => return false,
                         },
                         _ => return false,
                     }

@@ -426,18 +426,29 @@ impl Transaction {
             return None;
         }
         let serial = self.serial();
-        let owner = self.limbo_owner();
-        let carried = packet::find(&self.root, &self.old, child)
-            .cloned()
-            .unwrap_or_else(|| slot.clone());
+        let mut rebased = false;
         loop {
+            // The committed packet, read after the base is validated (a
+            // rebase may have given the base new packets).
+            let carried = packet::find(&self.root, &self.old, child)
+                .cloned()
+                .unwrap_or_else(|| slot.clone());
             let Some(w) = dynamic::release_read_child(child, parent, &carried) else {
+                // The child's packet is elsewhere: when only a bundle moved
+                // it (a hard link below it taken to its other parent with
+                // the child), reading the base again brings it back.
+                if !rebased && self.rebase() {
+                    rebased = true;
+                    continue;
+                }
                 self.doom();
                 return None;
             };
             if !self.validate_over(child, &w) {
                 return None;
             }
+            // From here on this attempt relies on its base (`is_plain`).
+            let owner = self.limbo_owner();
             let limbo = Limbo {
                 parent,
                 index: pos,
@@ -589,6 +600,16 @@ impl Transaction {
         ok
     }
 
+    /// Nothing of this attempt ever outside its packet: it has not tried
+    /// to put a node in limbo (a release, an online insert), not even one
+    /// it took back since (a pulled node released again was read, and a
+    /// commit made to it meanwhile must still fail this attempt), so its
+    /// base can be read again (`rebase`). A plain insert is fine: its
+    /// cycle check runs at the commit, against the state then.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.limbo_owner.is_none()
+    }
+
     /// The slow path of `validate`. A root with priority is current iff it
     /// holds `old` (then its wrapper becomes the one the commit expects). A
     /// bundled root is first checked by reading (`base_is_current`, loads
@@ -597,6 +618,52 @@ impl Transaction {
     /// `UnbundleMode::Commit` that installs `old` itself), which reads its
     /// packet atomically and leaves it with priority.
     fn revalidate_root(&mut self, need_priority: bool) -> bool {
+        self.revalidate_identity(need_priority)
+            || (self.rebase() && self.revalidate_identity(need_priority))
+    }
+
+    /// A base found changed where it was only re-bundled: a snapshot (this
+    /// thread's own, taken inside the closure, or another thread's) took
+    /// the packet of a hard-linked node below the root to its other
+    /// parent, so the root holds a new packet with the same state.
+    /// Retrying the closure took the node back, and a closure that
+    /// snapshots an ancestor on every attempt took it away again: a
+    /// livelock of one thread (sequential model). Instead the root is read
+    /// again (a snapshot, which bundles the node back) and, when every node
+    /// of it holds the state this attempt read (`same_state`: payloads and
+    /// child lists by identity, void slots where they were), that becomes
+    /// the base: a CAS against it stands for a read of the same state.
+    ///
+    /// Only before this attempt has put anything in limbo (`is_plain`):
+    /// another transaction that meets a limbo
+    /// of ours *touches* our root (`validate_over`) with a copy of the
+    /// same state precisely so that our commit fails; a rebase would undo
+    /// that. `false`: a real conflict (or not applicable).
+    pub(crate) fn rebase(&mut self) -> bool {
+        if self.doomed || !self.is_plain() || self.neg.expired {
+            return false;
+        }
+        let Some(snap) = crate::drive::snapshot_result(&self.root, &mut self.neg) else {
+            return false;
+        };
+        let before = Snapshot {
+            root: self.root.clone(),
+            packet: self.old.clone(),
+        };
+        let now = Snapshot {
+            root: self.root.clone(),
+            packet: snap.packet.clone(),
+        };
+        if !crate::snapshot::same_state(&before, &now, &before.packet, &now.packet) {
+            return false;
+        }
+        self.old = snap.packet;
+        self.snap_wrapper = snap.wrapper;
+        true
+    }
+
+    /// `revalidate_root` by identity: the root holds `old` itself.
+    fn revalidate_identity(&mut self, need_priority: bool) -> bool {
         loop {
             let w = self.root.load();
             if w.has_priority() {
@@ -887,11 +954,20 @@ impl Transaction {
     /// on a path marked missing, which is what a bundle of the child as a
     /// part of this tree makes of it (`pull_child`). Two copies made reads
     /// and writes of that node disagree within one attempt.
+    ///
+    /// The same for a node inside a subtree this attempt released: its
+    /// state in this attempt is in that released packet (written there,
+    /// maybe), and it joins as a direct insert of it does (void, see
+    /// `insert_impl`); `adopt_moved` then puts a released node itself back
+    /// with its released packet. A pull that found such a node present
+    /// (a doomed attempt reads the child without colliding with its own
+    /// limbo) showed the committed copy: a child list without the child
+    /// this attempt had released from it.
     fn void_present(&mut self, child: &Arc<Linkage>, mut pulled: Arc<Packet>) -> Arc<Packet> {
         let mut changed = false;
-        while let Some((path, _)) =
-            packet::find_slot(&pulled, SlotKind::Present, |n| self.contains_link(n))
-        {
+        while let Some((path, _)) = packet::find_slot(&pulled, SlotKind::Present, |n| {
+            self.contains_link(n) || self.released_packet_of(n).is_some()
+        }) {
             Self::set_slot(&mut pulled, &path, None);
             changed = true;
         }
@@ -975,9 +1051,17 @@ impl Transaction {
                     // in the child's packet), instead of being stolen,
                     // which would doom this attempt and every later one.
                     // The result may be marked missing for those void
-                    // slots only; their packets are in this tree.
+                    // slots only; their packets are in this tree. The same
+                    // for a node in a subtree this attempt released: its
+                    // packet is in our limbo, and taking it out of there
+                    // doomed this attempt, every attempt.
                     let bundle_serial = serial::next(w.serial);
-                    let tree = InProgress::of_tree(&self.root, &packet::nodes_in(&self.packet));
+                    let mut held = packet::nodes_in(&self.packet);
+                    for m in self.detached() {
+                        held.push(m.child.clone());
+                        held.extend(packet::nodes_in(&m.last_released));
+                    }
+                    let tree = InProgress::of_tree(&self.root, &held);
                     let frame = BundleFrame::new(child.clone(), w, bundle_serial, false, &tree);
                     match Operation::run_frame(Frame::from(frame), &mut self.neg) {
                         Outcome::Bundle(BundleResult::Success(w)) => InsertRead::Ready(w),

@@ -331,3 +331,232 @@ fn a_snapshot_that_takes_back_an_online_insert_is_reported() {
         assert_eq!(sib.read(), 1);
     });
 }
+
+/// A transaction released a child (`seven`) from a node (`three`) inside a
+/// subtree it then released (`four`), and inserted online a subtree
+/// (`two`) that also holds `three` (a hard link). An attempt doomed by a
+/// nested commit reads the pulled subtree without colliding with its own
+/// limbo (it installs none): its view listed `seven` under `three` again,
+/// the committed copy, though the attempt had released it (failed on
+/// af28916). Now a pulled copy of a node living in a released subtree is
+/// void, in every attempt, as a direct insert of it is.
+#[test]
+fn a_pulled_subtree_never_shows_a_released_subtree_node_as_committed() {
+    within("release below a released node + insert_online", || {
+        let name = |s: &str| Node::named(s, 0u64);
+        let (two, zero, three, seven, six, four) = (
+            name("two"),
+            name("zero"),
+            name("three"),
+            name("seven"),
+            name("six"),
+            name("four"),
+        );
+        two.insert(&zero).unwrap();
+        three.insert(&seven).unwrap();
+        six.insert(&four).unwrap();
+        zero.insert(&three).unwrap();
+        four.insert(&three).unwrap();
+        let _ = six.snapshot();
+        six.iterate_commit(|tr| {
+            if tr.attempt() == 0 {
+                seven.iterate_commit(|t| t[&seven] += 1000); // dooms this attempt
+            }
+            tr.release(&three, &seven).unwrap();
+            tr.release(&six, &four).unwrap();
+            tr.insert_online(&six, &two).unwrap();
+            let listed = tr.children(&three).map_or(0, |c| c.len());
+            assert_eq!(
+                listed,
+                0,
+                "attempt {}: a released child listed",
+                tr.attempt()
+            );
+            tr[&two] += 1;
+        });
+        for shot in [six.snapshot(), four.snapshot(), two.snapshot()] {
+            assert_eq!(shot.children(&three).unwrap().len(), 0);
+        }
+        assert_eq!((two.read(), seven.read()), (1, 1000));
+        assert!(six.snapshot().contains(&two) && !six.snapshot().contains(&four));
+    });
+}
+
+/// `chain`: `top → a → b → hl` and `top → c → hl`: `hl` is hard-linked
+/// under `b` and `c`.
+fn hard_linked_under_two_branches() -> [Node<u64>; 5] {
+    let [top, a, b, c, hl] = ["top", "a", "b", "c", "hl"].map(|s| Node::named(s, 0u64));
+    top.insert(&c).unwrap();
+    top.insert(&a).unwrap();
+    a.insert(&b).unwrap();
+    b.insert(&hl).unwrap();
+    c.insert(&hl).unwrap();
+    [top, a, b, c, hl]
+}
+
+/// A writer on `b` whose closure snapshots the ancestor `top` on every
+/// attempt: that snapshot's bundle collects `hl` under `c` first, taking
+/// its packet out of `b`'s, so `b`'s base changed on every attempt (same
+/// state, new packet) and the writer never committed: a livelock of one
+/// thread (failed on af28916 as a hang). The base is now read again and
+/// accepted when it holds the same state (`Transaction::rebase`).
+#[test]
+fn an_ancestor_snapshot_across_a_hard_link_lets_the_writer_commit() {
+    within("ancestor snapshot across a hard link", || {
+        let [top, _a, b, _c, hl] = hard_linked_under_two_branches();
+        let (_, stats) = b.iterate_commit_with_stats(|tr| {
+            tr[&b] += 1;
+            let shot = top.snapshot();
+            assert_eq!(shot[&hl], 0);
+        });
+        assert_eq!(stats.retries, 0);
+        assert_eq!(b.read(), 1);
+        // A write below the hard link too, and a real conflict still loses.
+        let (_, stats) = b.iterate_commit_with_stats(|tr| {
+            tr[&hl] += 1;
+            let _ = top.snapshot();
+            if tr.attempt() == 0 {
+                hl.iterate_commit(|t| t[&hl] += 100);
+            }
+        });
+        assert_eq!(stats.retries, 1);
+        let shot = top.snapshot();
+        assert_eq!((shot[&b], shot[&hl]), (1, 101));
+    });
+}
+
+/// The same with a dynamic operation after the snapshot: the release's
+/// validation found the base changed and doomed the attempt, every attempt
+/// (failed on af28916 as a hang). A plain insert, whose cycle check runs at
+/// the commit, likewise.
+#[test]
+fn an_ancestor_snapshot_across_a_hard_link_lets_a_move_commit() {
+    within("ancestor snapshot across a hard link + move", || {
+        let [top, a, b, _c, hl] = hard_linked_under_two_branches();
+        let (x, y) = (Node::named("x", 0u64), Node::named("y", 0u64));
+        b.insert(&x).unwrap();
+        b.iterate_commit(|tr| {
+            let _ = top.snapshot();
+            tr.release(&b, &x).unwrap();
+            tr.insert(&hl, &x).unwrap();
+        });
+        b.iterate_commit(|tr| {
+            let _ = top.snapshot();
+            tr.insert(&hl, &y).unwrap();
+        });
+        let shot = top.snapshot();
+        assert_eq!(shot.children(&hl).unwrap().len(), 2);
+        assert_eq!(shot.children(&b).unwrap().len(), 1);
+        assert!(shot.contains(&a));
+    });
+}
+
+/// A transaction pulled `zero` (listed under `one` too) in under `five`,
+/// released `five`, then inserted `one` online: bundling `one` took
+/// `zero`'s packet out of the released subtree, which is this attempt's
+/// limbo, and doomed the attempt, every attempt (a livelock; failed on
+/// af28916). A node of a released subtree is now left where it is, as a
+/// node of the tree is: void in the pulled subtree, bundled in by the next
+/// snapshot.
+#[test]
+fn an_online_insert_leaves_a_released_subtree_node_in_place() {
+    within(
+        "insert_online sharing a node with a released subtree",
+        || {
+            let [zero, four, one, three, five] =
+                ["zero", "four", "one", "three", "five"].map(|s| Node::named(s, 0u64));
+            zero.insert(&four).unwrap();
+            one.insert(&zero).unwrap();
+            three.insert(&five).unwrap();
+            let (_, stats) = three.iterate_commit_with_stats(|tr| {
+                tr.insert_online(&five, &zero).unwrap();
+                tr[&four] += 1;
+                tr.release(&three, &five).unwrap();
+                tr.insert_online(&three, &one).unwrap();
+                tr[&one] += 1;
+            });
+            assert_eq!(stats.retries, 0);
+            let shot = three.snapshot();
+            assert_eq!((shot[&one], shot[&four]), (1, 1));
+            assert!(!shot.contains(&five));
+            assert_eq!(five.snapshot().children(&five).unwrap().len(), 1);
+            assert_eq!(five.snapshot()[&four], 1);
+        },
+    );
+}
+
+/// The same ancestor snapshot after the attempt has put a node in limbo
+/// (a release): such an attempt cannot take a re-bundled base (another
+/// transaction's touch of its root looks the same), so it loses on every
+/// attempt. It retried forever, silently (af28916); it is now reported as
+/// a closure's snapshot that invalidates its own transaction
+/// (`NestedCause::Snapshot`), and taken first, the snapshot is fine.
+#[test]
+fn an_ancestor_snapshot_across_a_hard_link_after_a_release_is_reported() {
+    within("release, then ancestor snapshot across a hard link", || {
+        let [top, _a, b, _c, _hl] = hard_linked_under_two_branches();
+        let x = Node::named("x", 0u64);
+        b.insert(&x).unwrap();
+        let r = b.try_iterate_commit(|tr| {
+            tr.release(&b, &x)?;
+            let _ = top.snapshot();
+            Ok::<(), TreeError>(())
+        });
+        match r {
+            Err(TreeError::NestedConflict(c)) => {
+                assert_eq!(c.cause, kame_stm::NestedCause::Snapshot);
+                assert_eq!(c.inner.name.as_deref(), Some("top"));
+                assert_eq!(c.outer.name.as_deref(), Some("b"));
+            }
+            other => panic!("expected a NestedConflict report, got {other:?}"),
+        }
+        assert_eq!(b.snapshot().children(&b).unwrap().len(), 2);
+        b.iterate_commit(|tr| {
+            let _ = top.snapshot();
+            tr.release(&b, &x).unwrap();
+        });
+        assert_eq!(b.snapshot().children(&b).unwrap().len(), 1);
+    });
+}
+
+/// Three hard links (`zero` under `five`, `six` and `one`; `four` under
+/// `six` and `one`; `one` under `two` and `three`). A transaction on `one`
+/// whose attempt is invalidated by a nested commit (it re-bundles `four`
+/// into `six`) inserts `six` online: the pull's bundle of `six` left every
+/// node of the inserting tree where the attempt's (stale) view had it, so
+/// it voided `four`'s slot in `six`, the only copy of `four`'s packet,
+/// while `four`'s wrapper still named `six`. Every later bundle of `four`
+/// failed: the next snapshot of `one` never returned (a hang on af28916).
+/// A node whose wrapper names the node being bundled is now collected from
+/// its slot.
+#[test]
+fn an_online_insert_bundle_keeps_a_packet_that_moved_into_the_child() {
+    within(
+        "online insert after a nested commit, three hard links",
+        || {
+            let n: Vec<Node<u64>> = (0..7).map(|i| Node::named(format!("n{i}"), 0u64)).collect();
+            n[5].insert(&n[0]).unwrap();
+            n[5].insert(&n[2]).unwrap();
+            n[3].insert(&n[1]).unwrap();
+            n[1].insert(&n[0]).unwrap();
+            n[6].insert(&n[0]).unwrap();
+            n[2].insert(&n[6]).unwrap();
+            n[1].insert(&n[4]).unwrap();
+            n[6].insert(&n[4]).unwrap();
+            n[2].insert(&n[1]).unwrap();
+            let (_, stats) = n[1].iterate_commit_with_stats(|tr| {
+                if tr.attempt() == 0 {
+                    n[5].iterate_commit(|t2| t2[&n[0]] += 1);
+                }
+                // `six` is `one`'s sibling under `two`: no cycle.
+                tr.insert_online(&n[1], &n[6]).unwrap();
+                tr[&n[4]] += 10;
+            });
+            assert!(stats.retries >= 1);
+            let shot = n[5].snapshot();
+            assert_eq!((shot[&n[0]], shot[&n[4]]), (1, 10));
+            assert_eq!(shot.children(&n[1]).unwrap().len(), 3);
+            assert_eq!(n[1].snapshot().children(&n[6]).unwrap().len(), 2);
+        },
+    );
+}

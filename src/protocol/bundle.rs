@@ -328,14 +328,22 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
         return Next::Stay;
     }
     let child = f.children().nodes[f.idx].clone();
-    if Arc::ptr_eq(&child, &f.node) || f.in_progress.contains(&child) {
-        // A node listed as its own child cannot be bundled into itself; a
-        // node this operation is bundling already (an online insert's
-        // bundle: a node of the inserting tree) stays where it is.
+    if Arc::ptr_eq(&child, &f.node) {
+        // A node listed as its own child cannot be bundled into itself.
         f.push(None, None);
         return Next::Stay;
     }
     let cw = child.load();
+    if f.in_progress.contains(&child) && !cw.is_bundled_by(&f.node) {
+        // A node this operation is bundling already (an online insert's
+        // bundle: a node of the inserting tree) stays where it is. Not one
+        // whose packet is in this node's own slot (the inserting attempt's
+        // view of it is stale: it moved here since): voiding that slot lost
+        // its only packet while its wrapper still named this node, and
+        // every later bundle of it failed (a hang, sequential model).
+        f.push(None, None);
+        return Next::Stay;
+    }
     if cw.has_priority() {
         let p = cw.own_packet().clone();
         if p.is_complete() {
