@@ -106,6 +106,8 @@ impl Negotiator {
             None
         };
         let mut round = 0u32;
+        // The yielding-class tag we wait behind, and since when.
+        let mut behind: Option<(u64, Instant)> = None;
         loop {
             if can_proceed(link, self) || preempt_tag(link, self) {
                 break;
@@ -114,6 +116,18 @@ impl Negotiator {
             if cur != 0 && priority::wins(self.stamp, cur) {
                 // The tag changed under our preemption: take the new one.
                 continue;
+            }
+            if cur != 0 && priority::class_of(cur).yields() {
+                let since = match behind {
+                    Some((tag, since)) if tag == cur => since,
+                    _ => behind.insert((cur, Instant::now())).1,
+                };
+                if since.elapsed() >= priority::PRIVILEGE_EXPIRY {
+                    if take_expired(link, self, cur) {
+                        break;
+                    }
+                    continue;
+                }
             }
             if cur != 0 && priority::class_of(cur) > priority::class_of(self.stamp) {
                 debug::waited_behind_lower();
@@ -236,6 +250,32 @@ pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
         .is_ok();
     if ok {
         tracing::debug!(stamp = me, preempted = cur, "priority tag preempted");
+        neg.record(link);
+        wake(link);
+    }
+    ok
+}
+
+/// The tag `cur` of a yielding class has held us up for
+/// [`priority::PRIVILEGE_EXPIRY`]: take it over, as a preemption does
+/// (its owner's clearing leaves our tag alone). `false`: it changed since.
+/// Not a TLA+ action: the spec has no time (`tla/README.md`).
+fn take_expired(link: &Arc<Linkage>, neg: &mut Negotiator, cur: u64) -> bool {
+    let ok = link
+        .tag
+        .compare_exchange(
+            cur,
+            neg.stamp,
+            crate::sync::Ordering::AcqRel,
+            crate::sync::Ordering::Acquire,
+        )
+        .is_ok();
+    if ok {
+        tracing::debug!(
+            stamp = neg.stamp,
+            expired = cur,
+            "expired priority tag taken over"
+        );
         neg.record(link);
         wake(link);
     }

@@ -72,13 +72,26 @@ pub enum Priority {
     /// GUI work; the default of a stand-alone snapshot taken outside any
     /// [`scope`], so that polling readers never hold up writers.
     Interactive,
-    /// Scripts and long jobs: yields to everything else.
+    /// Scripts and long jobs: yields to everything else. Like
+    /// `Interactive`, its tag stops holding up waiters after
+    /// [`PRIVILEGE_EXPIRY`].
     Background,
 }
 
 /// Lost attempts a lower-class transaction needs before the starvation
 /// bound may report it (KAME's `KAME_STM_LOWPRIO_STARVE_MIN_RETRIES`).
 pub const STARVATION_MIN_RETRIES: u32 = 2;
+
+/// How long the tag of a yielding class ([`Priority::Interactive`],
+/// [`Priority::Background`]) may hold up a transaction that would
+/// otherwise wait for it: after that the waiter takes the tag over, as if
+/// it had won. A GUI or a script that keeps a node tagged this long (a slow
+/// closure after a lost attempt) stops blocking everyone else; it may then
+/// lose and retry, which is what the starvation bound reports. The tags of
+/// [`Priority::Normal`] and [`Priority::Realtime`] never expire: they are
+/// the completion guarantee. 51 ms, as the original (1 ms minimum
+/// privilege age + 50 ms maximum hold, `northriv/KAME` `kamestm/`).
+pub const PRIVILEGE_EXPIRY: Duration = Duration::from_millis(51);
 
 impl Priority {
     /// Whether this class yields to [`Priority::Normal`] (and so may

@@ -25,6 +25,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+mod common;
+
 /// A thread that commits `+100` to `n` (at class `class`) each time it is
 /// asked, and says when it is done.
 fn helper(n: &Node<u64>, class: Priority) -> (Sender<()>, Receiver<()>) {
@@ -352,4 +354,70 @@ fn realtime_never_waits_behind_lower_classes_in_a_mix() {
         "mix: {SAMPLES} Realtime commits; others did {} operations",
         others_work.load(Ordering::Relaxed)
     );
+}
+
+/// The privilege of a yielding class expires: an older Interactive (or
+/// Background) transaction that keeps its tag (its second attempt blocks
+/// until we are done) holds up a younger one of the same class for
+/// `PRIVILEGE_EXPIRY`, then the younger one takes the tag over and
+/// commits. Without expiry this test hangs (the holder waits for us), so
+/// no timing is asserted; the wait is only measured to be at least the
+/// expiry, which any correct implementation satisfies.
+#[test]
+fn a_yielding_class_tag_expires() {
+    common::within(Duration::from_secs(60), "expiry", || {
+        for class in [Priority::Interactive, Priority::Background] {
+            expires(class);
+        }
+    });
+}
+
+/// One class of `a_yielding_class_tag_expires`.
+fn expires(class: Priority) {
+    let n = Node::new(0u64);
+    let (holding, held) = channel();
+    let (release, released) = channel();
+    let h = holder(&n, class, holding, released);
+    observe_serial(held.recv().unwrap());
+    let _c = priority::scope(class);
+    let start = std::time::Instant::now();
+    n.iterate_commit(|tr| tr[&n] += 10);
+    let waited = start.elapsed();
+    release.send(()).unwrap();
+    let retries = h.join().unwrap();
+    assert!(
+        waited >= priority::PRIVILEGE_EXPIRY,
+        "{class:?}: committed after {waited:?}, before the holder's privilege expired"
+    );
+    assert_eq!(n.read(), 111, "{class:?}");
+    assert_eq!(retries, 2, "{class:?}: lost to the helper, then to us");
+}
+
+/// Normal and Realtime privilege never expires: a younger transaction of
+/// the same class waits behind it well past `PRIVILEGE_EXPIRY`, until its
+/// budget runs out, and commits nothing.
+#[test]
+fn normal_and_realtime_tags_never_expire() {
+    for class in [Priority::Normal, Priority::Realtime] {
+        let n = Node::new(0u64);
+        let (holding, held) = channel();
+        let (release, released) = channel();
+        let h = holder(&n, class, holding, released);
+        observe_serial(held.recv().unwrap());
+        let _c = priority::scope(class);
+        let r = n
+            .transaction()
+            .wait_budget(priority::PRIVILEGE_EXPIRY * 4)
+            .try_iterate_commit(|tr| {
+                tr[&n] += 10;
+                Ok::<(), TreeError>(())
+            });
+        release.send(()).unwrap();
+        h.join().unwrap();
+        assert!(
+            matches!(r, Err(TreeError::WaitBudgetExceeded(_))),
+            "{class:?}: {r:?}"
+        );
+        assert_eq!(n.read(), 101, "{class:?}: only the helper and the holder");
+    }
 }
