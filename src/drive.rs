@@ -267,7 +267,13 @@ impl Entered {
                                     packet: read.clone(),
                                 };
                                 !Arc::ptr_eq(p, base)
-                                    && crate::snapshot::same_state_anywhere(&before, &shot, base, p)
+                                    && crate::snapshot::same_state(
+                                        &before,
+                                        &shot,
+                                        base,
+                                        p,
+                                        crate::snapshot::Voids::Anywhere,
+                                    )
                             });
                         return rebundled.then(|| (name(inner), NestedCause::Snapshot));
                     }

@@ -148,11 +148,23 @@ impl Snapshot {
     pub fn changed_since(&self, old: &Snapshot, node: &impl AsNode) -> bool {
         let link = node.linkage();
         match (old.packet_of(link), self.packet_of(link)) {
-            (Ok(a), Ok(b)) => !same_state(old, self, a, b),
+            (Ok(a), Ok(b)) => !same_state(old, self, a, b, Voids::Strict),
             (Err(_), Err(_)) => false,
             _ => true,
         }
     }
+}
+
+/// How `same_state` compares a hard-linked node's slots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Voids {
+    /// A slot void in one packet must be void in the other (the same
+    /// bundling too: what a commit against the other packet needs).
+    Strict,
+    /// A node may be present in one and void in the other (its packet
+    /// under its other parent): compared where each snapshot holds it.
+    /// Same state, different bundling.
+    Anywhere,
 }
 
 /// Whether two packets of one node hold the same state of its subtree.
@@ -167,30 +179,9 @@ pub(crate) fn same_state<'s>(
     new: &'s Snapshot,
     a: &'s Arc<Packet>,
     b: &'s Arc<Packet>,
+    voids: Voids,
 ) -> bool {
-    compare(old, new, a, b, true)
-}
-
-/// `same_state`, but a hard-linked node may be present in one and void in
-/// the other (its packet under its other parent): compared where each
-/// snapshot holds it. Same state, different bundling.
-pub(crate) fn same_state_anywhere<'s>(
-    old: &'s Snapshot,
-    new: &'s Snapshot,
-    a: &'s Arc<Packet>,
-    b: &'s Arc<Packet>,
-) -> bool {
-    compare(old, new, a, b, false)
-}
-
-/// `strict`: a slot void in one packet must be void in the other.
-fn compare<'s>(
-    old: &'s Snapshot,
-    new: &'s Snapshot,
-    a: &'s Arc<Packet>,
-    b: &'s Arc<Packet>,
-    strict: bool,
-) -> bool {
+    let strict = voids == Voids::Strict;
     let mut todo: Vec<(&Packet, &Packet)> = vec![(a, b)];
     while let Some((a, b)) = todo.pop() {
         if std::ptr::eq(a, b) {

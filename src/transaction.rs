@@ -654,7 +654,13 @@ impl Transaction {
             root: self.root.clone(),
             packet: snap.packet.clone(),
         };
-        if !crate::snapshot::same_state(&before, &now, &before.packet, &now.packet) {
+        if !crate::snapshot::same_state(
+            &before,
+            &now,
+            &before.packet,
+            &now.packet,
+            crate::snapshot::Voids::Strict,
+        ) {
             return false;
         }
         self.old = snap.packet;

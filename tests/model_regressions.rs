@@ -12,6 +12,19 @@ use std::time::Duration;
 
 mod common;
 
+/// `r` is the report of a closure's snapshot (of `inner`) that keeps
+/// invalidating the transaction on `outer`.
+fn assert_snapshot_report<T: std::fmt::Debug>(r: Result<T, TreeError>, outer: &str, inner: &str) {
+    match r {
+        Err(TreeError::NestedConflict(c)) => {
+            assert_eq!(c.cause, kame_stm::NestedCause::Snapshot);
+            assert_eq!(c.inner.name.as_deref(), Some(inner));
+            assert_eq!(c.outer.name.as_deref(), Some(outer));
+        }
+        other => panic!("expected a NestedConflict report, got {other:?}"),
+    }
+}
+
 /// `common::within` with this file's limit.
 fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     common::within(Duration::from_secs(120), what, f)
@@ -311,14 +324,7 @@ fn a_snapshot_that_takes_back_an_online_insert_is_reported() {
             let _ = top.snapshot();
             Ok::<(), TreeError>(())
         });
-        match r {
-            Err(TreeError::NestedConflict(c)) => {
-                assert_eq!(c.cause, kame_stm::NestedCause::Snapshot);
-                assert_eq!(c.inner.name.as_deref(), Some("top"));
-                assert_eq!(c.outer.name.as_deref(), Some("mine"));
-            }
-            other => panic!("expected a NestedConflict report, got {other:?}"),
-        }
+        assert_snapshot_report(r, "mine", "top");
         // Nothing of it committed, and the tree is whole.
         assert_eq!(sib.read(), 0);
         assert_eq!(top.snapshot().children(&top).unwrap().len(), 2);
@@ -502,14 +508,7 @@ fn an_ancestor_snapshot_across_a_hard_link_after_a_release_is_reported() {
             let _ = top.snapshot();
             Ok::<(), TreeError>(())
         });
-        match r {
-            Err(TreeError::NestedConflict(c)) => {
-                assert_eq!(c.cause, kame_stm::NestedCause::Snapshot);
-                assert_eq!(c.inner.name.as_deref(), Some("top"));
-                assert_eq!(c.outer.name.as_deref(), Some("b"));
-            }
-            other => panic!("expected a NestedConflict report, got {other:?}"),
-        }
+        assert_snapshot_report(r, "b", "top");
         assert_eq!(b.snapshot().children(&b).unwrap().len(), 2);
         b.iterate_commit(|tr| {
             let _ = top.snapshot();

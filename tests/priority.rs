@@ -75,6 +75,17 @@ fn holder(
     })
 }
 
+/// A fresh node whose tag a `holder` of `class` holds, and this thread
+/// younger than it: the node, the holder's release, its handle.
+fn held_by(class: Priority) -> (Node<u64>, Sender<()>, thread::JoinHandle<u32>) {
+    let n = Node::new(0u64);
+    let (holding, held) = channel();
+    let (release, released) = channel();
+    let h = holder(&n, class, holding, released);
+    observe_serial(held.recv().unwrap());
+    (n, release, h)
+}
+
 #[test]
 fn realtime_takes_a_lower_class_tag_without_waiting_behind_it() {
     for lower in [
@@ -82,12 +93,8 @@ fn realtime_takes_a_lower_class_tag_without_waiting_behind_it() {
         Priority::Interactive,
         Priority::Background,
     ] {
-        let n = Node::new(0u64);
-        let (holding, held) = channel();
-        let (release, released) = channel();
-        let h = holder(&n, lower, holding, released);
         // Younger than the holder: only the class can let us win.
-        observe_serial(held.recv().unwrap());
+        let (n, release, h) = held_by(lower);
         let _rt = priority::scope(Priority::Realtime);
         let (w0, p0, l0) = (
             waits_on_this_thread(),
@@ -120,11 +127,7 @@ fn realtime_takes_a_lower_class_tag_without_waiting_behind_it() {
 
 #[test]
 fn older_realtime_wins_over_younger_realtime_which_yields_but_never_parks() {
-    let n = Node::new(0u64);
-    let (holding, held) = channel();
-    let (release, released) = channel();
-    let h = holder(&n, Priority::Realtime, holding, released);
-    observe_serial(held.recv().unwrap());
+    let (n, release, h) = held_by(Priority::Realtime);
     let _rt = priority::scope(Priority::Realtime);
     let (w0, p0) = (waits_on_this_thread(), parks_on_this_thread());
     // The older Realtime holds its tag until we report: the budget runs out.
@@ -154,11 +157,7 @@ fn older_realtime_wins_over_younger_realtime_which_yields_but_never_parks() {
 
 #[test]
 fn scoped_wait_budget_gives_up_behind_an_equal_class_and_commits_nothing() {
-    let n = Node::new(0u64);
-    let (holding, held) = channel();
-    let (release, released) = channel();
-    let h = holder(&n, Priority::Normal, holding, released);
-    observe_serial(held.recv().unwrap());
+    let (n, release, h) = held_by(Priority::Normal);
     let r = {
         let _b = priority::wait_budget(Duration::from_millis(5));
         // A nested scope cannot extend it.
@@ -374,11 +373,7 @@ fn a_yielding_class_tag_expires() {
 
 /// One class of `a_yielding_class_tag_expires`.
 fn expires(class: Priority) {
-    let n = Node::new(0u64);
-    let (holding, held) = channel();
-    let (release, released) = channel();
-    let h = holder(&n, class, holding, released);
-    observe_serial(held.recv().unwrap());
+    let (n, release, h) = held_by(class);
     let _c = priority::scope(class);
     let start = std::time::Instant::now();
     n.iterate_commit(|tr| tr[&n] += 10);
@@ -399,11 +394,7 @@ fn expires(class: Priority) {
 #[test]
 fn normal_and_realtime_tags_never_expire() {
     for class in [Priority::Normal, Priority::Realtime] {
-        let n = Node::new(0u64);
-        let (holding, held) = channel();
-        let (release, released) = channel();
-        let h = holder(&n, class, holding, released);
-        observe_serial(held.recv().unwrap());
+        let (n, release, h) = held_by(class);
         let _c = priority::scope(class);
         let r = n
             .transaction()
