@@ -412,3 +412,21 @@ fn normal_and_realtime_tags_never_expire() {
         assert_eq!(n.read(), 101, "{class:?}: only the helper and the holder");
     }
 }
+
+/// A transaction that tagged a node (it lost a CAS) and then committed
+/// leaves no tag behind: a younger transaction of its class commits
+/// without waiting. (A negotiator that did not record its tags never
+/// cleared them, and the younger one waited for ever behind a `Normal`
+/// tag, which never expires: cargo-mutants found no test that failed.)
+#[test]
+fn a_committed_transaction_leaves_no_tag_behind() {
+    common::within(Duration::from_secs(60), "leftover tag", || {
+        let (n, release, h) = held_by(Priority::Normal);
+        release.send(()).unwrap();
+        assert_eq!(h.join().unwrap(), 1, "lost to the helper only");
+        let w0 = waits_on_this_thread();
+        n.iterate_commit(|tr| tr[&n] += 10);
+        assert_eq!(waits_on_this_thread(), w0, "waited on a leftover tag");
+        assert_eq!(n.read(), 111);
+    });
+}
