@@ -88,7 +88,8 @@ struct Nesting {
     depth: Cell<u32>,
     /// The outermost running transaction's stamp (valid while depth > 0).
     stamp: Cell<Stamp>,
-    /// Nested commits published so far (a generation count).
+    /// Entries ever pushed to `log` (a generation count: nested commits
+    /// and snapshots inside closures).
     commits: Cell<u64>,
     /// Those nested commits and the snapshots that matter (`NestedEvent`);
     /// cleared when an outermost transaction starts an attempt.
@@ -342,7 +343,7 @@ fn give_priority(node: &Arc<Linkage>, neg: &mut Negotiator) {
 /// A stand-alone snapshot (`Node::snapshot`).
 pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
     let nested = NESTING.try_with(|n| n.depth.get() != 0).unwrap_or(false);
-    let held = own_limbos_held();
+    let held = if nested { own_limbos_held() } else { 0 };
     let mut neg = Negotiator::with_stamp(snapshot_stamp());
     let r = snapshot_result(node, &mut neg).expect("a snapshot without a budget never expires");
     if nested {
