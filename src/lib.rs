@@ -5,6 +5,7 @@
 #[cfg(feature = "serde")]
 pub mod config;
 mod delivery;
+mod dismantle;
 mod drive;
 mod error;
 #[cfg(all(test, not(loom)))]

@@ -128,53 +128,8 @@ impl<P: ?Sized> Drop for PacketOf<P> {
     /// default recursive drop of a deep chain would overflow the stack.
     fn drop(&mut self) {
         if let Some(children) = self.children.take() {
-            dismantle::drop_children(children);
+            crate::dismantle::drop_children(children);
         }
-    }
-}
-
-/// The trampoline behind `PacketOf::drop`: the outermost drop on a thread
-/// drains a queue of child lists; drops nested inside it only enqueue.
-mod dismantle {
-    use super::Children;
-    use std::sync::Arc;
-
-    #[cfg(not(loom))]
-    pub(super) fn drop_children(children: Arc<Children>) {
-        use std::cell::{Cell, RefCell};
-        thread_local! {
-            static DRAINING: Cell<bool> = const { Cell::new(false) };
-            static QUEUE: RefCell<Vec<Arc<Children>>> = const { RefCell::new(Vec::new()) };
-        }
-        // While thread-locals are being destroyed (thread exit), either key
-        // may be gone: then drop in place.
-        if QUEUE.try_with(|_| ()).is_err() {
-            drop(children);
-            return;
-        }
-        match DRAINING.try_with(|d| d.replace(true)) {
-            Ok(false) => {
-                drop(children);
-                while let Some(next) = QUEUE.try_with(|q| q.borrow_mut().pop()).ok().flatten() {
-                    drop(next);
-                }
-                let _ = DRAINING.try_with(|d| d.set(false));
-            }
-            Ok(true) => {
-                let mut slot = Some(children);
-                let _ = QUEUE.try_with(|q| q.borrow_mut().extend(slot.take()));
-                drop(slot); // in place if the queue is already gone
-            }
-            Err(_) => drop(children),
-        }
-    }
-
-    /// Loom runs every modelled thread on one OS thread, so a std
-    /// thread-local queue would be shared between them: drop in place
-    /// (loom's trees are tiny).
-    #[cfg(loom)]
-    pub(super) fn drop_children(children: Arc<Children>) {
-        drop(children);
     }
 }
 
