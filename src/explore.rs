@@ -31,6 +31,7 @@ use crate::linkage::Linkage;
 use crate::negotiation::{self, Negotiator};
 use crate::node::Node;
 use crate::packet::Packet;
+use crate::priority::{self, Priority};
 use crate::protocol::{
     CommitFrame, CommitResult, Frame, Installed, Operation, Outcome, SnapshotFrame, Step,
     UnbundleFrame, UnbundleMode,
@@ -251,6 +252,9 @@ pub(crate) struct Config {
     pub(crate) tree: fn() -> Vec<Node<u32>>,
     pub(crate) programs: Vec<Vec<OpKind>>,
     pub(crate) pairs: Vec<(usize, usize)>,
+    /// The priority class of each thread's transactions and snapshots
+    /// (missing entries: `Normal`), as a `PriorityScope` would set it.
+    pub(crate) classes: Vec<Priority>,
 }
 
 /// P -> {C1, C2}, bundled (one snapshot of P taken): nodes [P, C1, C2].
@@ -323,6 +327,7 @@ enum Pc {
 
 struct Sim {
     tid: u64,
+    class: Priority,
     program: Vec<OpKind>,
     next_op: usize,
     pc: Pc,
@@ -506,6 +511,7 @@ impl<'c> World<'c> {
             .enumerate()
             .map(|(i, prog)| Sim {
                 tid: TID_BASE + i as u64 + 1,
+                class: cfg.classes.get(i).copied().unwrap_or(Priority::Normal),
                 program: prog.clone(),
                 next_op: 0,
                 pc: if prog.is_empty() {
@@ -662,7 +668,7 @@ impl<'c> World<'c> {
         match th.pc {
             Pc::Finished => Err("stepped a finished thread".into()),
             Pc::Idle => {
-                let stamp = mint(th.tid, 0);
+                let stamp = priority::with_class(mint(th.tid, 0), th.class);
                 th.neg = Some(Negotiator::with_stamp(stamp));
                 th.attempt = 0;
                 match th.kind().clone() {

@@ -29,6 +29,7 @@ fn snap_vs_leaf(ops: usize) -> Config {
         tree: two_level,
         programs: vec![vec![OpKind::Snap(P); ops], vec![tx(C1, &[C1]); ops]],
         pairs: vec![],
+        classes: vec![],
     }
 }
 
@@ -42,6 +43,7 @@ fn root_vs_leaf(ops: usize) -> Config {
         tree: two_level,
         programs: vec![vec![tx(P, &[P, C2]); ops], vec![tx(C1, &[C1]); ops]],
         pairs: vec![(P, C2)],
+        classes: vec![],
     }
 }
 
@@ -79,6 +81,7 @@ fn three_level_root_vs_leaf() -> Config {
         tree: three_level,
         programs: vec![vec![tx(G, &[G, L2])], vec![tx(L1, &[L1])]],
         pairs: vec![(G, L2)],
+        classes: vec![],
     }
 }
 
@@ -88,6 +91,7 @@ fn three_level_snap_vs_leaf() -> Config {
         tree: three_level,
         programs: vec![vec![OpKind::Snap(G)], vec![tx(L1, &[L1])]],
         pairs: vec![],
+        classes: vec![],
     }
 }
 
@@ -97,6 +101,7 @@ fn three_level_mid_vs_leaf() -> Config {
         tree: three_level,
         programs: vec![vec![tx(M, &[M, L2])], vec![tx(L1, &[L1])]],
         pairs: vec![(M, L2)],
+        classes: vec![],
     }
 }
 
@@ -110,6 +115,7 @@ fn three_threads() -> Config {
             vec![OpKind::Snap(P)],
         ],
         pairs: vec![(P, C2)],
+        classes: vec![],
     }
 }
 
@@ -119,6 +125,7 @@ fn three_threads_two_leaves() -> Config {
         tree: two_level,
         programs: vec![vec![tx(P, &[P])], vec![tx(C1, &[C1])], vec![tx(C2, &[C2])]],
         pairs: vec![],
+        classes: vec![],
     }
 }
 
@@ -136,6 +143,7 @@ fn cond_vs_leaf() -> Config {
             vec![tx(C1, &[C1])],
         ],
         pairs: vec![(P, C2)],
+        classes: vec![],
     }
 }
 
@@ -150,6 +158,7 @@ fn hard_link_root_vs_leaf() -> Config {
         tree: diamond,
         programs: vec![vec![tx(DG, &[DG])], vec![tx(DC, &[DC])]],
         pairs: vec![],
+        classes: vec![],
     }
 }
 
@@ -159,6 +168,7 @@ fn hard_link_snap_vs_leaf() -> Config {
         tree: diamond,
         programs: vec![vec![OpKind::Snap(DG)], vec![tx(DC, &[DC])]],
         pairs: vec![],
+        classes: vec![],
     }
 }
 
@@ -168,6 +178,7 @@ fn hard_link_mid_vs_leaf() -> Config {
         tree: diamond,
         programs: vec![vec![tx(DQ, &[DQ])], vec![tx(DC, &[DC])]],
         pairs: vec![],
+        classes: vec![],
     }
 }
 
@@ -180,6 +191,7 @@ fn tlc_2l_livelock() -> Config {
         tree: two_level,
         programs: vec![vec![tx(P, &[C1, C2])], vec![tx(C1, &[C1]), tx(C2, &[C2])]],
         pairs: vec![],
+        classes: vec![],
     }
 }
 
@@ -191,7 +203,66 @@ fn tlc_3l_livelock() -> Config {
         tree: three_level_chain,
         programs: vec![vec![tx(0, &[2, 3])], vec![tx(2, &[2]), tx(3, &[3])]],
         pairs: vec![],
+        classes: vec![],
     }
+}
+
+/// Priority classes (issue 11): `cfg` with thread `i` in `classes[i]`.
+fn with_classes(name: &'static str, cfg: Config, classes: &[Priority]) -> Config {
+    Config {
+        name,
+        classes: classes.to_vec(),
+        ..cfg
+    }
+}
+
+/// The mix of `tla/KameStm_2L_prio.cfg`: a Normal transaction at the scope
+/// node P, a Realtime leaf writer, an Interactive stand-alone reader of P.
+fn mixed_classes() -> Config {
+    use Priority::{Interactive, Normal, Realtime};
+    with_classes(
+        "2L root tx(P) Normal vs leaf(C1) Realtime vs snapshot(P) Interactive",
+        three_threads(),
+        &[Normal, Realtime, Interactive],
+    )
+}
+
+/// Two-thread mixes: every ordering of a Realtime writer against each
+/// other class, in both roles, and two Realtime threads (oldest wins).
+fn two_thread_class_mixes() -> Vec<Config> {
+    use Priority::{Background, Interactive, Normal, Realtime};
+    vec![
+        with_classes(
+            "2L root(P) Normal vs leaf(C1) Realtime",
+            root_vs_leaf(1),
+            &[Normal, Realtime],
+        ),
+        with_classes(
+            "2L root(P) Realtime vs leaf(C1) Background",
+            root_vs_leaf(1),
+            &[Realtime, Background],
+        ),
+        with_classes(
+            "2L root(P) Realtime vs leaf(C1) Realtime",
+            root_vs_leaf(1),
+            &[Realtime, Realtime],
+        ),
+        with_classes(
+            "2L snapshot(P) Interactive vs leaf(C1) Realtime",
+            snap_vs_leaf(1),
+            &[Interactive, Realtime],
+        ),
+        with_classes(
+            "2L snapshot(P) Realtime vs leaf(C1) Background",
+            snap_vs_leaf(1),
+            &[Realtime, Background],
+        ),
+        with_classes(
+            "2L as TLC's 2L_livelock, tx(P) Background vs leaves Realtime",
+            tlc_2l_livelock(),
+            &[Background, Realtime],
+        ),
+    ]
 }
 
 #[cfg(not(feature = "no-privilege"))]
@@ -206,6 +277,33 @@ mod privileged {
     #[test]
     fn two_level_root_vs_leaf() {
         live(&root_vs_leaf(1));
+    }
+
+    /// Every two-thread class mix terminates with no livelock, with the
+    /// gates split as well (the higher class never waits behind a lower
+    /// class's tag; within a class the older wins).
+    #[test]
+    fn class_mixes_are_live() {
+        for cfg in two_thread_class_mixes() {
+            live(&cfg);
+            let r = explore_with(&cfg, LIMIT, true);
+            println!("split gates: {r}");
+            assert_eq!(
+                r.livelocks,
+                0,
+                "{}: livelock\n{}",
+                r.name,
+                r.lasso.unwrap_or_default()
+            );
+        }
+    }
+
+    /// TLC's `KameStm_2L_prio` on the real code: three threads of three
+    /// classes.
+    #[test]
+    #[ignore = "large: run in release with --ignored"]
+    fn two_level_three_classes() {
+        live(&super::mixed_classes());
     }
 
     #[test]
@@ -339,6 +437,21 @@ mod unprivileged {
     fn two_level_root_vs_leaf_livelocks() {
         let r = run(&tlc_2l_livelock());
         assert!(r.livelocks > 0, "no livelock found without privilege");
+    }
+
+    /// Classes order tags; without tags they change nothing: every mix
+    /// livelocks as its roles do with one class (TLC's
+    /// `KameStm_2L_prio_livelock`).
+    #[test]
+    fn class_mixes_still_livelock() {
+        for cfg in two_thread_class_mixes() {
+            let r = run(&cfg);
+            assert!(
+                r.livelocks > 0,
+                "{}: no livelock found without privilege",
+                r.name
+            );
+        }
     }
 }
 
@@ -566,6 +679,7 @@ mod two_bundlers {
             tree,
             programs: vec![vec![a], vec![b]],
             pairs: vec![],
+            classes: vec![],
         }
     }
 

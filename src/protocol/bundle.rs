@@ -13,6 +13,7 @@
 //! missing copy *before* this bundle read it, with its final CAS on the
 //! child still to come; only a CAS on the child itself orders the two.
 
+pub(crate) use super::in_progress::InProgress;
 use super::{
     BundleResult, Frame, Installed, Next, Outcome, UnbundleFrame, UnbundleMode, UnbundleResult,
 };
@@ -75,58 +76,6 @@ pub(crate) struct BundleFrame {
     pending: Pending,
 }
 
-/// The linkages being bundled by one operation's nested bundle frames: a
-/// persistent list (innermost first) that each nested frame extends in
-/// O(1), so bundling a chain of depth d costs O(d), not O(d²).
-#[derive(Clone, Default)]
-pub(crate) struct InProgress(Option<Arc<InProgressCell>>);
-
-pub(crate) struct InProgressCell {
-    /// Address of the linkage (compared only, never dereferenced).
-    addr: usize,
-    outer: InProgress,
-}
-
-impl InProgress {
-    /// Just `node`: a bundle that treats everything already bundled under
-    /// `node` as inside it (an online insert pulling a subtree into the
-    /// tree of `node`).
-    pub(crate) fn of(node: &Arc<Linkage>) -> InProgress {
-        InProgress::default().with(node)
-    }
-
-    /// `root` and every node of `nodes`: an online insert's bundle, which
-    /// must leave alone everything already in the inserting tree.
-    pub(crate) fn of_tree<'a>(
-        root: &Arc<Linkage>,
-        nodes: impl IntoIterator<Item = &'a Arc<Linkage>>,
-    ) -> InProgress {
-        nodes
-            .into_iter()
-            .fold(InProgress::of(root), |acc, n| acc.with(n))
-    }
-
-    fn with(&self, node: &Arc<Linkage>) -> InProgress {
-        InProgress(Some(Arc::new(InProgressCell {
-            addr: Arc::as_ptr(node) as usize,
-            outer: self.clone(),
-        })))
-    }
-
-    /// Whether `node` is being bundled by this operation.
-    pub(crate) fn contains(&self, node: &Linkage) -> bool {
-        let addr = node as *const Linkage as usize;
-        let mut cur = &self.0;
-        while let Some(cell) = cur {
-            if cell.addr == addr {
-                return true;
-            }
-            cur = &cell.outer.0;
-        }
-        false
-    }
-}
-
 /// The children that bundle frames of one operation have still to collect
 /// (each frame's siblings after the one it works on): a persistent list of
 /// (child list, first index) cells, extended in O(1) per nested frame and
@@ -178,12 +127,6 @@ fn drop_tail<C>(mut next: Option<Arc<C>>, tail: impl Fn(&mut C) -> Option<Arc<C>
 }
 
 impl Drop for PendingCell {
-    fn drop(&mut self) {
-        drop_tail(self.outer.0.take(), |c| c.outer.0.take());
-    }
-}
-
-impl Drop for InProgressCell {
     fn drop(&mut self) {
         drop_tail(self.outer.0.take(), |c| c.outer.0.take());
     }
@@ -531,10 +474,8 @@ impl Pending {
 #[cfg(all(test, not(loom)))]
 impl InProgress {
     pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
-        let mut cur = &self.0;
-        while let Some(cell) = cur {
-            c.link_addr(cell.addr);
-            cur = &cell.outer.0;
+        for addr in self.addrs() {
+            c.link_addr(addr);
         }
         c.n(u64::MAX);
     }

@@ -13,6 +13,7 @@
 pub(crate) mod bundle;
 pub(crate) mod commit;
 pub(crate) mod dynamic;
+pub(crate) mod in_progress;
 pub(crate) mod snapshot;
 pub(crate) mod unbundle;
 

@@ -1,0 +1,89 @@
+//! Scale (issue 12): how the cost of an operation grows with the size of
+//! the tree. Prints one table; what matters is the ratio between rows of
+//! one run (linear growth: time ∝ size), not the absolute figures.
+//!
+//! ```text
+//! cargo run -p kame-stm-bench --release --bin scale -- [--quick]
+//! ```
+//!
+//! * chain of depth d (`n[0] -> n[1] -> … -> n[d-1]`, bundled): a commit at
+//!   the bottom (it unbundles the whole chain) followed by a snapshot of
+//!   the top (it bundles the whole chain again);
+//! * wide node with n children (each inserted by `parent.insert(&child)`,
+//!   a transaction each): the time to insert them all, then a commit at
+//!   the last child and a lookup of the last child in a snapshot of the
+//!   parent.
+
+use kame_stm::Node;
+use std::time::{Duration, Instant};
+
+fn per<R, F: FnMut() -> R>(reps: u32, mut f: F) -> Duration {
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(f());
+    }
+    t.elapsed() / reps
+}
+
+fn chain(depth: usize) -> (Duration, Duration) {
+    let chain: Vec<Node<u32>> = (0..depth).map(|_| Node::new(0)).collect();
+    for w in chain.windows(2) {
+        w[0].insert(&w[1]).unwrap();
+    }
+    let (top, bottom) = (&chain[0], &chain[depth - 1]);
+    let _ = top.snapshot();
+    let commit = per(10, || bottom.iterate_commit(|tr| tr[bottom] += 1));
+    let both = per(10, || {
+        bottom.iterate_commit(|tr| tr[bottom] += 1);
+        std::hint::black_box(top.snapshot());
+    });
+    (commit, both)
+}
+
+fn wide(n: usize) -> (Duration, Duration, Duration) {
+    let parent = Node::new(0u32);
+    let kids: Vec<Node<u32>> = (0..n).map(|_| Node::new(0)).collect();
+    let t = Instant::now();
+    for k in &kids {
+        parent.insert(k).unwrap();
+    }
+    let insert = t.elapsed();
+    let last = &kids[n - 1];
+    let _ = parent.snapshot();
+    let commit = per(1000, || last.iterate_commit(|tr| tr[last] += 1));
+    let shot = parent.snapshot();
+    let lookup = per(10_000, || {
+        std::hint::black_box(shot[last]);
+    });
+    (insert, commit, lookup)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let depths: &[usize] = if quick {
+        &[100, 1000]
+    } else {
+        &[100, 1000, 3000, 10_000]
+    };
+    println!("| chain depth | commit at the bottom | + snapshot of the top | per level |");
+    println!("|---:|---:|---:|---:|");
+    for &d in depths {
+        let (c, b) = chain(d);
+        println!(
+            "| {d} | {c:.1?} | {b:.1?} | {:.0?} |",
+            b / u32::try_from(d).unwrap()
+        );
+    }
+    let widths: &[usize] = if quick {
+        &[100, 1000]
+    } else {
+        &[100, 1000, 3000, 10_000]
+    };
+    println!();
+    println!("| children | insert all | commit at the last child | lookup of the last child |");
+    println!("|---:|---:|---:|---:|");
+    for &n in widths {
+        let (i, c, l) = wide(n);
+        println!("| {n} | {i:.1?} | {c:.1?} | {l:.1?} |");
+    }
+}
