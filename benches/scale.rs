@@ -10,9 +10,11 @@
 //!   the bottom (it unbundles the whole chain) followed by a snapshot of
 //!   the top (it bundles the whole chain again);
 //! * wide node with n children (each inserted by `parent.insert(&child)`,
-//!   a transaction each): the time to insert them all, then a commit at
-//!   the last child and a lookup of the last child in a snapshot of the
-//!   parent.
+//!   a transaction each): the time to insert them all; a commit at the
+//!   last child (it has its own packet: the steady state of a busy
+//!   channel); a snapshot of the parent followed by that commit (the
+//!   snapshot bundles the child, the commit takes it out again); a lookup
+//!   of the last child in a snapshot of the parent.
 
 use kame_stm::Node;
 use std::time::{Duration, Instant};
@@ -40,7 +42,7 @@ fn chain(depth: usize) -> (Duration, Duration) {
     (commit, both)
 }
 
-fn wide(n: usize) -> (Duration, Duration, Duration) {
+fn wide(n: usize) -> (Duration, Duration, Duration, Duration) {
     let parent = Node::new(0u32);
     let kids: Vec<Node<u32>> = (0..n).map(|_| Node::new(0)).collect();
     let t = Instant::now();
@@ -50,12 +52,17 @@ fn wide(n: usize) -> (Duration, Duration, Duration) {
     let insert = t.elapsed();
     let last = &kids[n - 1];
     let _ = parent.snapshot();
+    last.iterate_commit(|tr| tr[last] += 1); // unbundles it
     let commit = per(1000, || last.iterate_commit(|tr| tr[last] += 1));
+    let after_snapshot = per(100, || {
+        std::hint::black_box(parent.snapshot());
+        last.iterate_commit(|tr| tr[last] += 1)
+    });
     let shot = parent.snapshot();
     let lookup = per(10_000, || {
         std::hint::black_box(shot[last]);
     });
-    (insert, commit, lookup)
+    (insert, commit, after_snapshot, lookup)
 }
 
 fn main() {
@@ -80,10 +87,12 @@ fn main() {
         &[100, 1000, 3000, 10_000]
     };
     println!();
-    println!("| children | insert all | commit at the last child | lookup of the last child |");
-    println!("|---:|---:|---:|---:|");
+    println!(
+        "| children | insert all | commit at the last child | snapshot of the parent + that commit | lookup of the last child |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
     for &n in widths {
-        let (i, c, l) = wide(n);
-        println!("| {n} | {i:.1?} | {c:.1?} | {l:.1?} |");
+        let (i, c, s, l) = wide(n);
+        println!("| {n} | {i:.1?} | {c:.1?} | {s:.1?} | {l:.1?} |");
     }
 }

@@ -15,6 +15,7 @@ mod linkage;
 mod mailbox;
 mod negotiation;
 mod node;
+mod node_list;
 mod packet;
 mod park;
 pub mod priority;

@@ -12,6 +12,7 @@
 //! transaction can see, which is exactly copy-on-write.
 
 use crate::linkage::Linkage;
+use crate::node_list::NodeList;
 use smallvec::SmallVec;
 use std::any::Any;
 use std::sync::Arc;
@@ -94,7 +95,7 @@ pub(crate) type Slots = SmallVec<[Option<Arc<Packet>>; 8]>;
 pub(crate) struct Children {
     /// Strong references: a child lives as long as some version lists it.
     /// Shared between packet versions; copied only when the list changes.
-    pub(crate) nodes: Arc<Vec<Arc<Linkage>>>,
+    pub(crate) nodes: Arc<NodeList>,
     /// `slots[i]` is the packet of `nodes[i]`, or `None` (void).
     pub(crate) slots: Slots,
 }
@@ -106,7 +107,7 @@ impl Children {
         if self.nodes.get(hint).is_some_and(|n| Arc::as_ptr(n) == p) {
             return Some(hint);
         }
-        self.nodes.iter().position(|n| Arc::as_ptr(n) == p)
+        self.nodes.find(child)
     }
 }
 
@@ -214,11 +215,18 @@ pub(crate) fn find<'a>(
 #[inline]
 fn direct_child(p: &Packet, target: &Linkage) -> Option<usize> {
     let ch = p.children.as_ref()?;
+    let i = ch.nodes.find(target)?;
+    if ch.slots[i].is_some() {
+        return Some(i);
+    }
+    // Listed twice (a node may be), the first time with a void slot.
     let t: *const Linkage = target;
     ch.nodes
         .iter()
         .zip(ch.slots.iter())
+        .skip(i + 1)
         .position(|(n, s)| Arc::as_ptr(n) == t && s.is_some())
+        .map(|j| i + 1 + j)
 }
 
 /// Slot indices leading from `root` to `target` (empty for the root).

@@ -860,7 +860,7 @@ impl Transaction {
         let pkt = self.packet_mut(parent, true)?;
         let ch = pkt.children.get_or_insert_with(|| {
             Arc::new(Children {
-                nodes: Arc::new(Vec::new()),
+                nodes: Arc::default(),
                 slots: Default::default(),
             })
         });

@@ -18,16 +18,20 @@ impl Tracker {
     }
 
     /// Waits (by running reclamation, never by sleeping) until every copy
-    /// is gone; returns the live count it settled at.
+    /// is gone; returns the live count it settled at. Reclamation may be
+    /// another thread's to finish (a tree dropped at thread exit can be
+    /// handed to another exiting thread's drain), so on a loaded machine
+    /// it may take a while: the limit is a hang guard, far beyond it.
     pub fn settle(&self) -> i64 {
-        for _ in 0..10_000 {
+        let guard = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
             kame_stm::collect_garbage();
-            if self.live.load(Ordering::SeqCst) == 0 {
-                return 0;
+            let live = self.live.load(Ordering::SeqCst);
+            if live == 0 || std::time::Instant::now() > guard {
+                return live;
             }
             std::thread::yield_now();
         }
-        self.live.load(Ordering::SeqCst)
     }
 }
 
