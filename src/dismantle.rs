@@ -13,7 +13,10 @@
 //! destroyed). Rust cannot report a stack overflow there (its overflow
 //! handler needs thread-locals too), so the process died of a bare
 //! SIGSEGV. Such late drops go through one process-wide queue instead,
-//! drained by whichever late thread gets there first.
+//! drained by whichever late thread gets there first: a tree dropped while
+//! one thread exits may be freed by another exiting thread, a little
+//! later (as the epoch collector already frees on whichever thread
+//! collects).
 
 use crate::packet::Children;
 use std::sync::Arc;
