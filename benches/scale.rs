@@ -3,7 +3,8 @@
 //! one run (linear growth: time ∝ size), not the absolute figures.
 //!
 //! ```text
-//! cargo run -p kame-stm-bench --release --bin scale -- [--quick]
+//! cargo run -p kame-stm-bench --release --bin scale -- [--quick | --full]
+//!   (--full adds a 10 000-child node: its inserts take tens of seconds)
 //! ```
 //!
 //! * chain of depth d (`n[0] -> n[1] -> … -> n[d-1]`, bundled): a commit at
@@ -81,10 +82,13 @@ fn main() {
             b / u32::try_from(d).unwrap()
         );
     }
+    let full = std::env::args().any(|a| a == "--full");
     let widths: &[usize] = if quick {
         &[100, 1000]
-    } else {
+    } else if full {
         &[100, 1000, 3000, 10_000]
+    } else {
+        &[100, 1000, 3000]
     };
     println!();
     println!(
