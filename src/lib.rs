@@ -42,13 +42,17 @@ pub use transaction::{Transaction, TxStats};
 
 /// Runs deferred memory reclamation on this thread.
 ///
-/// Replaced versions are freed once no thread can still be reading them;
-/// that happens lazily as threads take snapshots and commit. Call this in
-/// leak checks (e.g. after joining all worker threads) to reclaim eagerly.
+/// A replaced version is freed by the thread that replaced it, in batches,
+/// once no thread can still be reading it; that happens lazily as the
+/// thread goes on committing. A thread that ends hands what it still holds
+/// to a shared collector. Call this in leak checks (e.g. after joining all
+/// worker threads): it frees what this thread replaced and what ended
+/// threads left behind.
 pub fn collect_garbage() {
     #[cfg(not(loom))]
     for _ in 0..4 {
         crossbeam_epoch::pin().flush();
+        sync::local::collect();
     }
 }
 

@@ -57,13 +57,162 @@ impl<T> Retired<T> {
 
 #[inline]
 fn retire<T: Send + Sync + 'static>(guard: &Guard, ptr: *const T) {
-    let retired = Retired(ptr);
     #[cfg(not(loom))]
-    guard.defer(move || retired.release());
+    local::retire(guard, local::Item::new(Retired(ptr)));
     #[cfg(loom)]
     {
         let _ = guard;
-        std::mem::forget(retired);
+        std::mem::forget(Retired(ptr));
+    }
+}
+
+/// Reclamation on the retiring thread (not under loom).
+///
+/// Deferring each retired strong count to the epoch collector frees it on
+/// whichever thread collects the bag: with two committing threads about
+/// half of all frees landed on the other thread (the allocator's slow,
+/// shared remote-free path), and disjoint leaf commits scaled 1.3x from
+/// one thread to two. Here a thread keeps what it retires in batches; each
+/// sealed batch defers only a flag to the collector, and the thread frees
+/// a batch itself once its flag is set. The flag is deferred after every
+/// item of its batch was retired (unlinked), so when the collector runs it
+/// no thread can still be reading any of them: the same guarantee as
+/// deferring each item, given later.
+#[cfg(not(loom))]
+pub(crate) mod local {
+    use super::{Guard, Retired};
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Items per batch (one deferred flag each).
+    const BATCH: usize = 64;
+
+    /// A retired strong count, type-erased: the pointer and how to release it.
+    pub(super) struct Item {
+        ptr: *const (),
+        release: unsafe fn(*const ()),
+    }
+
+    // SAFETY: built only from a `Retired<T>`, which is `Send`.
+    unsafe impl Send for Item {}
+
+    impl Item {
+        pub(super) fn new<T: Send + Sync>(r: Retired<T>) -> Item {
+            /// # Safety
+            /// `p` is a `Retired<T>`'s pointer, released once.
+            unsafe fn release<T: Send + Sync>(p: *const ()) {
+                Retired(p.cast::<T>()).release();
+            }
+            let ptr = r.0.cast::<()>();
+            Item {
+                ptr,
+                release: release::<T>,
+            }
+        }
+
+        fn release(self) {
+            // SAFETY: `ptr` and `release` came together from one
+            // `Retired<T>` (`Item::new`), and an item is released once.
+            unsafe { (self.release)(self.ptr) }
+        }
+    }
+
+    struct Batch {
+        ready: Arc<AtomicBool>,
+        items: Vec<Item>,
+    }
+
+    #[derive(Default)]
+    struct Local {
+        filling: Vec<Item>,
+        sealed: VecDeque<Batch>,
+    }
+
+    impl Drop for Local {
+        /// Thread exit: what is still held goes to the collector, item by item.
+        fn drop(&mut self) {
+            let guard = crossbeam_epoch::pin();
+            let items = self
+                .filling
+                .drain(..)
+                .chain(self.sealed.drain(..).flat_map(|b| b.items));
+            for item in items {
+                guard.defer(move || item.release());
+            }
+        }
+    }
+
+    thread_local! {
+        static LOCAL: RefCell<Local> = RefCell::default();
+    }
+
+    pub(super) fn retire(guard: &Guard, item: Item) {
+        let mut slot = Some(item);
+        let step = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            l.filling.extend(slot.take());
+            let sealed = l.filling.len() >= BATCH;
+            if sealed {
+                let ready = Arc::new(AtomicBool::new(false));
+                let flag = ready.clone();
+                guard.defer(move || flag.store(true, Ordering::Release));
+                let items = std::mem::replace(&mut l.filling, Vec::with_capacity(BATCH));
+                l.sealed.push_back(Batch { ready, items });
+            }
+            (sealed, take_ready(&mut l))
+        });
+        if let Some(item) = slot {
+            // This thread's list is gone (thread exit): the collector's way.
+            guard.defer(move || item.release());
+        }
+        // Outside the borrow: the collector's closures and our releases can
+        // drop a linkage, whose drop retires again.
+        if let Ok((sealed, ready)) = step {
+            if sealed {
+                // Hand the flag to the collector now, not once 64 flags
+                // have filled its bag: a batch then waits as long as an
+                // item deferred on its own did.
+                guard.flush();
+            }
+            for item in ready.into_iter().flat_map(|b| b.items) {
+                item.release();
+            }
+        }
+    }
+
+    /// The oldest sealed batch, when the collector has cleared it.
+    fn take_ready(l: &mut Local) -> Option<Batch> {
+        if l.sealed.front()?.ready.load(Ordering::Acquire) {
+            l.sealed.pop_front()
+        } else {
+            None
+        }
+    }
+
+    /// Seals what this thread has retired so far, hands the flags to the
+    /// collector, and frees every batch of this thread it has cleared
+    /// (`collect_garbage`: repeated, it frees everything retired here).
+    pub(crate) fn collect() {
+        let guard = crossbeam_epoch::pin();
+        let _ = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            if !l.filling.is_empty() {
+                let ready = Arc::new(AtomicBool::new(false));
+                let flag = ready.clone();
+                guard.defer(move || flag.store(true, Ordering::Release));
+                let items = std::mem::take(&mut l.filling);
+                l.sealed.push_back(Batch { ready, items });
+            }
+        });
+        guard.flush();
+        drop(guard);
+        while let Ok(Some(batch)) = LOCAL.try_with(|l| take_ready(&mut l.borrow_mut())) {
+            for item in batch.items {
+                item.release();
+            }
+        }
     }
 }
 

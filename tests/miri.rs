@@ -1,9 +1,11 @@
 //! A small, Miri-sized tour of the code behind the crate's `unsafe`: the
 //! atomic `Arc` cell of `src/sync.rs` (load, CAS, failed CAS, deferred
-//! release through the epoch collector), the unsized packets of
-//! `src/packet.rs` (payloads stored inline or shared, copied on write,
-//! moved between a node and its ancestors by bundling and unbundling), and
-//! the linkage's drop, which hands bundled packets back to living children.
+//! release: batches freed by the retiring thread once the epoch collector
+//! clears them, or handed to the collector when a thread ends), the
+//! unsized packets of `src/packet.rs` (payloads stored inline or shared,
+//! copied on write, moved between a node and its ancestors by bundling and
+//! unbundling), and the linkage's drop, which hands bundled packets back
+//! to living children.
 //!
 //! `.ci/run` runs this file under Miri (`cargo +nightly miri test --test
 //! miri`), where undefined behaviour, a use after free or a leak fails it;
@@ -107,4 +109,30 @@ fn two_threads_race_on_one_tree() {
     let s = root.snapshot();
     assert_eq!((s[&root], s[&leaves[0]], s[&leaves[1]]), (3, 3, 3));
     collect_garbage();
+}
+
+/// The retiring thread's own reclamation (`src/sync.rs`, `local`): enough
+/// commits on two threads to seal several batches of retired versions on
+/// each, freed by their own thread once the collector clears them, and
+/// what a thread still holds when it ends handed to the collector.
+#[test]
+fn retired_versions_are_freed_by_their_own_thread() {
+    let live = Tracker::new();
+    {
+        let nodes: Vec<Node<Counted>> = (0..2).map(|i| Node::new(Counted::new(i, &live))).collect();
+        std::thread::scope(|s| {
+            for node in &nodes {
+                s.spawn(move || {
+                    for _ in 0..150 {
+                        node.iterate_commit(|tr| tr[node].x += 1);
+                    }
+                });
+            }
+        });
+        for _ in 0..150 {
+            nodes[0].iterate_commit(|tr| tr[&nodes[0]].x += 1);
+        }
+        assert_eq!((nodes[0].read().x, nodes[1].read().x), (300, 151));
+    }
+    assert_eq!(live.settle(), 0, "a payload copy leaked");
 }
