@@ -5,8 +5,13 @@
 //!
 //! ```text
 //! cargo run -p kame-stm-bench --release --bin latency -- [-t THREADS] [-s SECONDS]
-//!     [-w WARMUP_S] [-x GRAND_PERCENT] [-m leaf|grand|mixed|all]
+//!     [-w WARMUP_S] [-x GRAND_PERCENT] [-m leaf|grand|mixed|all] [-b BUDGET_US]
 //! ```
+//!
+//! `-b`: every commit goes through `try_iterate_commit` with that wait
+//! budget (the C++ `ScopedWaitBudget` per commit, as its
+//! `transaction_wait_budget_test` does); commits that gave up are counted
+//! and timed like the others.
 //!
 //! Tree `grand -> parent -> child[THREADS]`; thread i owns child[i].
 //!
@@ -25,7 +30,7 @@
 
 mod common;
 
-use kame_stm::Node;
+use kame_stm::{Node, TreeError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -118,6 +123,7 @@ struct Args {
     warmup: f64,
     grand_percent: u32,
     arms: Vec<Arm>,
+    budget_us: Option<u64>,
 }
 
 fn parse() -> Args {
@@ -127,6 +133,7 @@ fn parse() -> Args {
         warmup: 0.5,
         grand_percent: 10,
         arms: vec![Arm::Leaf, Arm::Grand, Arm::Mixed],
+        budget_us: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -141,6 +148,7 @@ fn parse() -> Args {
             "-s" => a.seconds = val().parse().expect("-s SECONDS"),
             "-w" => a.warmup = val().parse().expect("-w WARMUP_S"),
             "-x" => a.grand_percent = val().parse().expect("-x PERCENT"),
+            "-b" => a.budget_us = Some(val().parse().expect("-b BUDGET_US")),
             "-m" => {
                 a.arms = match val().as_str() {
                     "leaf" => vec![Arm::Leaf],
@@ -172,6 +180,7 @@ struct Tally {
     attempts: u64,
     slow: u64,
     max_attempts: u64,
+    gave_up: u64,
 }
 
 fn run(arm: Arm, a: &Args) -> (Tally, f64) {
@@ -200,12 +209,14 @@ fn run(arm: Arm, a: &Args) -> (Tally, f64) {
                 commits.clone(),
             );
             let pct = a.grand_percent;
+            let budget = a.budget_us.map(Duration::from_micros);
             thread::spawn(move || {
                 let mut t = Tally {
                     hist: Hist::new(),
                     attempts: 0,
                     slow: 0,
                     max_attempts: 0,
+                    gave_up: 0,
                 };
                 let leaf = &children[tid];
                 let mut seq = 0u32;
@@ -216,19 +227,34 @@ fn run(arm: Arm, a: &Args) -> (Tally, f64) {
                     let measure = timing.load(Relaxed);
                     let mut attempts = 0u64;
                     let t0 = Instant::now();
-                    if do_grand {
-                        grand.iterate_commit(|tr| {
-                            attempts += 1;
+                    let node = if do_grand { &grand } else { leaf };
+                    let mut body = |tr: &mut kame_stm::Transaction| {
+                        attempts += 1;
+                        if do_grand {
                             for c in children.iter() {
                                 tr[c] += 1;
                             }
-                        });
-                    } else {
-                        leaf.iterate_commit(|tr| {
-                            attempts += 1;
+                        } else {
                             tr[leaf] += 1;
-                        });
-                    }
+                        }
+                    };
+                    let gave_up = match budget {
+                        None => {
+                            node.iterate_commit(body);
+                            false
+                        }
+                        Some(b) => {
+                            let r = node.transaction().wait_budget(b).try_iterate_commit(|tr| {
+                                body(tr);
+                                Ok::<(), TreeError>(())
+                            });
+                            match r {
+                                Ok(_) => false,
+                                Err(TreeError::WaitBudgetExceeded(_)) => true,
+                                Err(e) => panic!("commit: {e}"),
+                            }
+                        }
+                    };
                     commits.fetch_add(1, Relaxed);
                     if measure {
                         let dt = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -238,6 +264,7 @@ fn run(arm: Arm, a: &Args) -> (Tally, f64) {
                         if dt >= SLOW_NS {
                             t.slow += 1;
                         }
+                        t.gave_up += u64::from(gave_up);
                     }
                 }
                 t
@@ -257,6 +284,7 @@ fn run(arm: Arm, a: &Args) -> (Tally, f64) {
         attempts: 0,
         slow: 0,
         max_attempts: 0,
+        gave_up: 0,
     };
     for w in workers {
         let t = w.join().expect("a worker panicked");
@@ -264,6 +292,7 @@ fn run(arm: Arm, a: &Args) -> (Tally, f64) {
         all.attempts += t.attempts;
         all.slow += t.slow;
         all.max_attempts = all.max_attempts.max(t.max_attempts);
+        all.gave_up += t.gave_up;
     }
     (all, elapsed)
 }
@@ -271,11 +300,12 @@ fn run(arm: Arm, a: &Args) -> (Tally, f64) {
 fn main() {
     let a = parse();
     println!(
-        "# latency -t {} -s {} -w {} -x {} alloc={}",
+        "# latency -t {} -s {} -w {} -x {} budget={} alloc={}",
         a.threads,
         a.seconds,
         a.warmup,
         a.grand_percent,
+        a.budget_us.map_or("none".into(), |us| format!("{us}us")),
         common::alloc::name()
     );
     for &arm in &a.arms {
@@ -305,11 +335,12 @@ fn main() {
             }
         }
         line += &format!(
-            " MAX={} ns attempts/commit={:.3} max_attempts={} commits>=100us={}",
+            " MAX={} ns attempts/commit={:.3} max_attempts={} commits>=100us={} gave_up={}",
             h.max,
             t.attempts as f64 / h.n.max(1) as f64,
             t.max_attempts,
-            t.slow
+            t.slow,
+            t.gave_up
         );
         println!("{line}");
     }
