@@ -31,10 +31,9 @@ impl Hasher for AddrHasher {
     fn finish(&self) -> u64 {
         self.0
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
+    /// Only `usize` keys are hashed (`write_usize`).
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("NodeList's index hashes addresses only");
     }
     fn write_usize(&mut self, n: usize) {
         self.0 = (n as u64)
@@ -150,6 +149,28 @@ mod tests {
             assert_eq!(list.find(&outsider), Some(len));
             assert_eq!(list.find(&nodes[len - 1]), Some(0));
         }
+    }
+
+    /// The index is built after `REBUILD_SCANS` lookups' worth of
+    /// scanning, not before; a copy starts without one and lists the same.
+    #[test]
+    fn the_index_comes_after_a_few_scans() {
+        let nodes = links(100);
+        let list = NodeList::from(nodes.clone());
+        for i in 0..REBUILD_SCANS - 1 {
+            assert_eq!(list.find(&nodes[99]), Some(99));
+            assert!(
+                list.index.get().is_none(),
+                "indexed after {} lookups",
+                i + 1
+            );
+        }
+        assert_eq!(list.find(&nodes[99]), Some(99));
+        assert!(list.index.get().is_some());
+        let copy = list.clone();
+        assert_eq!(copy.len(), 100);
+        assert!(copy.iter().zip(&nodes).all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert!(copy.index.get().is_none());
     }
 
     /// A node listed twice is found at its first position, as a scan would.

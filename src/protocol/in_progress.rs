@@ -84,25 +84,32 @@ impl InProgress {
 
     /// Whether `node` is being bundled by this operation.
     pub(crate) fn contains(&self, node: &Linkage) -> bool {
-        let addr = node as *const Linkage as usize;
+        self.search(node as *const Linkage as usize).0
+    }
+
+    /// Whether `addr` is in the list, and how many cells and spans the
+    /// search looked at.
+    fn search(&self, addr: usize) -> (bool, usize) {
         let mut cur = &self.0;
+        let mut steps = 0;
         while let Some(cell) = cur {
+            steps += 1;
             match &cell.span {
                 Some((addrs, rest)) => {
                     if addrs.binary_search(&addr).is_ok() {
-                        return true;
+                        return (true, steps);
                     }
                     cur = &rest.0;
                 }
                 None => {
                     if cell.addr == addr {
-                        return true;
+                        return (true, steps);
                     }
                     cur = &cell.outer.0;
                 }
             }
         }
-        false
+        (false, steps)
     }
 
     /// The addresses in list order (innermost first).
@@ -152,6 +159,52 @@ mod tests {
             let scan: Vec<usize> = list.addrs().collect();
             assert_eq!(scan.len(), i + 1);
         }
+    }
+
+    /// The point of the skips: deciding takes O(log d) steps, not O(d).
+    #[test]
+    fn a_search_takes_logarithmic_steps() {
+        let nodes: Vec<Arc<Linkage>> = (0..5000)
+            .map(|_| crate::node::Node::new(0u8).link.clone())
+            .collect();
+        let list = nodes.iter().fold(InProgress::default(), |l, n| l.with(n));
+        let outsider = crate::node::Node::new(0u8).link.clone();
+        // At most SPAN_MIN cells one by one, then one span per set bit.
+        let bound = SPAN_MIN + usize::BITS as usize;
+        for probe in [&outsider, &nodes[0], &nodes[2500], &nodes[4999]] {
+            let (found, steps) = list.search(Arc::as_ptr(probe) as usize);
+            assert_eq!(found, !Arc::ptr_eq(probe, &outsider));
+            assert!(steps <= bound, "{steps} steps in a list of 5000");
+        }
+    }
+
+    /// `of` and `of_tree`: the root alone, or the root and the tree's nodes.
+    #[test]
+    fn of_and_of_tree_hold_their_nodes() {
+        let nodes: Vec<Arc<Linkage>> = (0..40)
+            .map(|_| crate::node::Node::new(0u8).link.clone())
+            .collect();
+        let one = InProgress::of(&nodes[0]);
+        assert!(one.contains(&nodes[0]) && !one.contains(&nodes[1]));
+        let tree = InProgress::of_tree(&nodes[0], &nodes[1..30]);
+        assert!(nodes[..30].iter().all(|n| tree.contains(n)));
+        assert!(!nodes[30..].iter().any(|n| tree.contains(n)));
+    }
+
+    /// A very long list drops without recursion, on a small stack.
+    #[test]
+    fn a_long_list_drops_on_a_small_stack() {
+        let node = crate::node::Node::new(0u8).link.clone();
+        std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let list = (0..200_000).fold(InProgress::default(), |l, _| l.with(&node));
+                assert!(list.contains(&node));
+                drop(list);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     /// Lists share their tails: extending one never changes another.
