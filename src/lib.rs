@@ -51,7 +51,6 @@ pub use transaction::{Transaction, TxStats};
 pub fn collect_garbage() {
     #[cfg(not(loom))]
     for _ in 0..4 {
-        crossbeam_epoch::pin().flush();
         sync::local::collect();
     }
 }

@@ -155,11 +155,7 @@ pub(crate) mod local {
             l.filling.extend(slot.take());
             let sealed = l.filling.len() >= BATCH;
             if sealed {
-                let ready = Arc::new(AtomicBool::new(false));
-                let flag = ready.clone();
-                guard.defer(move || flag.store(true, Ordering::Release));
-                let items = std::mem::replace(&mut l.filling, Vec::with_capacity(BATCH));
-                l.sealed.push_back(Batch { ready, items });
+                seal(&mut l, guard);
             }
             (sealed, take_ready(&mut l))
         });
@@ -182,6 +178,15 @@ pub(crate) mod local {
         }
     }
 
+    /// Closes the batch being filled: its flag goes to the collector.
+    fn seal(l: &mut Local, guard: &Guard) {
+        let ready = Arc::new(AtomicBool::new(false));
+        let flag = ready.clone();
+        guard.defer(move || flag.store(true, Ordering::Release));
+        let items = std::mem::replace(&mut l.filling, Vec::with_capacity(BATCH));
+        l.sealed.push_back(Batch { ready, items });
+    }
+
     /// The oldest sealed batch, when the collector has cleared it.
     fn take_ready(l: &mut Local) -> Option<Batch> {
         if l.sealed.front()?.ready.load(Ordering::Acquire) {
@@ -199,11 +204,7 @@ pub(crate) mod local {
         let _ = LOCAL.try_with(|l| {
             let mut l = l.borrow_mut();
             if !l.filling.is_empty() {
-                let ready = Arc::new(AtomicBool::new(false));
-                let flag = ready.clone();
-                guard.defer(move || flag.store(true, Ordering::Release));
-                let items = std::mem::take(&mut l.filling);
-                l.sealed.push_back(Batch { ready, items });
+                seal(&mut l, &guard);
             }
         });
         guard.flush();

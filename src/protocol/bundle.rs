@@ -120,7 +120,7 @@ impl Pending {
 /// Drops the rest of a persistent list iteratively (a deep chain makes it
 /// long): each cell this drop owns alone hands over its tail before it
 /// goes; a shared one stops the walk.
-fn drop_tail<C>(mut next: Option<Arc<C>>, tail: impl Fn(&mut C) -> Option<Arc<C>>) {
+pub(super) fn drop_tail<C>(mut next: Option<Arc<C>>, tail: impl Fn(&mut C) -> Option<Arc<C>>) {
     while let Some(cell) = next {
         next = Arc::try_unwrap(cell).ok().and_then(|mut c| tail(&mut c));
     }

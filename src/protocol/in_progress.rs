@@ -126,16 +126,10 @@ impl InProgress {
 
 impl Drop for InProgressCell {
     /// Iterative: a deep chain makes the list long. A span's `rest` is a
-    /// list this cell's `outer` also leads to, so dropping it here never
-    /// frees more than a reference count.
+    /// list this cell's `outer` also leads to, so dropping it with its cell
+    /// never frees more than a reference count.
     fn drop(&mut self) {
-        let mut next = self.outer.0.take();
-        while let Some(cell) = next {
-            next = Arc::try_unwrap(cell).ok().and_then(|mut c| {
-                c.span = None;
-                c.outer.0.take()
-            });
-        }
+        super::bundle::drop_tail(self.outer.0.take(), |c| c.outer.0.take());
     }
 }
 
