@@ -58,6 +58,16 @@ pub fn collect_garbage() {
 /// Test hooks for the crate's own integration tests; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(loom)]
+    pub use crate::sync::order::Weakened;
+
+    /// Loom only: weakens one ordering of the linkage slot on purpose, so
+    /// that a test can show its model catches the weakening.
+    #[cfg(loom)]
+    pub fn weaken_slot_orderings(w: Weakened) {
+        crate::sync::order::weaken(w);
+    }
+
     /// The calling thread's id as embedded in its serials and tags.
     pub fn thread_id() -> u16 {
         crate::serial::thread_id()

@@ -61,8 +61,8 @@ fn retire<T: Send + Sync + 'static>(guard: &Guard, ptr: *const T) {
     local::retire(guard, local::Item::new(Retired(ptr)));
     #[cfg(loom)]
     {
-        let _ = guard;
-        std::mem::forget(Retired(ptr));
+        // Leaked: the strong count `ptr` stands for is never released.
+        let _ = (guard, ptr);
     }
 }
 
@@ -217,6 +217,76 @@ pub(crate) mod local {
     }
 }
 
+/// The orderings a slot's load and CAS need: the load acquires what the
+/// CAS that installed the wrapper released (the packet and its payload).
+/// Under loom only, a test may weaken either on purpose
+/// (`order::weaken`): the payload models of
+/// `tests/loom_payload.rs` must then report a data race, which shows they
+/// can fail. Every other build has the constants and nothing else.
+pub(crate) mod order {
+    use super::Ordering;
+
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn load() -> Ordering {
+        Ordering::Acquire
+    }
+
+    // SeqCst, not only AcqRel: a commit's CAS followed by its load of the
+    // "any subscription?" flag pairs with a subscriber's registration
+    // followed by its first snapshot (Dekker; see `subscription`). Same
+    // instructions on x86-64 and AArch64.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn publish() -> Ordering {
+        Ordering::SeqCst
+    }
+
+    /// Which ordering a loom test weakens (none by default).
+    #[cfg(loom)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Weakened {
+        /// The orderings the code ships with.
+        None = 0,
+        /// `ArcCell::load` relaxed instead of acquiring.
+        Load = 1,
+        /// `ArcCell::compare_exchange` acquiring only, not releasing.
+        Publish = 2,
+    }
+
+    /// Process-wide: a test file that uses it runs its models one at a time.
+    #[cfg(loom)]
+    static MODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+    #[cfg(loom)]
+    pub(crate) fn weaken(w: Weakened) {
+        MODE.store(w as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(loom)]
+    fn mode() -> u8 {
+        MODE.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn load() -> Ordering {
+        if mode() == Weakened::Load as u8 {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn publish() -> Ordering {
+        if mode() == Weakened::Publish as u8 {
+            Ordering::Acquire
+        } else {
+            Ordering::SeqCst
+        }
+    }
+}
+
 /// Failed [`ArcCell::compare_exchange`]: the value the cell held at the
 /// moment of the attempt.
 pub(crate) struct CasFailure<T> {
@@ -246,7 +316,7 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
     #[inline]
     pub(crate) fn load(&self) -> Arc<T> {
         let _guard = pin();
-        let p = self.ptr.load(Ordering::Acquire);
+        let p = self.ptr.load(order::load());
         #[cfg(all(test, not(loom)))]
         trace::record(self.addr(), trace::Access::SlotLoad);
         // SAFETY: `p` came from `Arc::into_raw` and the cell owns one strong
@@ -272,11 +342,7 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
         let r = self.ptr.compare_exchange(
             Arc::as_ptr(current).cast_mut(),
             newp,
-            // SeqCst, not only AcqRel: a commit's CAS followed by its load
-            // of the "any subscription?" flag pairs with a subscriber's
-            // registration followed by its first snapshot (Dekker; see
-            // `subscription`). Same instructions on x86-64 and AArch64.
-            Ordering::SeqCst,
+            order::publish(),
             Ordering::Acquire,
         );
         #[cfg(all(test, not(loom)))]
