@@ -345,6 +345,8 @@ pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
     let nested = NESTING.try_with(|n| n.depth.get() != 0).unwrap_or(false);
     let held = if nested { own_limbos_held() } else { 0 };
     let mut neg = Negotiator::with_stamp(snapshot_stamp());
+    #[cfg(all(test, not(loom)))]
+    crate::explore::validate::begin(neg.stamp);
     let r = snapshot_result(node, &mut neg).expect("a snapshot without a budget never expires");
     if nested {
         // Bundling took a node out of a limbo an enclosing attempt of this
@@ -412,6 +414,8 @@ pub(crate) fn body_retry(neg: &mut Negotiator, last: serial::Serial) {
     negotiation::clear_my_tags(neg);
     // A fresh age, the same class.
     neg.stamp = priority::with_class(serial::next(last), priority::class_of(neg.stamp));
+    #[cfg(all(test, not(loom)))]
+    crate::explore::validate::restamp(neg.stamp);
 }
 
 /// Commits one attempt; `Some` with the committed snapshot on success.
@@ -485,6 +489,8 @@ pub(crate) fn drive<E>(
 ) -> Result<Option<Snapshot>, Ended<E>> {
     let (entered, stamp, bounds) = Entered::new(opts);
     let mut neg = Negotiator::with_stamp(stamp);
+    #[cfg(all(test, not(loom)))]
+    crate::explore::validate::begin(stamp);
     neg.deadline = bounds.deadline;
     neg.armed = true;
     let mut attempt = 0u32;

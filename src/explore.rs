@@ -322,6 +322,8 @@ enum Pc {
     Promote,
     Snap,
     Commit,
+    /// `Transaction::rebase` after a conflict: the root read again.
+    Rebase,
     Finished,
 }
 
@@ -336,10 +338,15 @@ struct Sim {
     op: Option<Operation>,
     blocked: Option<Arc<Linkage>>,
     attempt: u32,
+    /// This attempt's commit was rebased once already (`drive::commit`).
+    rebased: bool,
     /// Committed increments when the current snapshot started.
     lo: Vec<u32>,
     /// With split gates: the tag the next step's gate loaded already.
     gate: Option<(Arc<Linkage>, u64)>,
+    /// Stamps to take instead of minting (trace validation: the ones the
+    /// real thread minted, in order).
+    stamps: VecDeque<u64>,
 }
 
 impl Sim {
@@ -524,8 +531,10 @@ impl<'c> World<'c> {
                 op: None,
                 blocked: None,
                 attempt: 0,
+                rebased: false,
                 lo: Vec::new(),
                 gate: None,
+                stamps: VecDeque::new(),
             })
             .collect();
         let committed = vec![0; nodes.len()];
@@ -618,6 +627,7 @@ impl<'c> World<'c> {
         let OpKind::Tx { root, .. } = *self.threads[t].kind() else {
             unreachable!()
         };
+        self.threads[t].rebased = false;
         let link = self.links[root].clone();
         if promote {
             let w = link.load();
@@ -668,7 +678,10 @@ impl<'c> World<'c> {
         match th.pc {
             Pc::Finished => Err("stepped a finished thread".into()),
             Pc::Idle => {
-                let stamp = priority::with_class(mint(th.tid, 0), th.class);
+                let stamp = th
+                    .stamps
+                    .pop_front()
+                    .unwrap_or_else(|| priority::with_class(mint(th.tid, 0), th.class));
                 th.neg = Some(Negotiator::with_stamp(stamp));
                 th.attempt = 0;
                 match th.kind().clone() {
@@ -681,7 +694,7 @@ impl<'c> World<'c> {
                     ops: Vec::new(),
                 })
             }
-            Pc::Promote | Pc::Snap | Pc::Commit => {
+            Pc::Promote | Pc::Snap | Pc::Commit | Pc::Rebase => {
                 let op = th.op.as_mut().expect("an operation runs");
                 if self.split_gates && th.gate.is_none() {
                     if let Some(link) = op.next_gate() {
@@ -727,34 +740,29 @@ impl<'c> World<'c> {
         }
     }
 
+    /// A blocked thread takes over the expired tag it waits behind
+    /// (`negotiation::take_expired`: a transition after
+    /// `priority::PRIVILEGE_EXPIRY`, which the explorer, having no clock,
+    /// never takes itself; trace validation replays it where a real run
+    /// took it).
+    fn take_expired(&mut self, t: usize) -> Result<StepInfo, String> {
+        let th = &mut self.threads[t];
+        let link = th.blocked.clone().ok_or("take_expired: not blocked")?;
+        let cur = link.tag.load(crate::sync::Ordering::Acquire);
+        if cur == 0 || !negotiation::take_expired(&link, th.neg_mut(), cur) {
+            return Err("take_expired: the tag could not be taken over".into());
+        }
+        th.blocked = None;
+        Ok(StepInfo {
+            name: "take_expired",
+            completed: false,
+            ops: Vec::new(),
+        })
+    }
+
     /// Names the recorded operations by linkage.
     fn ops_of(&self, events: &[crate::sync::trace::Event], stamp: u64) -> Vec<Op> {
-        use crate::sync::trace::Access;
-        // Accesses to other linkages are the deferred destruction of an
-        // earlier replay's trees (`Linkage::drop`), run by the epoch
-        // collector whenever this step pins: not the step's.
-        events
-            .iter()
-            .filter_map(|e| {
-                let slot = self
-                    .links
-                    .iter()
-                    .position(|l| std::ptr::from_ref(&l.slot) as usize == e.addr);
-                let tag = self
-                    .links
-                    .iter()
-                    .position(|l| std::ptr::from_ref(&l.tag) as usize == e.addr);
-                Some(match (e.access, slot, tag) {
-                    (Access::SlotLoad, Some(i), _) => Op::SlotLoad(i),
-                    (Access::SlotCas { ok }, Some(i), _) => Op::SlotCas(i, ok),
-                    (Access::TagLoad { value }, _, Some(i)) => {
-                        Op::TagLoad(i, value == 0 || serial::same_thread(value, stamp))
-                    }
-                    (Access::TagCas { ok }, _, Some(i)) => Op::TagCas(i, ok),
-                    _ => return None,
-                })
-            })
-            .collect()
+        ops_of(&self.links, events, stamp)
     }
 
     /// The frame stack of thread `t` finished: the retry loop goes on.
@@ -829,7 +837,10 @@ impl<'c> World<'c> {
                         drive::body_retry(&mut tr.neg, last);
                         // `body_retry` minted on this (one) OS thread: the
                         // stamp belongs to the simulated thread.
-                        tr.neg.stamp = (serial::counter(tr.neg.stamp) << 16) | th.tid;
+                        tr.neg.stamp = th
+                            .stamps
+                            .pop_front()
+                            .unwrap_or_else(|| (serial::counter(tr.neg.stamp) << 16) | th.tid);
                         th.neg = Some(tr.into_negotiator());
                         self.start_attempt(t, false);
                     }
@@ -849,6 +860,18 @@ impl<'c> World<'c> {
                         self.complete(t);
                         Ok(true)
                     }
+                    CommitResult::Conflict if !th.rebased && tr.may_rebase() => {
+                        // `drive::commit`: once per attempt, the root is
+                        // read again (steps of their own), and if it holds
+                        // the state this attempt read, the commit is tried
+                        // again against it.
+                        th.rebased = true;
+                        let root = tr.root.clone();
+                        th.tr = Some(tr);
+                        th.op = Some(Operation::new(Frame::Snapshot(SnapshotFrame::new(root))));
+                        th.pc = Pc::Rebase;
+                        Ok(false)
+                    }
                     CommitResult::Conflict => {
                         let promote = tr.wants_priority;
                         th.neg = Some(tr.into_negotiator());
@@ -856,6 +879,25 @@ impl<'c> World<'c> {
                         Ok(false)
                     }
                 }
+            }
+            (Pc::Rebase, OpKind::Tx { .. }, Some(Outcome::Snapshot(r))) => {
+                let mut tr = th.tr.take().expect("a transaction rebases");
+                if tr.rebase_onto(r) {
+                    let frame = Frame::Commit(CommitFrame::new(
+                        tr.root.clone(),
+                        tr.old.clone(),
+                        tr.packet.clone(),
+                        tr.snap_wrapper.take(),
+                    ));
+                    th.op = Some(Operation::new(frame));
+                    th.tr = Some(tr);
+                    th.pc = Pc::Commit;
+                } else {
+                    let promote = tr.wants_priority;
+                    th.neg = Some(tr.into_negotiator());
+                    self.start_attempt(t, promote);
+                }
+                Ok(false)
             }
             (pc, kind, _) => Err(format!("unexpected outcome at {pc:?} of {kind:?}")),
         }
@@ -884,6 +926,7 @@ impl<'c> World<'c> {
         for th in &self.threads {
             c.n(th.next_op as u64);
             c.n(th.pc as u64);
+            c.n(u64::from(th.rebased));
             match th.neg() {
                 None => c.n(0),
                 Some(neg) => {
@@ -1437,6 +1480,35 @@ fn print_lasso(scc: &[u32], edges: &[Vec<Edge>], enabled: &[u8], nthreads: u8) -
 
 #[cfg(test)]
 mod tests;
+pub(crate) mod validate;
+
+/// Names the recorded operations by linkage index in `links`.
+fn ops_of(links: &[Arc<Linkage>], events: &[crate::sync::trace::Event], stamp: u64) -> Vec<Op> {
+    use crate::sync::trace::Access;
+    // Accesses to other linkages are the deferred destruction of an
+    // earlier replay's trees (`Linkage::drop`), run by the epoch
+    // collector whenever this step pins: not the step's.
+    events
+        .iter()
+        .filter_map(|e| {
+            let slot = links
+                .iter()
+                .position(|l| std::ptr::from_ref(&l.slot) as usize == e.addr);
+            let tag = links
+                .iter()
+                .position(|l| std::ptr::from_ref(&l.tag) as usize == e.addr);
+            Some(match (e.access, slot, tag) {
+                (Access::SlotLoad, Some(i), _) => Op::SlotLoad(i),
+                (Access::SlotCas { ok }, Some(i), _) => Op::SlotCas(i, ok),
+                (Access::TagLoad { value }, _, Some(i)) => {
+                    Op::TagLoad(i, value == 0 || serial::same_thread(value, stamp))
+                }
+                (Access::TagCas { ok }, _, Some(i)) => Op::TagCas(i, ok),
+                _ => return None,
+            })
+        })
+        .collect()
+}
 
 /// TLC's "shortcut_rev" hard link: G -> {C, P}, P -> C (G lists C first,
 /// so a bundle of G collects C before it meets it again below P).

@@ -109,7 +109,17 @@ impl Negotiator {
         // The yielding-class tag we wait behind, and since when.
         let mut behind: Option<(u64, Instant)> = None;
         loop {
-            if can_proceed(link, self) || preempt_tag(link, self) {
+            #[cfg(all(test, not(loom)))]
+            crate::explore::validate::wait_round();
+            let open = can_proceed(link, self);
+            let took = !open && preempt_tag(link, self);
+            #[cfg(all(test, not(loom)))]
+            crate::explore::validate::wait_result(match (open, took) {
+                (true, _) => "wait",
+                (false, true) => "preempt_tag",
+                (false, false) => "wait(blocked)",
+            });
+            if open || took {
                 break;
             }
             let cur = link.tag.load(crate::sync::Ordering::Relaxed);
@@ -123,7 +133,12 @@ impl Negotiator {
                     _ => behind.insert((cur, Instant::now())).1,
                 };
                 if since.elapsed() >= priority::PRIVILEGE_EXPIRY {
-                    if take_expired(link, self, cur) {
+                    #[cfg(all(test, not(loom)))]
+                    crate::explore::validate::wait_round();
+                    let took = take_expired(link, self, cur);
+                    #[cfg(all(test, not(loom)))]
+                    crate::explore::validate::expiry(took);
+                    if took {
                         break;
                     }
                     continue;
@@ -260,7 +275,7 @@ pub(crate) fn preempt_tag(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
 /// [`priority::PRIVILEGE_EXPIRY`]: take it over, as a preemption does
 /// (its owner's clearing leaves our tag alone). `false`: it changed since.
 /// Not a TLA+ action: the spec has no time (`tla/README.md`).
-fn take_expired(link: &Arc<Linkage>, neg: &mut Negotiator, cur: u64) -> bool {
+pub(crate) fn take_expired(link: &Arc<Linkage>, neg: &mut Negotiator, cur: u64) -> bool {
     let ok = link
         .tag
         .compare_exchange(

@@ -640,12 +640,25 @@ impl Transaction {
     /// same state precisely so that our commit fails; a rebase would undo
     /// that. `false`: a real conflict (or not applicable).
     pub(crate) fn rebase(&mut self) -> bool {
-        if self.doomed || !self.is_plain() || self.neg.expired {
+        if !self.may_rebase() {
             return false;
         }
         let Some(snap) = crate::drive::snapshot_result(&self.root, &mut self.neg) else {
             return false;
         };
+        self.rebase_onto(snap)
+    }
+
+    /// Whether a conflict may be answered by [`rebase`](Self::rebase).
+    /// TLA+: RebaseOK
+    pub(crate) fn may_rebase(&self) -> bool {
+        !self.doomed && self.is_plain() && !self.neg.expired
+    }
+
+    /// The second half of [`rebase`](Self::rebase), once the root was read
+    /// again (`snap`): local work only.
+    /// TLA+: RebaseCheck
+    pub(crate) fn rebase_onto(&mut self, snap: crate::protocol::SnapResult) -> bool {
         let before = Snapshot {
             root: self.root.clone(),
             packet: self.old.clone(),

@@ -394,7 +394,7 @@ UnbundleFrame(n, tw, mode, s, inprog) ==
 \* (hard-link trees only, see BundleId).
 Local0 == [op |-> Null, job |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
            readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null,
-           bgen |-> 0, dynOp |-> Null, doomed |-> FALSE]
+           bgen |-> 0, dynOp |-> Null, doomed |-> FALSE, rebased |-> FALSE]
 Retry(l) == [Local0 EXCEPT !.op = "snap", !.job = l.job]
 
 Top(l) == l.stack[Len(l.stack)]
@@ -404,7 +404,24 @@ PushL(l, f) == [l EXCEPT !.stack = Append(@, f)]
 
 \* Abandon everything and take the snapshot again (a Disturbed outcome is
 \* passed down every frame to the snapshot frame, which retries).
-Disturbed(l) == [pc |-> "snap_check", l |-> Retry(l)]
+\* The snapshot of a rebase (op "rebase", below) starts again keeping the
+\* transaction: the snapshot frame retries, the attempt goes on.
+Disturbed(l) == [pc |-> "snap_check",
+                 l  |-> IF l.op = "rebase" THEN [l EXCEPT !.stack = <<>>, !.bgen = 0]
+                        ELSE Retry(l)]
+
+\* Transaction::rebase's comparison (snapshot.rs same_state, strict voids):
+\* both packets hold the same state of the subtree.  A payload's identity
+\* is its value here (every write increments it); child lists by their
+\* children; a slot void in both is compared where the tree holds it.
+RECURSIVE SameState(_, _)
+SameState(a, b) ==
+    \/ a = b
+    \/ /\ a.pay = b.pay
+       /\ DOMAIN a.sub = DOMAIN b.sub
+       /\ \A c \in DOMAIN a.sub :
+            \/ a.sub[c] = Null /\ b.sub[c] = Null
+            \/ a.sub[c] # Null /\ b.sub[c] # Null /\ SameState(a.sub[c], b.sub[c])
 
 \* The snapshot is taken: run the body (its dynamic steps, if any), then commit.
 \* insert_online pulls the child only when it is not in the subtree yet
@@ -414,7 +431,17 @@ Disturbed(l) == [pc |-> "snap_check", l |-> Retry(l)]
 \* ("reins": 2 levels, C1 listed with its packet, then insert_online; the
 \* insert follows the release, see ReleaseCASChild).  "cond": the body asks
 \* to retry while C1 is below 1 in the snapshot (2 levels, static tree).
+\* The end of a rebase's snapshot (Transaction::rebase_onto): the same
+\* state, so the commit is tried again against it; else the conflict
+\* stands (the next attempt).
+RebaseCheck(l, p, w) ==
+    IF SameState(l.snapPkt, p)
+    THEN [pc |-> "commit_start",
+          l  |-> [l EXCEPT !.op = "commit", !.snapPkt = p, !.snapW = w, !.bgen = 0]]
+    ELSE [pc |-> "snap_check", l |-> Retry(l)]
+
 SnapDone(l, p, w) ==
+    IF l.op = "rebase" THEN RebaseCheck(l, p, w) ELSE
     LET next == CASE l.job = "ins" /\ Online /\ DynChild \notin PresentNodes(p)
                        -> "insert_read_child"
                   [] l.job \in {"rel", "reins"} /\ p.sub[DynChild] # Null
@@ -464,7 +491,7 @@ NextP3(coll, i) ==
 \* "changed", "disturbed".
 AfterReturn(l, r) ==
     IF l.stack = <<>> THEN
-        IF l.op = "snap" THEN                                   \* snap_check
+        IF l.op \in {"snap", "rebase"} THEN                     \* snap_check
             CASE r.kind = "success" -> SnapDone(l, r.w.pkt, r.w)
               [] r.kind = "found"   -> SnapDone(l, r.p, Null)
               [] OTHER -> [pc |-> "snap_check", l |-> l]
@@ -960,8 +987,16 @@ CommitTryCAS(t) ==
                /\ UNCHANGED <<linkage, credit, stamp>>
     /\ UNCHANGED <<target, budget, queue, stamp>>
 
+\* Whether a conflict may be answered by a rebase (Transaction::may_rebase):
+\* not doomed, nothing put in limbo (no dynamic CAS).  At most once per
+\* attempt (l.rebased: drive.rs commit's flag).
+RebaseOK(l) == ~l.doomed /\ l.dynOp = Null
+
 \* Report the result: committed (release tags, iteration bookkeeping) or
-\* conflict (drive() retries with a fresh snapshot; tags are kept).
+\* conflict: once per attempt the root is read again (drive.rs commit:
+\* Transaction::rebase, a snapshot with the transaction's tags; SnapDone's
+\* RebaseCheck decides), else drive() retries with a fresh snapshot; tags
+\* are kept either way.
 CommitDone(t) ==
     /\ pc[t] = "commit_done"
     /\ IF local[t].result = "ok" THEN
@@ -973,6 +1008,12 @@ CommitDone(t) ==
             /\ target' = [target EXCEPT ![t] = Null]
             /\ local' = [local EXCEPT ![t] = Local0]
             /\ stamp' = [stamp EXCEPT ![t] = Null]      \* the Negotiator is dropped
+       ELSE IF ~local[t].rebased /\ RebaseOK(local[t]) THEN
+            /\ pc' = [pc EXCEPT ![t] = "snap_check"]
+            /\ local' = [local EXCEPT ![t] = [@ EXCEPT !.op = "rebase", !.rebased = TRUE,
+                                                    !.stack = <<>>, !.readW = Null,
+                                                    !.result = Null, !.bgen = 0]]
+            /\ UNCHANGED <<priorityTag, queue, budget, target, stamp>>
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "snap_check"]
             /\ local' = [local EXCEPT ![t] = Retry(local[t])]

@@ -196,6 +196,11 @@ impl Operation {
     /// operation stack, until it asks for a sub-operation (the common
     /// uncontended paths never do).
     pub(crate) fn run_frame(mut frame: Frame, neg: &mut Negotiator) -> Outcome {
+        #[cfg(all(test, not(loom)))]
+        if crate::explore::validate::active() {
+            // Trace validation steps every frame through `run`.
+            return Operation::new(frame).run(neg);
+        }
         loop {
             let next = match &mut frame {
                 Frame::Snapshot(f) => f.step(None, neg),
@@ -221,7 +226,14 @@ impl Operation {
     /// priority tag) and returns the outcome.
     pub(crate) fn run(mut self, neg: &mut Negotiator) -> Outcome {
         loop {
-            match self.step(neg) {
+            #[cfg(all(test, not(loom)))]
+            let stepped = {
+                let (name, stamp) = (self.next_step_name(), neg.stamp);
+                crate::explore::validate::step(name, stamp, || self.step(neg))
+            };
+            #[cfg(not(all(test, not(loom))))]
+            let stepped = self.step(neg);
+            match stepped {
                 Step::Done => break,
                 Step::Running => {}
                 Step::Blocked(link) => {

@@ -1,0 +1,391 @@
+//! Trace validation of real runs (test-only).
+//!
+//! The explorer checks every interleaving of a tiny configuration; real
+//! runs have real threads, the real driver (`drive::drive`,
+//! `drive::take_snapshot`, `Negotiator::wait`) and long programs. This
+//! module records real multi-threaded runs and replays each recorded trace
+//! through the explorer's transition relation ([`World::step`]): the same
+//! step, step by step, must have the same name and the same shared-memory
+//! operations with the same results, and every state on the way must
+//! satisfy the explorer's invariants (snapshot consistency, no lost commit,
+//! bundled references, tags owned by live transactions). A difference is a
+//! *divergence*: the code took a path the explorer does not model, or the
+//! explorer models one the code does not take.
+//!
+//! Recording makes each scheduling point of the explorer atomic in the real
+//! run: a thread takes a process-wide baton at every point the explorer
+//! schedules (the start of an operation, each frame step, each round of
+//! `Negotiator::wait`) and keeps it until its next one, so the work between
+//! (the closure, building the commit, dropping a negotiator) stays with the
+//! step before it, as in [`World::step`]. A waiting thread gives the baton
+//! back before it spins or parks. The OS decides who gets the baton next:
+//! the interleavings are the real scheduler's, at the explorer's
+//! granularity. Stamps are the real ones (a thread's Lamport clock may lag
+//! another's, which the explorer's one clock cannot show): the replay hands
+//! each simulated thread the stamps its real thread minted.
+//!
+//! Under recording the driver runs every frame through `Operation::run`
+//! (not `Operation::run_frame`'s in-place loop), which steps the same frames
+//! in the same order.
+
+use super::{Config, Op, OpKind, World};
+use crate::linkage::Linkage;
+use crate::node::Node;
+use std::cell::RefCell;
+use std::sync::{Arc, Barrier, Mutex, MutexGuard, PoisonError};
+
+/// One scheduling point of a real thread, in baton order.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    pub(crate) thread: u8,
+    pub(crate) name: &'static str,
+    pub(crate) ops: Vec<Op>,
+}
+
+/// A recorded run: its events in baton order and, per thread, the stamps
+/// it minted in order (operation starts and body retries).
+pub(crate) struct Recorded {
+    pub(crate) events: Vec<Event>,
+    pub(crate) stamps: Vec<Vec<u64>>,
+}
+
+static BATON: Mutex<()> = Mutex::new(());
+
+struct ThreadRec {
+    thread: u8,
+    links: Vec<Arc<Linkage>>,
+    log: Arc<Mutex<Vec<Event>>>,
+    stamps: Vec<u64>,
+    holding: Option<MutexGuard<'static, ()>>,
+}
+
+impl ThreadRec {
+    /// A scheduling point: give the baton back, take it again.
+    fn boundary(&mut self) {
+        self.holding = None;
+        std::thread::yield_now();
+        self.holding = Some(BATON.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    fn push(&self, name: &'static str, ops: Vec<Op>) {
+        debug_assert!(self.holding.is_some());
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Event {
+                thread: self.thread,
+                name,
+                ops,
+            });
+    }
+}
+
+thread_local! {
+    static REC: RefCell<Option<ThreadRec>> = const { RefCell::new(None) };
+}
+
+fn with<R>(f: impl FnOnce(&mut ThreadRec) -> R) -> Option<R> {
+    REC.try_with(|r| r.borrow_mut().as_mut().map(f))
+        .ok()
+        .flatten()
+}
+
+/// Whether this thread records.
+pub(crate) fn active() -> bool {
+    REC.try_with(|r| r.borrow().is_some()).unwrap_or(false)
+}
+
+/// An operation starts with `stamp` (the explorer's `begin`).
+pub(crate) fn begin(stamp: u64) {
+    with(|rec| {
+        rec.boundary();
+        rec.stamps.push(stamp);
+        rec.push("begin", Vec::new());
+    });
+}
+
+/// A body retry took the fresh stamp `stamp` (inside the step before).
+pub(crate) fn restamp(stamp: u64) {
+    with(|rec| rec.stamps.push(stamp));
+}
+
+/// Runs one frame step (`name`, for the transaction with `stamp`) as a
+/// scheduling point, recording its shared-memory operations.
+pub(crate) fn step<R>(name: &'static str, stamp: u64, f: impl FnOnce() -> R) -> R {
+    if with(ThreadRec::boundary).is_none() {
+        return f();
+    }
+    crate::sync::trace::start();
+    let r = f();
+    let accesses = crate::sync::trace::take();
+    crate::sync::trace::stop();
+    with(|rec| {
+        let ops = super::ops_of(&rec.links, &accesses, stamp);
+        rec.push(name, ops);
+    });
+    r
+}
+
+/// A round of `Negotiator::wait` starts (a scheduling point).
+pub(crate) fn wait_round() {
+    with(ThreadRec::boundary);
+}
+
+/// The round's result: `wait` (the gate is open), `preempt_tag`, or
+/// `wait(blocked)`, after which the baton is given back while the thread
+/// spins or parks.
+pub(crate) fn wait_result(name: &'static str) {
+    with(|rec| {
+        rec.push(name, Vec::new());
+        if name == "wait(blocked)" {
+            rec.holding = None;
+        }
+    });
+}
+
+/// A waiter tried to take over an expired tag (a timed transition the
+/// explorer has no clock for: the replay applies it where the run took
+/// it). A failed try changed nothing and is not an event.
+pub(crate) fn expiry(took: bool) {
+    with(|rec| {
+        if took {
+            rec.push("take_expired", Vec::new());
+        } else {
+            rec.holding = None;
+        }
+    });
+}
+
+/// Between operations: the baton goes back.
+fn idle() {
+    with(|rec| rec.holding = None);
+}
+
+fn run_op(nodes: &[Node<u32>], op: &OpKind) {
+    match op {
+        OpKind::Snap(n) => {
+            std::hint::black_box(nodes[*n].snapshot());
+        }
+        OpKind::Tx {
+            root,
+            writes,
+            wait_for: None,
+        } => {
+            nodes[*root].iterate_commit(|tr| {
+                for &w in writes {
+                    tr[&nodes[w]] += 1;
+                }
+            });
+        }
+        OpKind::Tx {
+            root,
+            writes,
+            wait_for: Some(v),
+        } => {
+            nodes[*root].iterate_commit_if(|tr| {
+                if tr[&nodes[*v]] == 0 {
+                    return false;
+                }
+                for &w in writes {
+                    tr[&nodes[w]] += 1;
+                }
+                true
+            });
+        }
+    }
+}
+
+/// Runs `cfg`'s programs on real threads (one per program, started
+/// together) with recording on.
+pub(crate) fn record(cfg: &Config) -> Recorded {
+    let nodes = Arc::new((cfg.tree)());
+    let links: Vec<Arc<Linkage>> = nodes.iter().map(|n| n.link.clone()).collect();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let start = Arc::new(Barrier::new(cfg.programs.len()));
+    let handles: Vec<_> = cfg
+        .programs
+        .iter()
+        .enumerate()
+        .map(|(i, prog)| {
+            let (nodes, links, log, start) =
+                (nodes.clone(), links.clone(), log.clone(), start.clone());
+            let prog = prog.clone();
+            std::thread::spawn(move || {
+                REC.with(|r| {
+                    *r.borrow_mut() = Some(ThreadRec {
+                        thread: u8::try_from(i).expect("few threads"),
+                        links,
+                        log,
+                        stamps: Vec::new(),
+                        holding: None,
+                    });
+                });
+                start.wait();
+                for op in &prog {
+                    run_op(&nodes, op);
+                    idle();
+                }
+                REC.with(|r| r.borrow_mut().take())
+                    .map(|rec| rec.stamps)
+                    .unwrap_or_default()
+            })
+        })
+        .collect();
+    let stamps = handles
+        .into_iter()
+        .map(|h| h.join().expect("a recording thread panicked"))
+        .collect();
+    let events = std::mem::take(&mut *log.lock().unwrap_or_else(PoisonError::into_inner));
+    Recorded { events, stamps }
+}
+
+/// Replays `rec` through the explorer's transition relation; the number of
+/// steps validated, or the first divergence or violated invariant.
+pub(crate) fn replay(cfg: &Config, rec: &Recorded) -> Result<usize, String> {
+    let mut w = World::new(cfg, false);
+    for (t, stamps) in rec.stamps.iter().enumerate() {
+        w.threads[t].stamps = stamps.iter().copied().collect();
+    }
+    for (i, e) in rec.events.iter().enumerate() {
+        let t = usize::from(e.thread);
+        let info = if e.name == "take_expired" {
+            w.take_expired(t)
+        } else {
+            w.step(t)
+        }
+        .map_err(|m| format!("step {i} (T{}, {}): {m}", t + 1, e.name))?;
+        if info.name != e.name || info.ops != e.ops {
+            let show = |ops: &[Op]| {
+                ops.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            return Err(format!(
+                "divergence at step {i} of T{}: the run did {} [{}], the explorer {} [{}]",
+                t + 1,
+                e.name,
+                show(&e.ops),
+                info.name,
+                show(&info.ops)
+            ));
+        }
+        w.check_state()
+            .map_err(|m| format!("after step {i}: {m}"))?;
+    }
+    if !w.all_finished() {
+        return Err("the run ended, the replay did not".into());
+    }
+    w.check_final()?;
+    Ok(rec.events.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Op, OpKind, three_level, two_level, tx};
+    use super::{record, replay};
+
+    fn repeat(op: OpKind, n: usize) -> Vec<OpKind> {
+        vec![op; n]
+    }
+
+    /// Records `runs` real runs of `cfg` and replays each; returns the
+    /// steps validated. Panics at the first divergence. Prints what the
+    /// runs did (how much they interleaved and contended: the scheduler
+    /// decides, so it is reported, not asserted).
+    fn validate(cfg: &Config, runs: usize) -> usize {
+        // A longer sample: KAME_VALIDATE_RUNS=<n> (runs per configuration).
+        let runs = std::env::var("KAME_VALIDATE_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(runs);
+        let (mut steps, mut switches, mut failed, mut blocked, mut preempt) = (0, 0, 0, 0, 0);
+        for r in 0..runs {
+            let rec = record(cfg);
+            match replay(cfg, &rec) {
+                Ok(n) => steps += n,
+                Err(e) => panic!("{}: run {r}: {e}", cfg.name),
+            }
+            switches += rec
+                .events
+                .windows(2)
+                .filter(|w| w[0].thread != w[1].thread)
+                .count();
+            for e in &rec.events {
+                failed += e
+                    .ops
+                    .iter()
+                    .filter(|o| matches!(o, Op::SlotCas(_, false)))
+                    .count();
+                blocked += usize::from(e.name == "wait(blocked)");
+                preempt += usize::from(e.name == "preempt_tag");
+            }
+        }
+        println!(
+            "{}: {runs} traces, {steps} steps validated ({switches} thread switches, \
+             {failed} failed CAS, {blocked} blocked wait rounds, {preempt} preemptions)",
+            cfg.name
+        );
+        steps
+    }
+
+    fn two_level_mix() -> Config {
+        Config {
+            name: "2L root tx(P) vs leaf(C1) vs snapshot(P), 30 ops each",
+            tree: two_level,
+            programs: vec![
+                repeat(tx(0, &[0, 2]), 30),
+                repeat(tx(1, &[1]), 30),
+                repeat(OpKind::Snap(0), 30),
+            ],
+            pairs: vec![(0, 2)],
+            classes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn real_runs_replay_on_two_levels() {
+        assert!(validate(&two_level_mix(), 20) > 0);
+    }
+
+    #[test]
+    fn real_runs_replay_on_three_levels() {
+        // G -> {P -> {C1, C2}, C3}: [G, P, C1, C2, C3].
+        let cfg = Config {
+            name: "3L root tx(G) vs mid tx(P) vs leaf(C1) vs snapshot(G), 15 ops each",
+            tree: three_level,
+            programs: vec![
+                repeat(tx(0, &[0, 4]), 15),
+                repeat(tx(1, &[1, 3]), 15),
+                repeat(tx(2, &[2]), 15),
+                repeat(OpKind::Snap(0), 15),
+            ],
+            pairs: vec![(0, 4), (1, 3)],
+            classes: Vec::new(),
+        };
+        assert!(validate(&cfg, 20) > 0);
+    }
+
+    #[test]
+    fn real_runs_replay_with_a_body_that_retries() {
+        let cfg = Config {
+            name: "2L iterate_commit_if(P) waiting for C1 vs leaf(C1) vs snapshot(P), 10 ops each",
+            tree: two_level,
+            programs: vec![
+                repeat(
+                    OpKind::Tx {
+                        root: 0,
+                        writes: vec![0, 2],
+                        wait_for: Some(1),
+                    },
+                    10,
+                ),
+                repeat(tx(1, &[1]), 10),
+                repeat(OpKind::Snap(0), 10),
+            ],
+            pairs: vec![(0, 2)],
+            classes: Vec::new(),
+        };
+        assert!(validate(&cfg, 20) > 0);
+    }
+}
