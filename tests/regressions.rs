@@ -721,3 +721,47 @@ fn a_nested_release_of_a_node_the_enclosing_attempt_holds_is_reported() {
         assert_eq!(r.snapshot().children(&q).unwrap().len(), 1);
     });
 }
+
+/// A bundle leaves alone a hard-linked node that sits inside a sibling it
+/// has still to collect (`BundleFrame::pending`): `r → {c, a}`, `a → {c,
+/// x}`. A transaction on `a` releases `x` (a limbo: no rebase can save the
+/// attempt) and then snapshots `r`, whose bundle meets `c` first, bundled
+/// in `a`. Taking `c` out of `a` there changes the attempt's base under
+/// it: the attempt is lost (once, here; on every attempt in the shape of
+/// `tla/FINDINGS.md`'s `nested-snap` case). Found by cargo-mutants:
+/// `Pending::contains` made `false` survived every test.
+#[test]
+fn an_ancestor_snapshot_leaves_a_hard_link_inside_a_sibling_still_to_collect() {
+    within(
+        Duration::from_secs(60),
+        "ancestor snapshot in a closure",
+        || {
+            let (r, a) = (Node::new(0u64), Node::new(0u64));
+            let (c, x) = (Node::new(0u64), Node::new(0u64));
+            r.insert(&c).unwrap();
+            r.insert(&a).unwrap();
+            a.insert(&c).unwrap();
+            a.insert(&x).unwrap();
+            // `a` with priority, `c` bundled into it, `r` not bundled yet.
+            let _ = r.snapshot();
+            a.iterate_commit(|tr| tr[&a] += 0);
+            let _ = a.snapshot();
+            let mut attempts = 0;
+            a.try_iterate_commit(|tr| {
+                attempts += 1;
+                tr.release(&a, &x)?;
+                let shot = r.snapshot();
+                assert_eq!(shot[&c], 0);
+                tr[&a] += 1;
+                Ok::<(), TreeError>(())
+            })
+            .expect("the transaction commits");
+            // Alone on its tree, it commits at its first attempt.
+            assert_eq!(attempts, 1, "the ancestor snapshot cost the attempt");
+            let shot = r.snapshot();
+            assert_eq!(shot[&a], 1);
+            assert!(!shot.contains(&x));
+            assert_eq!(x.read(), 0);
+        },
+    );
+}

@@ -126,6 +126,49 @@ pub(super) fn drop_tail<C>(mut next: Option<Arc<C>>, tail: impl Fn(&mut C) -> Op
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::node::Node;
+    use crate::node_list::NodeList;
+
+    /// A deep chain of nested bundle frames makes `Pending` long; dropping
+    /// it must not recurse (`drop_tail`).
+    #[test]
+    fn a_long_pending_list_drops_on_a_small_stack() {
+        let kids: Vec<_> = (0..2).map(|_| Node::new(0u8).link.clone()).collect();
+        let children = Arc::new(Children {
+            nodes: Arc::new(NodeList::from(kids)),
+            slots: Default::default(),
+        });
+        std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let list = (0..200_000).fold(Pending::default(), |p, _| p.with(&children, 0));
+                assert!(list.contains(&children.nodes[1]));
+                drop(list);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// A snapshot of the root leaves every nested bundle complete: a later
+    /// snapshot of a middle node reads its packet as it is.
+    #[test]
+    fn nested_bundles_are_complete() {
+        let (g, p) = (Node::new(0u8), Node::new(0u8));
+        let (c1, c2) = (Node::new(0u8), Node::new(0u8));
+        p.insert(&c1).unwrap();
+        p.insert(&c2).unwrap();
+        g.insert(&p).unwrap();
+        let shot = g.snapshot();
+        let mid = packet::find(&g.link, &shot.packet, &p.link).expect("P in G's packet");
+        assert!(mid.is_complete(), "P's packet inside G's is still missing");
+        assert!(shot.packet.is_complete());
+    }
+}
+
 impl Drop for PendingCell {
     fn drop(&mut self) {
         drop_tail(self.outer.0.take(), |c| c.outer.0.take());
