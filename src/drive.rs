@@ -540,6 +540,11 @@ pub(crate) fn drive<E>(
             Flow::Retry => {
                 let last = tr.snap_wrapper.as_ref().map_or(0, |w| w.serial);
                 body_retry(&mut tr.neg, last);
+                // The closure waits for another thread here, busily: tell
+                // loom so (it explores the other thread instead of this
+                // spin). Nothing in other builds.
+                #[cfg(loom)]
+                loom::thread::yield_now();
                 None
             }
             Flow::Stop => {
