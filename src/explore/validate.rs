@@ -282,7 +282,7 @@ pub(crate) fn replay(cfg: &Config, rec: &Recorded) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Op, OpKind, three_level, two_level, tx};
+    use super::super::{Config, Op, OpKind, diamond, three_level, two_level, tx};
     use super::{record, replay};
 
     fn repeat(op: OpKind, n: usize) -> Vec<OpKind> {
@@ -384,6 +384,24 @@ mod tests {
                 repeat(OpKind::Snap(0), 10),
             ],
             pairs: vec![(0, 2)],
+            classes: Vec::new(),
+        };
+        assert!(validate(&cfg, 20) > 0);
+    }
+
+    #[test]
+    fn real_runs_replay_on_a_hard_link() {
+        // G -> {P, Q}, P -> C, Q -> C: [G, P, Q, C].
+        let cfg = Config {
+            name: "diamond root tx(G) vs tx(Q) vs leaf(C) vs snapshot(P), 10 ops each",
+            tree: diamond,
+            programs: vec![
+                repeat(tx(0, &[0]), 10),
+                repeat(tx(2, &[2, 3]), 10),
+                repeat(tx(3, &[3]), 10),
+                repeat(OpKind::Snap(1), 10),
+            ],
+            pairs: Vec::new(),
             classes: Vec::new(),
         };
         assert!(validate(&cfg, 20) > 0);
