@@ -10,8 +10,9 @@
 //! * chain of depth d (`n[0] -> n[1] -> … -> n[d-1]`, bundled): a commit at
 //!   the bottom (it unbundles the whole chain) followed by a snapshot of
 //!   the top (it bundles the whole chain again);
-//! * wide node with n children (each inserted by `parent.insert(&child)`,
-//!   a transaction each): the time to insert them all; a commit at the
+//! * wide node with n children: the time to insert them all, each by
+//!   `parent.insert(&child)` (a transaction each), and all in one
+//!   transaction (with the first snapshot after it); a commit at the
 //!   last child (it has its own packet: the steady state of a busy
 //!   channel); a snapshot of the parent followed by that commit (the
 //!   snapshot bundles the child, the commit takes it out again); a lookup
@@ -66,6 +67,25 @@ fn wide(n: usize) -> (Duration, Duration, Duration, Duration) {
     (insert, commit, after_snapshot, lookup)
 }
 
+/// Inserting `n` children in one transaction, and the first snapshot of
+/// the parent after it (which bundles them all).
+fn wide_batch(n: usize) -> (Duration, Duration) {
+    let parent = Node::new(0u32);
+    let kids: Vec<Node<u32>> = (0..n).map(|_| Node::new(0)).collect();
+    let t = Instant::now();
+    parent.iterate_commit(|tr| {
+        for k in &kids {
+            tr.insert(&parent, k).unwrap();
+        }
+    });
+    let insert = t.elapsed();
+    let t = Instant::now();
+    let shot = parent.snapshot();
+    let first = t.elapsed();
+    assert_eq!(shot.children(&parent).unwrap().len(), n);
+    (insert, first)
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let depths: &[usize] = if quick {
@@ -92,11 +112,12 @@ fn main() {
     };
     println!();
     println!(
-        "| children | insert all | commit at the last child | snapshot of the parent + that commit | lookup of the last child |"
+        "| children | insert all, one transaction each | all in one transaction | + first snapshot | commit at the last child | snapshot of the parent + that commit | lookup of the last child |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &n in widths {
+        let (b, f) = wide_batch(n);
         let (i, c, s, l) = wide(n);
-        println!("| {n} | {i:.1?} | {c:.1?} | {s:.1?} | {l:.1?} |");
+        println!("| {n} | {i:.1?} | {b:.1?} | {f:.1?} | {c:.1?} | {s:.1?} | {l:.1?} |");
     }
 }

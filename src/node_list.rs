@@ -8,8 +8,9 @@
 //! itself once the list has been scanned a few times. Ski rental: after
 //! `REBUILD_SCANS` full scans' worth of comparisons, the list builds an
 //! address → position map (about what those scans cost), and every later
-//! lookup is O(1). A list that changes on every insert is never indexed,
-//! and inserting stays a copy of the list and nothing more.
+//! lookup is O(1). A push keeps the index (a transaction inserting many
+//! children stays indexed); every other change drops it, and a copy (a new
+//! version of the list) starts without one.
 
 use crate::linkage::Linkage;
 use std::collections::HashMap;
@@ -54,6 +55,18 @@ pub(crate) struct NodeList {
 }
 
 impl NodeList {
+    /// Appends `node`, keeping the index if there is one (a list that grows
+    /// by inserts, as in a transaction inserting many children, stays
+    /// indexed instead of being scanned again from scratch).
+    pub(crate) fn push(&mut self, node: Arc<Linkage>) {
+        let at = u32::try_from(self.list.len()).expect("fewer than 2^32 children");
+        if let Some(index) = self.index.get_mut() {
+            // A node listed twice: the first position, as a scan.
+            index.entry(Arc::as_ptr(&node) as usize).or_insert(at);
+        }
+        self.list.push(node);
+    }
+
     /// Position of `child` in the list.
     #[inline]
     pub(crate) fn find(&self, child: &Linkage) -> Option<usize> {
@@ -171,6 +184,30 @@ mod tests {
         assert_eq!(copy.len(), 100);
         assert!(copy.iter().zip(&nodes).all(|(a, b)| Arc::ptr_eq(a, b)));
         assert!(copy.index.get().is_none());
+    }
+
+    /// `push` keeps an index it finds (and a list without one stays
+    /// without); a node pushed twice is found at its first position.
+    #[test]
+    fn push_keeps_the_index() {
+        let nodes = links(INDEX_MIN + 5);
+        let mut list = NodeList::from(nodes.clone());
+        list.push(nodes[0].clone());
+        assert!(list.index.get().is_none());
+        for _ in 0..=REBUILD_SCANS {
+            assert_eq!(list.find(&nodes[7]), Some(7));
+        }
+        assert!(list.index.get().is_some());
+        let extra = links(3);
+        for (i, n) in extra.iter().enumerate() {
+            list.push(n.clone());
+            assert!(list.index.get().is_some(), "a push dropped the index");
+            assert_eq!(list.find(n), Some(INDEX_MIN + 6 + i));
+        }
+        list.push(nodes[3].clone());
+        assert_eq!(list.find(&nodes[3]), Some(3));
+        assert_eq!(list.find(&nodes[0]), Some(0));
+        assert_eq!(list.len(), INDEX_MIN + 10);
     }
 
     /// A node listed twice is found at its first position, as a scan would.

@@ -64,6 +64,12 @@ pub(crate) fn reaches(
     from: &Arc<Linkage>,
     to: &Linkage,
 ) -> bool {
+    if std::ptr::eq(&**from, to) {
+        return true;
+    }
+    if edgeless(root, working, released, from) {
+        return false;
+    }
     // Nodes whose packet the working version holds (it wins over anything
     // read from the current state: it has this transaction's own edges).
     let mut local: HashMap<*const Linkage, Arc<Packet>> = HashMap::new();
@@ -132,6 +138,28 @@ pub(crate) fn reaches(
         }
     }
     false
+}
+
+/// Whether `from` has no edges for the check: no packet in the working
+/// version or in a released subtree, and a leaf with priority in the
+/// current state (a fresh node: what nearly every insert inserts). The
+/// walk would read exactly that and stop; this spares it the map of the
+/// whole working tree, which made inserting n children one by one cost
+/// O(n) hashing each.
+fn edgeless(
+    root: &Linkage,
+    working: &Arc<Packet>,
+    released: &[(Arc<Linkage>, Arc<Packet>)],
+    from: &Arc<Linkage>,
+) -> bool {
+    crate::packet::find(root, working, from).is_none()
+        && released
+            .iter()
+            .all(|(l, p)| crate::packet::find(l, p, from).is_none())
+        && {
+            let w = from.load();
+            w.has_priority() && w.own_packet().children.is_none()
+        }
 }
 
 /// The current packet of a node (complete or not), read without any CAS (a
