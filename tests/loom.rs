@@ -239,3 +239,26 @@ fn hard_link_snapshot_against_commit() {
     });
     assert!(runs > 10, "loom explored only {runs} executions");
 }
+
+/// The last handle of a parent dropped while another thread commits at
+/// its bundled child: `Linkage::drop` hands the child its packet back (a
+/// CAS loop that ignores tags) while the commit's unbundle finds the parent
+/// gone. The commit lands, on the packet the parent carried.
+#[test]
+fn parent_dropped_against_commit_at_its_child() {
+    let runs = explore(3, || {
+        let p = Node::new(0u32);
+        let c = Node::new(0u32);
+        p.insert(&c).unwrap();
+        c.iterate_commit(|tr| tr[&c] += 1);
+        let _ = p.snapshot(); // bundles the written child into p
+        let c2 = c.clone();
+        let t = thread::spawn(move || {
+            c2.iterate_commit(|tr| tr[&c2] += 10);
+        });
+        drop(p);
+        t.join().unwrap();
+        assert_eq!(c.read(), 11);
+    });
+    assert!(runs > 3, "loom explored only {runs} executions");
+}

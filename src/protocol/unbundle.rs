@@ -234,6 +234,11 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next
                 return decide(f, &packets, neg);
             }
         }
+        // Until the dropping thread's `Linkage::drop` hands the packet back
+        // there is nothing to read: the caller looks again. Under loom that
+        // is a spin on another thread, which loom must be told of.
+        #[cfg(loom)]
+        loom::thread::yield_now();
         return ret(UnbundleResult::Disturbed);
     };
     if f.closes_loop(&parent) {
