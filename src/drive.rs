@@ -348,6 +348,8 @@ pub(crate) fn take_snapshot(node: &Arc<Linkage>) -> Snapshot {
     #[cfg(all(test, not(loom)))]
     crate::explore::validate::begin(neg.stamp);
     let r = snapshot_result(node, &mut neg).expect("a snapshot without a budget never expires");
+    drop(neg); // clears its tags
+    crate::sync::reclaim();
     if nested {
         // Bundling took a node out of a limbo an enclosing attempt of this
         // thread holds (the node is in both trees): that attempt cannot
@@ -615,6 +617,8 @@ pub(crate) fn drive<E>(
     // transaction's nesting (a listener may commit, also into this tree).
     drop(neg);
     drop(entered);
+    // Outside every tag and CAS window of this transaction.
+    crate::sync::reclaim();
     if let (Some((marks, wrote)), Ok(Some(shot))) = (after, &result) {
         crate::subscription::committed(wrote);
         if marks.any() {

@@ -81,7 +81,6 @@ fn retire<T: Send + Sync + 'static>(guard: &Guard, ptr: *const T) {
 #[cfg(not(loom))]
 pub(crate) mod local {
     use super::{Guard, Retired};
-    use smallvec::SmallVec;
     use std::cell::RefCell;
     use std::collections::VecDeque;
     use std::sync::Arc;
@@ -89,9 +88,10 @@ pub(crate) mod local {
 
     /// Items per batch (one deferred flag each).
     const BATCH: usize = 64;
-    /// Cleared items freed per retire, at most: a cleared batch is freed
-    /// over the next commits instead of all in one (64 frees in one commit
-    /// were the uncontended leaf commit's p99).
+    /// Cleared items freed per item retired, at most, by [`reclaim`]: a
+    /// cleared batch is freed over the next operations instead of all in
+    /// one (64 frees in one commit were the uncontended leaf commit's p99),
+    /// and faster than items are retired, so nothing piles up.
     const FREE_PER_RETIRE: usize = 4;
 
     /// A retired strong count, type-erased: the pointer and how to release it.
@@ -135,6 +135,8 @@ pub(crate) mod local {
         sealed: VecDeque<Batch>,
         /// Items of cleared batches, still to free.
         cleared: Vec<Item>,
+        /// Items retired since the last `reclaim`.
+        retired: usize,
     }
 
     impl Drop for Local {
@@ -168,9 +170,8 @@ pub(crate) mod local {
             if let Some(b) = take_ready(&mut l) {
                 l.cleared.extend(b.items);
             }
-            let from = l.cleared.len().saturating_sub(FREE_PER_RETIRE);
-            let free: SmallVec<[Item; FREE_PER_RETIRE]> = l.cleared.drain(from..).collect();
-            (sealed, free)
+            l.retired += 1;
+            sealed
         });
         if let Some(item) = slot {
             // This thread's list is gone (thread exit): the collector's way.
@@ -178,16 +179,29 @@ pub(crate) mod local {
         }
         // Outside the borrow: the collector's closures and our releases can
         // drop a linkage, whose drop retires again.
-        if let Ok((sealed, ready)) = step {
-            if sealed {
-                // Hand the flag to the collector now, not once 64 flags
-                // have filled its bag: a batch then waits as long as an
-                // item deferred on its own did.
-                guard.flush();
-            }
-            for item in ready {
-                item.release();
-            }
+        if let Ok(true) = step {
+            // Hand the flag to the collector now, not once 64 flags have
+            // filled its bag: a batch then waits as long as an item
+            // deferred on its own did.
+            guard.flush();
+        }
+    }
+
+    /// Frees some cleared items: `FREE_PER_RETIRE` for each item retired
+    /// since the last call. Called when an operation has ended (its CASes
+    /// done, its tags cleared), so that no free lengthens a protocol step
+    /// or the window between a transaction's CASes.
+    pub(crate) fn reclaim() {
+        let retired = LOCAL
+            .try_with(|l| std::mem::take(&mut l.borrow_mut().retired))
+            .unwrap_or(0);
+        for _ in 0..retired * FREE_PER_RETIRE {
+            // One at a time, outside the borrow: a release can drop a
+            // linkage, which retires.
+            let Ok(Some(item)) = LOCAL.try_with(|l| l.borrow_mut().cleared.pop()) else {
+                break;
+            };
+            item.release();
         }
     }
 
@@ -234,6 +248,15 @@ pub(crate) mod local {
             }
         }
     }
+}
+
+/// Frees some of what this thread retired and the collector has cleared
+/// (`local::reclaim`); called by the driver when an operation has ended.
+/// Nothing under loom, which leaks.
+#[inline]
+pub(crate) fn reclaim() {
+    #[cfg(not(loom))]
+    local::reclaim();
 }
 
 /// The orderings a slot's load and CAS need: the load acquires what the
