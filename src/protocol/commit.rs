@@ -34,8 +34,6 @@ pub(crate) struct CommitFrame {
     read_wrapper: Option<Arc<PacketWrapper>>,
     pub(crate) pc: CommitPc,
     result: CommitResult,
-    /// CAS attempts that failed without the transaction being invalid.
-    pub(crate) cas_retries: u32,
 }
 
 impl CommitFrame {
@@ -53,7 +51,6 @@ impl CommitFrame {
             read_wrapper: None,
             pc: CommitPc::Start,
             result: CommitResult::Conflict,
-            cas_retries: 0,
         }
     }
 
@@ -100,7 +97,6 @@ fn publish(f: &mut CommitFrame, expected: Arc<PacketWrapper>, neg: &mut Negotiat
         }
         Err(_) => {
             negotiation::tag_after_fail(&f.node, neg);
-            f.cas_retries += 1;
             f.pc = CommitPc::Read;
             Next::Stay
         }
@@ -132,10 +128,7 @@ pub(crate) fn commit_read(
         return match outcome {
             Outcome::Unbundle(UnbundleResult::NewSubvalue(_)) => f.finish(CommitResult::Committed),
             Outcome::Unbundle(UnbundleResult::SubvalueChanged) => f.finish(CommitResult::Conflict),
-            _ => {
-                f.cas_retries += 1;
-                Next::Stay
-            }
+            _ => Next::Stay,
         };
     }
     let w = f.node.load();
@@ -178,8 +171,7 @@ pub(crate) fn commit_done(f: &mut CommitFrame, neg: &mut Negotiator) -> Next {
     Next::Return(Outcome::Commit(f.result))
 }
 
-/// The frame's whole state for the explorer's visited set (`crate::explore`);
-/// `cas_retries` is a statistic and left out.
+/// The frame's whole state for the explorer's visited set (`crate::explore`).
 #[cfg(all(test, not(loom)))]
 impl CommitFrame {
     pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
