@@ -26,8 +26,7 @@ use crate::negotiation::{self, Negotiator, Stamp};
 use crate::packet::{self, Packet};
 use crate::priority::{self, Priority, STARVATION_MIN_RETRIES, TxOptions};
 use crate::protocol::{
-    CommitFrame, CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame, UnbundleFrame,
-    UnbundleMode,
+    CommitResult, Frame, Operation, Outcome, SnapResult, SnapshotFrame, UnbundleFrame, UnbundleMode,
 };
 use crate::serial;
 use crate::snapshot::Snapshot;
@@ -443,12 +442,7 @@ fn commit(tr: &mut Transaction) -> Option<Snapshot> {
 /// attempt cannot commit at all (an expired budget, a failed cycle check
 /// that ended it), `Some(None)` for a conflict, `Some(Some(shot))` done.
 fn commit_once(tr: &mut Transaction) -> Option<Option<Snapshot>> {
-    let frame = Frame::Commit(CommitFrame::new(
-        tr.root.clone(),
-        tr.old.clone(),
-        tr.packet.clone(),
-        tr.snap_wrapper.take(),
-    ));
+    let frame = tr.commit_frame();
     let external = tr.inserts.iter().any(|i| i.external);
     let outcome = if external || tr.marks.any() {
         let released = if external {

@@ -33,8 +33,8 @@ use crate::node::Node;
 use crate::packet::Packet;
 use crate::priority::{self, Priority};
 use crate::protocol::{
-    CommitFrame, CommitResult, Frame, Installed, Operation, Outcome, SnapshotFrame, Step,
-    UnbundleFrame, UnbundleMode,
+    CommitResult, Frame, Installed, Operation, Outcome, SnapshotFrame, Step, UnbundleFrame,
+    UnbundleMode,
 };
 use crate::serial;
 use crate::snapshot::Snapshot;
@@ -362,6 +362,13 @@ impl Sim {
                 .as_mut()
                 .expect("a running thread has a negotiator"),
         }
+    }
+
+    /// The commit of `tr`'s attempt starts (`drive::commit_once`).
+    fn start_commit(&mut self, mut tr: Transaction) {
+        self.op = Some(Operation::new(tr.commit_frame()));
+        self.tr = Some(tr);
+        self.pc = Pc::Commit;
     }
 
     fn kind(&self) -> &OpKind {
@@ -822,15 +829,7 @@ impl<'c> World<'c> {
                     Flow::Commit => {
                         assert!(!tr.doomed && tr.inserts.is_empty() && !tr.marks.any());
                         assert!(tr.settle_moves());
-                        let frame = Frame::Commit(CommitFrame::new(
-                            tr.root.clone(),
-                            tr.old.clone(),
-                            tr.packet.clone(),
-                            tr.snap_wrapper.take(),
-                        ));
-                        th.op = Some(Operation::new(frame));
-                        th.tr = Some(tr);
-                        th.pc = Pc::Commit;
+                        th.start_commit(tr);
                     }
                     Flow::Retry => {
                         let last = tr.snap_wrapper.as_ref().map_or(0, |w| w.serial);
@@ -873,9 +872,7 @@ impl<'c> World<'c> {
                         Ok(false)
                     }
                     CommitResult::Conflict => {
-                        let promote = tr.wants_priority;
-                        th.neg = Some(tr.into_negotiator());
-                        self.start_attempt(t, promote);
+                        self.next_attempt(t, tr);
                         Ok(false)
                     }
                 }
@@ -883,24 +880,22 @@ impl<'c> World<'c> {
             (Pc::Rebase, OpKind::Tx { .. }, Some(Outcome::Snapshot(r))) => {
                 let mut tr = th.tr.take().expect("a transaction rebases");
                 if tr.rebase_onto(r) {
-                    let frame = Frame::Commit(CommitFrame::new(
-                        tr.root.clone(),
-                        tr.old.clone(),
-                        tr.packet.clone(),
-                        tr.snap_wrapper.take(),
-                    ));
-                    th.op = Some(Operation::new(frame));
-                    th.tr = Some(tr);
-                    th.pc = Pc::Commit;
+                    th.start_commit(tr);
                 } else {
-                    let promote = tr.wants_priority;
-                    th.neg = Some(tr.into_negotiator());
-                    self.start_attempt(t, promote);
+                    self.next_attempt(t, tr);
                 }
                 Ok(false)
             }
             (pc, kind, _) => Err(format!("unexpected outcome at {pc:?} of {kind:?}")),
         }
+    }
+
+    /// The attempt lost: the next one, with `give_priority` first if the
+    /// attempt asked for it.
+    fn next_attempt(&mut self, t: usize, tr: Transaction) {
+        let promote = tr.wants_priority;
+        self.threads[t].neg = Some(tr.into_negotiator());
+        self.start_attempt(t, promote);
     }
 
     fn complete(&mut self, t: usize) {

@@ -649,6 +649,17 @@ impl Transaction {
         self.rebase_onto(snap)
     }
 
+    /// The commit of this attempt's working version against its base (the
+    /// snapshot's wrapper is used up by it).
+    pub(crate) fn commit_frame(&mut self) -> crate::protocol::Frame {
+        crate::protocol::Frame::Commit(crate::protocol::CommitFrame::new(
+            self.root.clone(),
+            self.old.clone(),
+            self.packet.clone(),
+            self.snap_wrapper.take(),
+        ))
+    }
+
     /// Whether a conflict may be answered by [`rebase`](Self::rebase).
     /// TLA+: RebaseOK
     pub(crate) fn may_rebase(&self) -> bool {

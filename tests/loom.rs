@@ -35,6 +35,15 @@ fn explore(bound: usize, f: impl Fn() + Sync + Send + 'static) -> usize {
     runs
 }
 
+/// `root → {a, b}`: (root, a, b).
+fn root_with_two_leaves() -> (Node<u32>, Node<u32>, Node<u32>) {
+    let root = Node::new(0u32);
+    let (a, b) = (Node::new(0u32), Node::new(0u32));
+    root.insert(&a).unwrap();
+    root.insert(&b).unwrap();
+    (root, a, b)
+}
+
 /// Two commits on one node, every interleaving: both land.
 #[test]
 fn concurrent_single_node_commits() {
@@ -166,10 +175,7 @@ fn release_against_commit_at_the_child() {
 #[test]
 fn nested_transaction_against_leaf_commit() {
     let runs = explore(2, || {
-        let root = Node::new(0u32);
-        let (a, b) = (Node::new(0u32), Node::new(0u32));
-        root.insert(&a).unwrap();
-        root.insert(&b).unwrap();
+        let (root, a, b) = root_with_two_leaves();
         let (r2, a2, b2) = (root.clone(), a.clone(), b.clone());
         let t = thread::spawn(move || {
             let mut nested = false;
@@ -194,10 +200,7 @@ fn nested_transaction_against_leaf_commit() {
 #[test]
 fn body_retry_against_the_commit_it_waits_for() {
     let runs = explore(2, || {
-        let root = Node::new(0u32);
-        let (a, b) = (Node::new(0u32), Node::new(0u32));
-        root.insert(&a).unwrap();
-        root.insert(&b).unwrap();
+        let (root, a, b) = root_with_two_leaves();
         let (r2, a2, b2) = (root.clone(), a.clone(), b.clone());
         let t = thread::spawn(move || {
             r2.iterate_commit_if(|tr| {

@@ -39,9 +39,12 @@ impl Cell {
         // SAFETY: see `impl Sync`; loom checks the access.
         self.0.with(|p| unsafe { *p })
     }
-    fn set(&mut self, v: u32) {
-        // SAFETY: see `impl Sync`; loom checks the access.
-        self.0.with_mut(|p| unsafe { *p = v });
+    /// A read and a write of the cell, as a transaction's `+=` does.
+    fn add(&mut self, d: u32) {
+        // SAFETY: see `impl Sync`; loom checks the accesses.
+        let v = self.0.with(|p| unsafe { *p });
+        // SAFETY: as above.
+        self.0.with_mut(|p| unsafe { *p = v + d });
     }
 }
 
@@ -134,8 +137,7 @@ fn commit_against_snapshot() {
         assert!(v <= 1);
     });
     n.iterate_commit(|tr| {
-        let v = tr[&n].get();
-        tr[&n].set(v + 1);
+        tr[&n].add(1);
     });
     t.join().unwrap();
     assert_eq!(n.snapshot()[&n].get(), 1);
@@ -160,8 +162,7 @@ fn leaf_commit_against_root_snapshot() {
     let l2 = leaf.clone();
     let t = thread::spawn(move || {
         l2.iterate_commit(|tr| {
-            let v = tr[&l2].get();
-            tr[&l2].set(v + 1);
+            tr[&l2].add(1);
         });
     });
     let shot = root.snapshot();
@@ -196,13 +197,11 @@ fn root_transaction_against_leaf_commit() {
     let (r2, l2) = (root.clone(), leaf.clone());
     let t = thread::spawn(move || {
         r2.iterate_commit(|tr| {
-            let v = tr[&l2].get();
-            tr[&l2].set(v + 1);
+            tr[&l2].add(1);
         });
     });
     leaf.iterate_commit(|tr| {
-        let v = tr[&leaf].get();
-        tr[&leaf].set(v + 10);
+        tr[&leaf].add(10);
     });
     t.join().unwrap();
     assert_eq!(root.snapshot()[&leaf].get(), 11);
