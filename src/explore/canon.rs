@@ -1,0 +1,239 @@
+//! The canonical abstraction of an explored state: the visited set's key.
+
+use super::*;
+
+// Canonical abstraction of a state.
+
+#[derive(Clone, Copy)]
+enum Tok {
+    N(u64),
+    Serial(u64),
+    Stamp(u64),
+}
+
+/// Builds the canonical token stream of one state. Linkages are numbered by
+/// their place in the configuration, packets and wrappers by first
+/// encounter (their identity is what `Arc::ptr_eq` and the CASes compare).
+pub(crate) struct Canon {
+    toks: Vec<Tok>,
+    links: Vec<usize>,
+    packets: HashMap<usize, u64>,
+    wrappers: HashMap<usize, u64>,
+}
+
+impl Canon {
+    fn new(links: &[Arc<Linkage>]) -> Self {
+        Canon {
+            toks: Vec::with_capacity(512),
+            links: links.iter().map(|l| Arc::as_ptr(l) as usize).collect(),
+            packets: HashMap::new(),
+            wrappers: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn n(&mut self, v: u64) {
+        self.toks.push(Tok::N(v));
+    }
+
+    pub(crate) fn serial(&mut self, s: u64) {
+        self.toks.push(Tok::Serial(s));
+    }
+
+    pub(crate) fn stamp(&mut self, s: u64) {
+        self.toks.push(Tok::Stamp(s));
+    }
+
+    fn link_id(&self, addr: usize) -> Option<u64> {
+        self.links.iter().position(|&a| a == addr).map(|i| i as u64)
+    }
+
+    pub(crate) fn link_addr(&mut self, addr: usize) {
+        let id = self
+            .link_id(addr)
+            .expect("a linkage outside the configuration");
+        self.n(id);
+    }
+
+    pub(crate) fn link(&mut self, l: &Linkage) {
+        self.link_addr(std::ptr::from_ref(l) as usize);
+    }
+
+    pub(crate) fn packet(&mut self, p: &Arc<Packet>) {
+        let addr = Arc::as_ptr(p) as *const () as usize;
+        if let Some(&id) = self.packets.get(&addr) {
+            self.n(1);
+            self.n(id);
+            return;
+        }
+        let id = self.packets.len() as u64;
+        self.packets.insert(addr, id);
+        self.n(2);
+        self.n(u64::from(p.missing));
+        self.n(payload(p).map_or(u64::MAX, u64::from));
+        match &p.children {
+            None => self.n(0),
+            Some(ch) => {
+                self.n(1 + ch.nodes.len() as u64);
+                for (node, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+                    self.link(node);
+                    self.opt_packet(slot.as_ref());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn opt_packet(&mut self, p: Option<&Arc<Packet>>) {
+        match p {
+            None => self.n(0),
+            Some(p) => self.packet(p),
+        }
+    }
+
+    pub(crate) fn wrapper(&mut self, w: &Arc<PacketWrapper>) {
+        let addr = Arc::as_ptr(w) as usize;
+        if let Some(&id) = self.wrappers.get(&addr) {
+            self.n(1);
+            self.n(id);
+            return;
+        }
+        let id = self.wrappers.len() as u64;
+        self.wrappers.insert(addr, id);
+        self.n(2);
+        match &w.bundled_by {
+            None => self.n(u64::MAX),
+            Some(weak) => {
+                let addr = weak.as_ptr() as usize;
+                let id = self.link_id(addr).unwrap_or(u64::MAX - 1);
+                self.n(id);
+            }
+        }
+        self.n(w.index as u64);
+        self.serial(w.serial);
+        self.opt_packet(w.packet.as_ref());
+    }
+
+    pub(crate) fn opt_wrapper(&mut self, w: Option<&Arc<PacketWrapper>>) {
+        match w {
+            None => self.n(0),
+            Some(w) => self.wrapper(w),
+        }
+    }
+
+    pub(crate) fn installed(&mut self, inst: &Installed) {
+        self.n(inst.len() as u64);
+        for (l, old, new) in inst {
+            self.link(l);
+            self.wrapper(old);
+            self.wrapper(new);
+        }
+    }
+
+    fn negotiator(&mut self, neg: &Negotiator) {
+        self.stamp(neg.stamp);
+        self.n(neg.ledger().len() as u64);
+        for l in neg.ledger() {
+            self.link(l);
+        }
+    }
+
+    /// The state's fingerprint: serials and stamps replaced by their ranks
+    /// (separately: they are never compared with each other), stamps
+    /// keeping their thread id.
+    fn finish(self) -> u128 {
+        let mut serials: Vec<u64> = Vec::new();
+        let mut stamps: Vec<u64> = Vec::new();
+        for t in &self.toks {
+            match *t {
+                Tok::Serial(s) => serials.push(s),
+                Tok::Stamp(s) if s != 0 => stamps.push(s),
+                _ => {}
+            }
+        }
+        serials.sort_unstable();
+        serials.dedup();
+        stamps.sort_unstable();
+        stamps.dedup();
+        let rank = |v: &[u64], x: u64| v.binary_search(&x).expect("collected") as u64;
+        let mut h1 = std::hash::DefaultHasher::new();
+        let mut h2 = std::hash::DefaultHasher::new();
+        0xC0FFEEu64.hash(&mut h2);
+        for t in &self.toks {
+            let (kind, v) = match *t {
+                Tok::N(v) => (0u8, v),
+                Tok::Serial(s) => (1, rank(&serials, s)),
+                Tok::Stamp(0) => (2, u64::MAX),
+                Tok::Stamp(s) => (2, (rank(&stamps, s) << 16) | (s & serial::TID_MASK)),
+            };
+            (kind, v).hash(&mut h1);
+            (kind, v).hash(&mut h2);
+        }
+        (u128::from(h1.finish()) << 64) | u128::from(h2.finish())
+    }
+}
+
+fn payload(p: &Packet) -> Option<u32> {
+    p.payload.get().downcast_ref::<u32>().copied()
+}
+
+impl World<'_> {
+    /// The state's fingerprint.
+    pub(super) fn canon(&self) -> u128 {
+        let mut c = Canon::new(&self.links);
+        for l in &self.links {
+            c.wrapper(&l.load());
+            c.stamp(l.tag.load(crate::sync::Ordering::Acquire));
+        }
+        for n in &self.committed {
+            c.n(u64::from(*n));
+        }
+        for th in &self.threads {
+            c.n(th.next_op as u64);
+            c.n(th.pc as u64);
+            c.n(u64::from(th.rebased));
+            match th.neg() {
+                None => c.n(0),
+                Some(neg) => {
+                    c.n(1);
+                    c.negotiator(neg);
+                }
+            }
+            match &th.blocked {
+                None => c.n(u64::MAX),
+                Some(l) => c.link(l),
+            }
+            for &v in &th.lo {
+                c.n(u64::from(v));
+            }
+            match &th.gate {
+                None => c.n(u64::MAX),
+                Some((l, v)) => {
+                    c.link(l);
+                    c.stamp(*v);
+                }
+            }
+            if let Some(tr) = &th.tr {
+                c.packet(&tr.old);
+                c.packet(&tr.packet);
+                c.opt_wrapper(tr.snap_wrapper.as_ref());
+                c.n(u64::from(tr.wants_priority));
+            }
+            match &th.op {
+                None => c.n(0),
+                Some(op) => {
+                    c.n(op.frames().len() as u64 + 1);
+                    for f in op.frames() {
+                        f.canon(&mut c);
+                    }
+                    match op.pending().or(op.finished()) {
+                        None => c.n(0),
+                        Some(o) => {
+                            c.n(1);
+                            o.canon(&mut c);
+                        }
+                    }
+                }
+            }
+        }
+        c.finish()
+    }
+}

@@ -1,0 +1,162 @@
+//! The invariants every explored state and every view must satisfy.
+
+use super::*;
+
+impl World<'_> {
+    /// Upper bound of each node's value: committed, or in a commit now.
+    pub(super) fn hi(&self) -> Vec<u32> {
+        let mut hi = self.committed.clone();
+        for t in &self.threads {
+            if t.pc == Pc::Commit {
+                if let OpKind::Tx { writes, .. } = t.kind() {
+                    for &w in writes {
+                        hi[w] += 1;
+                    }
+                }
+            }
+        }
+        hi
+    }
+
+    /// A snapshot (or a transaction's view) is consistent: each value lies
+    /// between the increments committed before it started and those
+    /// committed (or being committed) now, and pairs written together are
+    /// equal.
+    pub(super) fn check_view(
+        &self,
+        lo: &[u32],
+        value: impl Fn(usize) -> Option<u32>,
+    ) -> Result<(), String> {
+        let hi = self.hi();
+        for i in 0..self.nodes.len() {
+            if let Some(v) = value(i) {
+                if v < lo[i] || v > hi[i] {
+                    return Err(format!(
+                        "inconsistent snapshot: node {i} = {v}, committed between {} and {}",
+                        lo[i], hi[i]
+                    ));
+                }
+            }
+        }
+        for &(a, b) in &self.cfg.pairs {
+            if let (Some(x), Some(y)) = (value(a), value(b)) {
+                if x != y {
+                    return Err(format!(
+                        "torn snapshot: nodes {a} and {b}, always written together, read {x} and {y}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// State invariants: bundled references reach a priority ancestor that
+    /// lists them; a complete packet's filled slots belong to children
+    /// bundled into it; every tag belongs to a live transaction that has it
+    /// in its ledger.
+    pub(super) fn check_state(&self) -> Result<(), String> {
+        let id = |l: &Linkage| {
+            self.links
+                .iter()
+                .position(|x| std::ptr::eq(Arc::as_ptr(x), l))
+        };
+        for (i, l) in self.links.iter().enumerate() {
+            let tag = l.tag.load(crate::sync::Ordering::Acquire);
+            if tag != 0 {
+                let owned = self.threads.iter().any(|t| {
+                    t.neg().is_some_and(|n| {
+                        n.stamp == tag && n.ledger().iter().any(|x| Arc::ptr_eq(x, l))
+                    })
+                });
+                if !owned {
+                    return Err(format!(
+                        "node {i}: tag {tag:#x} owned by no live transaction"
+                    ));
+                }
+            }
+            let w = l.load();
+            if !w.has_priority() {
+                // Walk up: must end at a priority ancestor.
+                let mut cur = w.clone();
+                let mut hops = 0;
+                while !cur.has_priority() {
+                    let parent = cur
+                        .bundled_by
+                        .as_ref()
+                        .and_then(|p| p.upgrade())
+                        .ok_or_else(|| format!("node {i}: bundled into a dropped parent"))?;
+                    id(&parent).ok_or_else(|| format!("node {i}: bundled outside the tree"))?;
+                    cur = parent.load();
+                    hops += 1;
+                    if hops > self.links.len() {
+                        return Err(format!("node {i}: bundled_by chain loops"));
+                    }
+                }
+                if w.packet.is_none() {
+                    let parent = w.bundled_by.as_ref().and_then(|p| p.upgrade()).unwrap();
+                    let pw = parent.load();
+                    if pw.has_priority() {
+                        let listed = pw
+                            .own_packet()
+                            .children
+                            .as_ref()
+                            .and_then(|c| c.position(l, w.index));
+                        if listed.is_none() {
+                            return Err(format!("node {i}: bundled into a parent not listing it"));
+                        }
+                    }
+                }
+            } else if w.own_packet().is_complete() {
+                self.check_complete(l, w.own_packet())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every filled slot of the complete packet `p` of `owner` is a child
+    /// bundled (or in limbo) under `owner`, recursively.
+    pub(super) fn check_complete(
+        &self,
+        owner: &Arc<Linkage>,
+        p: &Arc<Packet>,
+    ) -> Result<(), String> {
+        let Some(ch) = &p.children else {
+            return Ok(());
+        };
+        for (child, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+            let Some(slot) = slot else { continue };
+            let cw = child.load();
+            if cw.has_priority() || !cw.is_bundled_by(owner) {
+                let i = self.links.iter().position(|x| Arc::ptr_eq(x, child));
+                return Err(format!(
+                    "node {i:?}: has a slot in a complete packet but is not bundled there"
+                ));
+            }
+            self.check_complete(child, slot)?;
+        }
+        Ok(())
+    }
+
+    /// After every thread finished: each node holds exactly the increments
+    /// committed to it, and no tag is left.
+    pub(super) fn check_final(&self) -> Result<(), String> {
+        let shot = self.nodes[0].snapshot();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let v = *shot
+                .get(n)
+                .map_err(|_| format!("node {i} missing from the final snapshot"))?;
+            if v != self.committed[i] {
+                return Err(format!(
+                    "lost commit: node {i} = {v}, {} increments committed",
+                    self.committed[i]
+                ));
+            }
+        }
+        for (i, l) in self.links.iter().enumerate() {
+            if l.tag.load(crate::sync::Ordering::Acquire) != 0 {
+                return Err(format!("node {i}: a tag outlives every transaction"));
+            }
+        }
+        Ok(())
+    }
+}

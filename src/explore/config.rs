@@ -1,0 +1,102 @@
+//! The explorer's configurations: trees and the threads' programs.
+
+use super::*;
+
+// Configurations.
+
+/// One operation of a simulated thread's program.
+#[derive(Clone, Debug)]
+pub(crate) enum OpKind {
+    /// A stand-alone snapshot of `node` (`Node::snapshot`).
+    Snap(usize),
+    /// `iterate_commit` on `root` adding 1 to every node of `writes`; with
+    /// `wait_for`, `iterate_commit_if` whose body returns `false` (retry)
+    /// while that node is still 0.
+    Tx {
+        root: usize,
+        writes: Vec<usize>,
+        wait_for: Option<usize>,
+    },
+}
+
+pub(crate) fn tx(root: usize, writes: &[usize]) -> OpKind {
+    OpKind::Tx {
+        root,
+        writes: writes.to_vec(),
+        wait_for: None,
+    }
+}
+
+/// A tree, the programs of the threads, and pairs of nodes that are only
+/// ever written together (every consistent snapshot sees them equal).
+pub(crate) struct Config {
+    pub(crate) name: &'static str,
+    /// Builds the tree; node 0 is its root (the final check reads it).
+    pub(crate) tree: fn() -> Vec<Node<u32>>,
+    pub(crate) programs: Vec<Vec<OpKind>>,
+    pub(crate) pairs: Vec<(usize, usize)>,
+    /// The priority class of each thread's transactions and snapshots
+    /// (missing entries: `Normal`), as a `PriorityScope` would set it.
+    pub(crate) classes: Vec<Priority>,
+}
+
+/// P -> {C1, C2}, bundled (one snapshot of P taken): nodes [P, C1, C2].
+pub(crate) fn two_level() -> Vec<Node<u32>> {
+    let p = Node::new(0u32);
+    let (c1, c2) = (Node::new(0u32), Node::new(0u32));
+    p.insert(&c1).unwrap();
+    p.insert(&c2).unwrap();
+    let _ = p.snapshot();
+    vec![p, c1, c2]
+}
+
+/// G -> {P -> {C1, C2}, C3}, bundled: nodes [G, P, C1, C2, C3].
+pub(crate) fn three_level() -> Vec<Node<u32>> {
+    let g = Node::new(0u32);
+    let p = Node::new(0u32);
+    let (c1, c2, c3) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+    p.insert(&c1).unwrap();
+    p.insert(&c2).unwrap();
+    g.insert(&p).unwrap();
+    g.insert(&c3).unwrap();
+    let _ = g.snapshot();
+    vec![g, p, c1, c2, c3]
+}
+
+/// The spec's 3-level tree: G -> P -> {C1, C2}, bundled: nodes [G, P, C1, C2].
+pub(crate) fn three_level_chain() -> Vec<Node<u32>> {
+    let g = Node::new(0u32);
+    let p = Node::new(0u32);
+    let (c1, c2) = (Node::new(0u32), Node::new(0u32));
+    p.insert(&c1).unwrap();
+    p.insert(&c2).unwrap();
+    g.insert(&p).unwrap();
+    let _ = g.snapshot();
+    vec![g, p, c1, c2]
+}
+
+/// A diamond with a hard link: G -> {P, Q}, P -> {C}, Q -> {C}: nodes
+/// [G, P, Q, C].
+pub(crate) fn diamond() -> Vec<Node<u32>> {
+    let g = Node::new(0u32);
+    let (p, q, c) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+    p.insert(&c).unwrap();
+    q.insert(&c).unwrap();
+    g.insert(&p).unwrap();
+    g.insert(&q).unwrap();
+    let _ = g.snapshot();
+    vec![g, p, q, c]
+}
+
+/// TLC's "shortcut_rev" hard link: G -> {C, P}, P -> C (G lists C first,
+/// so a bundle of G collects C before it meets it again below P).
+#[cfg_attr(feature = "no-privilege", allow(dead_code))]
+pub(crate) fn shortcut_rev() -> Vec<Node<u32>> {
+    let g = Node::new(0u32);
+    let (p, c) = (Node::new(0u32), Node::new(0u32));
+    p.insert(&c).unwrap();
+    g.insert(&c).unwrap();
+    g.insert(&p).unwrap();
+    let _ = g.snapshot();
+    vec![g, p, c]
+}
