@@ -96,8 +96,12 @@ struct Sim {
     rebased: bool,
     /// Committed increments when the current snapshot started.
     lo: Vec<u32>,
-    /// With split gates: the tag the next step's gate loaded already.
+    /// Split: the tag the next step's gate loaded already.
     gate: Option<(Arc<Linkage>, u64)>,
+    /// Split: the tag writes the last step queued, each a scheduling point
+    /// of its own, and what that step returned (handled after them).
+    deferred: VecDeque<negotiation::split::TagWrite>,
+    after: Option<Step>,
     /// Stamps to take instead of minting (trace validation: the ones the
     /// real thread minted, in order).
     stamps: VecDeque<u64>,
@@ -139,7 +143,7 @@ impl Sim {
 pub(crate) struct World<'c> {
     cfg: &'c Config,
     /// The `can_proceed` gate's tag load is a scheduling point of its own.
-    split_gates: bool,
+    split: bool,
     nodes: Vec<Node<u32>>,
     links: Vec<Arc<Linkage>>,
     threads: Vec<Sim>,
@@ -147,7 +151,7 @@ pub(crate) struct World<'c> {
 }
 
 impl<'c> World<'c> {
-    fn new(cfg: &'c Config, split_gates: bool) -> Self {
+    fn new(cfg: &'c Config, split: bool) -> Self {
         let nodes = (cfg.tree)();
         let links = nodes.iter().map(|n| n.link.clone()).collect();
         let threads = cfg
@@ -172,13 +176,15 @@ impl<'c> World<'c> {
                 rebased: false,
                 lo: Vec::new(),
                 gate: None,
+                deferred: VecDeque::new(),
+                after: None,
                 stamps: VecDeque::new(),
             })
             .collect();
         let committed = vec![0; nodes.len()];
         World {
             cfg,
-            split_gates,
+            split,
             nodes,
             links,
             threads,
@@ -186,8 +192,8 @@ impl<'c> World<'c> {
         }
     }
 
-    fn replay(cfg: &'c Config, split_gates: bool, schedule: &[u8]) -> Self {
-        let mut w = World::new(cfg, split_gates);
+    fn replay(cfg: &'c Config, split: bool, schedule: &[u8]) -> Self {
+        let mut w = World::new(cfg, split);
         for &t in schedule {
             w.step(usize::from(t))
                 .expect("a replay reproduces its schedule");
@@ -248,6 +254,28 @@ impl<'c> World<'c> {
     /// the thread's last shared-memory operation.
     pub(crate) fn step(&mut self, t: usize) -> Result<StepInfo, String> {
         let th = &mut self.threads[t];
+        if let Some(w) = th.deferred.pop_front() {
+            // Split: one tag write the last step queued.
+            let neg = th.neg_mut();
+            let stamp = neg.stamp;
+            crate::sync::trace::start();
+            let name = w.run(neg);
+            let events = crate::sync::trace::take();
+            crate::sync::trace::stop();
+            let ops = self.ops_of(&events, stamp);
+            let th = &mut self.threads[t];
+            let completed = if th.deferred.is_empty() {
+                let stepped = th.after.take().expect("the step that queued the writes");
+                self.stepped(t, stepped)?
+            } else {
+                false
+            };
+            return Ok(StepInfo {
+                name,
+                completed,
+                ops,
+            });
+        }
         if let Some(link) = th.blocked.clone() {
             let neg = th.neg_mut();
             // One round of `Negotiator::wait`'s loop, with the real gate
@@ -291,7 +319,7 @@ impl<'c> World<'c> {
             }
             Pc::Promote | Pc::Snap | Pc::Commit | Pc::Rebase => {
                 let op = th.op.as_mut().expect("an operation runs");
-                if self.split_gates && th.gate.is_none() {
+                if self.split && th.gate.is_none() {
                     if let Some(link) = op.next_gate() {
                         let v = link.tag.load(crate::sync::Ordering::Acquire);
                         th.gate = Some((link, v));
@@ -311,20 +339,23 @@ impl<'c> World<'c> {
                     None => th.neg.as_mut().expect("negotiator"),
                 };
                 let stamp = neg.stamp;
+                if self.split {
+                    negotiation::split::start();
+                }
                 crate::sync::trace::start();
                 let stepped = op.step(neg);
                 crate::sync::trace::set_gate(None);
                 let events = crate::sync::trace::take();
                 crate::sync::trace::stop();
+                let deferred = negotiation::split::take();
                 let ops = self.ops_of(&events, stamp);
                 let th = &mut self.threads[t];
-                let completed = match stepped {
-                    Step::Running => false,
-                    Step::Blocked(link) => {
-                        th.blocked = Some(link);
-                        false
-                    }
-                    Step::Done => self.finish_op(t)?,
+                let completed = if deferred.is_empty() {
+                    self.stepped(t, stepped)?
+                } else {
+                    th.deferred = deferred.into();
+                    th.after = Some(stepped);
+                    false
                 };
                 Ok(StepInfo {
                     name,
@@ -332,6 +363,20 @@ impl<'c> World<'c> {
                     ops,
                 })
             }
+        }
+    }
+
+    /// What follows a frame step of thread `t` that returned `stepped`
+    /// (after its queued tag writes, when split). Returns whether an
+    /// operation of the program completed.
+    fn stepped(&mut self, t: usize, stepped: Step) -> Result<bool, String> {
+        match stepped {
+            Step::Running => Ok(false),
+            Step::Blocked(link) => {
+                self.threads[t].blocked = Some(link);
+                Ok(false)
+            }
+            Step::Done => self.finish_op(t),
         }
     }
 

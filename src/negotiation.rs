@@ -201,10 +201,15 @@ pub(crate) fn can_proceed(link: &Linkage, neg: &Negotiator) -> bool {
 /// younger); leave the tag of one that wins against us alone.
 /// TLA+: TagAfterFail
 pub(crate) fn tag_after_fail(link: &Arc<Linkage>, neg: &mut Negotiator) {
-    neg.cas_failures += 1;
     if cfg!(feature = "no-privilege") {
+        neg.cas_failures += 1;
         return;
     }
+    #[cfg(all(test, not(loom)))]
+    if split::defer(split::TagWrite::Tag(link.clone())) {
+        return;
+    }
+    neg.cas_failures += 1;
     let me = neg.stamp;
     let mut cur = link.tag.load(crate::sync::Ordering::Acquire);
     loop {
@@ -306,21 +311,98 @@ pub(crate) fn clear_my_tags(neg: &mut Negotiator) {
     }
     let me = neg.stamp;
     for link in neg.ledger.drain(..) {
-        // Only our exact stamp: an older transaction that preempted us owns
-        // the tag now and clears it itself.
-        if link
-            .tag
-            .compare_exchange(
-                me,
-                0,
-                crate::sync::Ordering::AcqRel,
-                crate::sync::Ordering::Relaxed,
-            )
-            .is_ok()
-        {
-            tracing::debug!(stamp = me, "priority tag cleared");
-            wake(&link);
+        #[cfg(all(test, not(loom)))]
+        if split::defer(split::TagWrite::Clear(link.clone(), me)) {
+            continue;
         }
+        clear_tag(&link, me);
+    }
+}
+
+/// Clears the tag of `link` if it is still `me`: an older transaction that
+/// preempted us owns the tag now and clears it itself.
+fn clear_tag(link: &Linkage, me: Stamp) {
+    if link
+        .tag
+        .compare_exchange(
+            me,
+            0,
+            crate::sync::Ordering::AcqRel,
+            crate::sync::Ordering::Relaxed,
+        )
+        .is_ok()
+    {
+        tracing::debug!(stamp = me, "priority tag cleared");
+        wake(link);
+    }
+}
+
+/// The explorer's split steps (`crate::explore`, test builds only): while a
+/// step runs under [`split::start`], its tag writes (a `tag_after_fail`, the
+/// clearing of one tag) are queued instead of done, and the explorer does
+/// each one later as a scheduling point of its own, before the thread's
+/// next step. So the window between a step's slot operation and its tag
+/// writes, which the spec merges into one action, is explored.
+#[cfg(all(test, not(loom)))]
+pub(crate) mod split {
+    use super::{Linkage, Negotiator, Stamp};
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    /// A tag write taken out of a step.
+    #[derive(Clone)]
+    pub(crate) enum TagWrite {
+        /// `tag_after_fail` on the linkage.
+        Tag(Arc<Linkage>),
+        /// Clearing the linkage's tag if it is still the stamp.
+        Clear(Arc<Linkage>, Stamp),
+    }
+
+    impl TagWrite {
+        pub(crate) fn link(&self) -> &Arc<Linkage> {
+            match self {
+                TagWrite::Tag(l) | TagWrite::Clear(l, _) => l,
+            }
+        }
+
+        /// Does it, as the step would have.
+        pub(crate) fn run(&self, neg: &mut Negotiator) -> &'static str {
+            match self {
+                TagWrite::Tag(l) => {
+                    super::tag_after_fail(l, neg);
+                    "tag_after_fail(split)"
+                }
+                TagWrite::Clear(l, me) => {
+                    super::clear_tag(l, *me);
+                    "clear_my_tags(split)"
+                }
+            }
+        }
+    }
+
+    thread_local! {
+        static QUEUE: RefCell<Option<Vec<TagWrite>>> = const { RefCell::new(None) };
+    }
+
+    /// Queue this thread's tag writes from now on.
+    pub(crate) fn start() {
+        QUEUE.with(|q| *q.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stops queueing; the writes queued since `start`.
+    pub(crate) fn take() -> Vec<TagWrite> {
+        QUEUE.with(|q| q.borrow_mut().take().unwrap_or_default())
+    }
+
+    /// Queues `w` when queueing is on.
+    pub(super) fn defer(w: TagWrite) -> bool {
+        QUEUE.with(|q| match q.borrow_mut().as_mut() {
+            Some(v) => {
+                v.push(w);
+                true
+            }
+            None => false,
+        })
     }
 }
 

@@ -211,6 +211,22 @@ impl World<'_> {
                     c.stamp(*v);
                 }
             }
+            c.n(th.deferred.len() as u64);
+            for w in &th.deferred {
+                c.link(w.link());
+                if let negotiation::split::TagWrite::Clear(_, me) = w {
+                    c.stamp(*me);
+                }
+            }
+            match &th.after {
+                None => c.n(0),
+                Some(Step::Running) => c.n(1),
+                Some(Step::Done) => c.n(2),
+                Some(Step::Blocked(l)) => {
+                    c.n(3);
+                    c.link(l);
+                }
+            }
             if let Some(tr) = &th.tr {
                 c.packet(&tr.old);
                 c.packet(&tr.packet);

@@ -63,10 +63,18 @@ impl World<'_> {
         for (i, l) in self.links.iter().enumerate() {
             let tag = l.tag.load(crate::sync::Ordering::Acquire);
             if tag != 0 {
-                let owned = self.threads.iter().any(|t| {
-                    t.neg().is_some_and(|n| {
-                        n.stamp == tag && n.ledger().iter().any(|x| Arc::ptr_eq(x, l))
+                // Split: a clearing still queued is the owner's too.
+                let clearing = |t: &Sim| {
+                    t.deferred.iter().any(|w| {
+                        matches!(w, negotiation::split::TagWrite::Clear(x, me)
+                            if *me == tag && Arc::ptr_eq(x, l))
                     })
+                };
+                let owned = self.threads.iter().any(|t| {
+                    clearing(t)
+                        || t.neg().is_some_and(|n| {
+                            n.stamp == tag && n.ledger().iter().any(|x| Arc::ptr_eq(x, l))
+                        })
                 });
                 if !owned {
                     return Err(format!(

@@ -58,10 +58,12 @@ pub(crate) fn explore(cfg: &Config, limit: usize) -> Report {
     explore_with(cfg, limit, false)
 }
 
-/// [`explore`], optionally with the gate's tag load of every gated step
-/// as a scheduling point of its own (`split_gates`): the window between a
-/// step's `can_proceed` and its CAS, which the spec merges into one action.
-pub(crate) fn explore_with(cfg: &Config, limit: usize, split_gates: bool) -> Report {
+/// [`explore`], optionally with every shared-memory operation of a step
+/// as a scheduling point of its own (`split`): the gate's tag load before
+/// the step's slot operation, and each tag write after it
+/// (`negotiation::split`). The spec merges all of them into one action;
+/// split, the windows between them are explored.
+pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
     struct Frontier {
         schedule: Vec<u8>,
         id: u32,
@@ -89,7 +91,7 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split_gates: bool) -> Rep
         steps.join("\n  ")
     };
 
-    let mut world = World::new(cfg, split_gates);
+    let mut world = World::new(cfg, split);
     let mut at: Option<Vec<u8>> = Some(Vec::new());
     let init = world.canon();
     if let Err(e) = world.check_state() {
@@ -113,7 +115,7 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split_gates: bool) -> Rep
         };
         top.next = t + 1;
         if at.as_deref() != Some(&top.schedule[..]) {
-            world = World::replay(cfg, split_gates, &top.schedule);
+            world = World::replay(cfg, split, &top.schedule);
             replays += 1;
         }
         let from = top.id;

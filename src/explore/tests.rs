@@ -61,12 +61,12 @@ fn live(cfg: &Config) {
     assert_live(run(cfg));
 }
 
-/// `live` with the gate's tag load of every gated step a scheduling point
-/// of its own.
+/// `live` with every shared-memory operation of a step a scheduling point
+/// of its own: the gate's tag load, the slot operation, each tag write.
 #[cfg(not(feature = "no-privilege"))]
 fn live_split(cfg: &Config) {
     let r = explore_with(cfg, LIMIT, true);
-    println!("split gates: {r}");
+    println!("split: {r}");
     assert_live(r);
 }
 
@@ -321,10 +321,11 @@ mod privileged {
         live(&super::tlc_3l_livelock());
     }
 
-    /// The window between a step's `can_proceed` and its CAS, which the
-    /// spec merges: the gate's tag load is a scheduling point of its own.
+    /// The windows between a step's `can_proceed`, its slot operation and
+    /// its tag writes, which the spec merges into one action: each is a
+    /// scheduling point of its own.
     #[test]
-    fn split_gates() {
+    fn split_steps() {
         for cfg in [
             snap_vs_leaf(1),
             root_vs_leaf(1),
