@@ -765,3 +765,37 @@ fn an_ancestor_snapshot_leaves_a_hard_link_inside_a_sibling_still_to_collect() {
         },
     );
 }
+
+/// Defect 1 as TLC's `KameStm_dyn_bug_reins_novalidate` shows it: the
+/// child is released (in limbo under its parent, which still lists it),
+/// then another thread commits to it through the parent (the parent's
+/// packet keeps a stale slot, marked missing), then the same transaction
+/// inserts it online again. Its base is stale by then: only the
+/// validation before that child CAS (`tx_validate`) stops it from putting
+/// the child in limbo under a parent whose stale slot would win the next
+/// bundle, and +100 would be lost.
+#[test]
+fn a_release_then_a_foreign_commit_then_insert_online_keeps_the_commit() {
+    within(HANG, "release, foreign commit, insert_online", || {
+        let m = Node::new(0u64);
+        let l = Node::new(0u64);
+        m.insert(&l).unwrap();
+        let _ = m.snapshot();
+        let mut runs = 0;
+        m.iterate_commit(|tr| {
+            runs += 1;
+            tr.release(&m, &l).unwrap();
+            if tr.attempt() == 0 {
+                let l = l.clone();
+                thread::spawn(move || l.iterate_commit(|t| t[&l] += 100))
+                    .join()
+                    .unwrap();
+            }
+            tr.insert_online(&m, &l).unwrap();
+            tr[&l] += 1;
+        });
+        assert_eq!(runs, 2, "the first attempt's base was stale");
+        assert_eq!(l.read(), 101);
+        assert_eq!(m.snapshot()[&l], 101);
+    });
+}
