@@ -160,8 +160,9 @@ pub(crate) fn tx_validate(root: &Linkage, snap: &Arc<PacketWrapper>) -> bool {
 }
 
 /// `tx_validate` for a transaction whose root was bundled in an ancestor at
-/// snapshot time: loads the root's `bundled_by` chain up to the first
-/// priority ancestor and finds the root's packet down its slots. The base
+/// snapshot time: from `loaded`, the root's wrapper just read, loads the
+/// `bundled_by` chain up to the first priority ancestor and finds the
+/// root's packet down its slots. The base
 /// is current iff that ancestor's packet is complete (then every slot in
 /// it is current: an unbundle marks the ancestors missing first) and the
 /// packet found is the transaction's base. Loads only; any doubt (a
@@ -169,9 +170,13 @@ pub(crate) fn tx_validate(root: &Linkage, snap: &Arc<PacketWrapper>) -> bool {
 ///
 /// `None`: cannot tell by reading (the priority ancestor's packet is
 /// missing, so the slots in it may be stale).
-pub(crate) fn base_is_current(root: &Arc<Linkage>, old: &Arc<Packet>) -> Option<bool> {
+pub(crate) fn base_is_current(
+    root: &Arc<Linkage>,
+    loaded: Arc<PacketWrapper>,
+    old: &Arc<Packet>,
+) -> Option<bool> {
     let mut links = vec![root.clone()];
-    let mut wrappers = vec![root.load()];
+    let mut wrappers = vec![loaded];
     loop {
         let w = wrappers.last().expect("not empty");
         if w.has_priority() {

@@ -141,7 +141,7 @@ impl Transaction {
                 return same;
             }
             if !need_priority {
-                if let Some(current) = dynamic::base_is_current(&self.root, &self.old) {
+                if let Some(current) = dynamic::base_is_current(&self.root, w.clone(), &self.old) {
                     return current;
                 }
             }
@@ -221,5 +221,65 @@ impl Transaction {
                 false
             }
         }
+    }
+}
+
+/// Validation reads and never writes when the base is current: one load
+/// of the root when it holds the snapshot's wrapper, and the `bundled_by`
+/// chain up to the priority ancestor when the root was bundled (no
+/// unbundle). A validation that wrote would turn every dynamic operation
+/// into an unbundle of its transaction's root.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::trace::{self, Access};
+
+    fn begin(root: &Node<u32>) -> Transaction {
+        let mut neg = Negotiator::with_stamp(crate::drive::snapshot_stamp());
+        let snap = crate::drive::snapshot_result(&root.link, &mut neg).expect("no budget");
+        Transaction::new(root.link.clone(), snap, 0, neg)
+    }
+
+    /// Validates `tr` and returns the shared-memory operations it did.
+    fn validate(tr: &mut Transaction) -> (bool, Vec<Access>) {
+        trace::start();
+        let ok = tr.validate();
+        let ops = trace::take().into_iter().map(|e| e.access).collect();
+        trace::stop();
+        (ok, ops)
+    }
+
+    #[test]
+    fn a_current_base_with_priority_costs_one_load() {
+        let r = Node::new(0u32);
+        let c = Node::new(0u32);
+        r.insert(&c).unwrap();
+        let _ = r.snapshot();
+        let mut tr = begin(&r);
+        assert_eq!(validate(&mut tr), (true, vec![Access::SlotLoad]));
+        // Changed by a commit: doomed.
+        c.iterate_commit(|t| t[&c] += 1);
+        let (ok, _) = validate(&mut tr);
+        assert!(!ok && tr.doomed);
+    }
+
+    #[test]
+    fn a_current_base_bundled_in_an_ancestor_is_read_not_unbundled() {
+        let g = Node::new(0u32);
+        let r = Node::new(0u32);
+        let c = Node::new(0u32);
+        r.insert(&c).unwrap();
+        g.insert(&r).unwrap();
+        let _ = g.snapshot();
+        let mut tr = begin(&r);
+        assert!(tr.snap_wrapper.is_none(), "r is bundled in g");
+        let (ok, ops) = validate(&mut tr);
+        assert!(ok);
+        assert_eq!(ops, vec![Access::SlotLoad, Access::SlotLoad], "r, then g");
+        assert!(!r.link.load().has_priority(), "still bundled");
+        // Changed by a commit below it: doomed.
+        c.iterate_commit(|t| t[&c] += 1);
+        let (ok, _) = validate(&mut tr);
+        assert!(!ok && tr.doomed);
     }
 }
