@@ -86,6 +86,12 @@ CONSTANTS
                   \* operation, and a doomed attempt writes nothing more (it
                   \* tags the root and retries); FALSE: no TxValidate, and a
                   \* doomed release does not stop the body (FINDINGS #4)
+    LocalMoves,   \* TRUE: "reins" re-inserts the child it released in the
+                  \* same attempt locally, with the packet it released it
+                  \* with (Transaction::take_moved: no read, no CAS; the
+                  \* code since issue 9); FALSE: it reads the child again
+                  \* and CASes it into a new limbo (InsertReadChild ...
+                  \* InsertCASChild), as the code of FINDINGS #4 did
     StopDoomed,   \* (Validate = FALSE only) TRUE: a doomed release still
                   \* stops the body (as this spec had it); FALSE: the body
                   \* goes on (as the code had it)
@@ -144,6 +150,8 @@ ASSUME SafeAdopt \in BOOLEAN
 ASSUME LimboReady \in BOOLEAN
 ASSUME Validate \in BOOLEAN /\ TagOnConflict \in BOOLEAN /\ RetryClearsTags \in BOOLEAN
 ASSUME StopDoomed \in BOOLEAN /\ (Validate => StopDoomed)
+\* A doomed body that goes on re-inserts the child locally: no shared step.
+ASSUME LocalMoves \in BOOLEAN /\ (LocalMoves => StopDoomed)
 ASSUME RetryRestamps \in BOOLEAN /\ (RetryRestamps => RetryClearsTags)
 ASSUME DynJobs \subseteq {"ins", "reins", "rel"}
 ASSUME "reins" \in DynJobs => "ins" \in DynJobs /\ Online /\ Levels = 2
@@ -1143,7 +1151,10 @@ ReleaseReadChild(t) ==
     /\ UNCHANGED <<linkage, target, budget, queue, credit, stamp>>
 
 \* Puts the released child in limbo carrying its last packet; "reins" then
-\* insert_onlines it again (the body's next call, still in the closure).
+\* insert_onlines it again (the body's next call, still in the closure):
+\* with LocalMoves a move, local (the released packet goes into P's new
+\* slot; the limbo already carries it, so Transaction::settle_moves has
+\* nothing to CAS before the commit), else a second read and CAS.
 ReleaseCASChild(t) ==
     /\ pc[t] = "release_cas_child"
     /\ LET l    == local[t]
@@ -1153,12 +1164,14 @@ ReleaseCASChild(t) ==
        /\ IF linkage[DynChild] = l.dynW THEN
                /\ linkage' = [linkage EXCEPT ![DynChild] = LW(RootNode, l.txSer, slot)]
                /\ CasSucceeded(t, DynChild)
-               /\ IF l.job = "reins" THEN
+               /\ IF l.job = "reins" /\ ~LocalMoves THEN
                       /\ pc' = [pc EXCEPT ![t] = "insert_read_child"]
                       /\ local' = [local EXCEPT ![t] = [l EXCEPT !.dynW = Null]]
                   ELSE
                       /\ pc' = [pc EXCEPT ![t] = "commit_start"]
-                      /\ local' = [local EXCEPT ![t] = [l EXCEPT !.op = "commit", !.dynW = Null]]
+                      /\ local' = [local EXCEPT ![t] =
+                             [l EXCEPT !.op = "commit", !.dynW = Null,
+                                       !.insSlot = IF l.job = "reins" THEN slot ELSE @]]
           ELSE
                /\ CasFailed(t, DynChild)
                /\ pc' = [pc EXCEPT ![t] = "release_read_child"]

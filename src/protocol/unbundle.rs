@@ -101,8 +101,10 @@ impl UnbundleFrame {
 
     /// Whether `parent`, the next level up, was walked already. Brent's
     /// check: compares with one remembered linkage, moved up at every power
-    /// of two, so a loop is seen within twice its length plus the distance
-    /// to it, at constant cost per level.
+    /// of two, so a loop is seen by the time the walk has gone round it
+    /// once after the next power of two at or above its length plus the
+    /// distance to it (at most about three times that), at constant cost
+    /// per level.
     fn closes_loop(&mut self, parent: &Arc<Linkage>) -> bool {
         let p = Arc::as_ptr(parent) as usize;
         let len = self.chain.len();
@@ -442,6 +444,80 @@ impl UnbundleFrame {
             c.n(u64::MAX);
         } else {
             c.link_addr(self.loop_mark);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::limbo::LimboOwner;
+    use crate::node::Node;
+
+    /// A limbo wrapper naming a parent that is itself bundled into the
+    /// child closes a loop of `bundled_by` edges until its attempt cleans
+    /// it up. A walk up that loop must see it (Brent's check) and report
+    /// a lost race within a few levels, not go round: an unbundle looks
+    /// again, and by then the loop is gone.
+    #[test]
+    fn a_walk_round_a_limbo_loop_reports_it_within_a_few_levels() {
+        for extra in 0..6 {
+            // a -> b -> c1 -> ... -> c_extra, all bundled into a; then a put
+            // in limbo under the deepest node.
+            let a = Node::new(0u32);
+            let mut chain = vec![Node::new(0u32)];
+            a.insert(&chain[0]).unwrap();
+            // A leaf of b: a walk from it reaches the loop one level up.
+            let t = Node::new(0u32);
+            chain[0].insert(&t).unwrap();
+            for _ in 0..extra {
+                let n = Node::new(0u32);
+                chain.last().unwrap().insert(&n).unwrap();
+                chain.push(n);
+            }
+            let _ = a.snapshot();
+            let deepest = chain.last().unwrap();
+            let w = a.link.load();
+            let owner = Arc::new(LimboOwner::new());
+            let limbo = PacketWrapper::limbo(
+                &deepest.link,
+                0,
+                serial::next(w.serial),
+                w.own_packet().clone(),
+                &owner,
+            );
+            assert!(a.link.slot.compare_exchange(&w, limbo).is_ok());
+            // From b (in the loop) and from t (one level below it): seen
+            // after the next power of two at or above the walk's length to
+            // the loop and round it, plus one lap.
+            let levels = extra + 2;
+            for (target, below) in [(&chain[0], 0), (&t, 1)] {
+                let mut f = UnbundleFrame::new(
+                    target.link.clone(),
+                    target.link.load(),
+                    UnbundleMode::Snapshot,
+                );
+                let mut neg = Negotiator::with_stamp(crate::drive::snapshot_stamp());
+                let mut steps = 0;
+                let result = loop {
+                    steps += 1;
+                    assert!(
+                        steps <= 3 * (levels + below) + 2,
+                        "loop of {levels} levels, {below} below: not seen after {steps} steps"
+                    );
+                    match f.step(None, &mut neg) {
+                        Next::Stay => {}
+                        Next::Return(Outcome::Unbundle(r)) => break r,
+                        _ => panic!("a walk asks for nothing else"),
+                    }
+                };
+                assert!(
+                    matches!(result, UnbundleResult::Disturbed),
+                    "{levels} levels"
+                );
+                // Its tag entered the negotiation, as for any lost race.
+                assert_eq!(neg.ledger().len(), 1);
+            }
         }
     }
 }
