@@ -437,7 +437,7 @@ impl<'c> World<'c> {
                 OpKind::Tx {
                     root,
                     writes,
-                    wait_for,
+                    until,
                 },
                 Some(Outcome::Snapshot(r)),
             ) => {
@@ -445,11 +445,14 @@ impl<'c> World<'c> {
                 let mut tr = Transaction::new(self.links[root].clone(), r, th.attempt, neg);
                 th.attempt += 1;
                 let lo = std::mem::take(&mut th.lo);
-                // The body: read (check the view), maybe ask to retry, write.
+                // The body: read (check the view), maybe ask to retry or
+                // stop, write.
                 let nodes = &self.nodes;
                 self.check_view(&lo, |i| tr.get(&nodes[i]).ok().copied())?;
-                let flow: Flow<()> = match wait_for {
-                    Some(w) if tr.get(&nodes[w]).copied() == Ok(0) => Flow::Retry,
+                let unwritten = |u: Until| tr.get(&nodes[u.node()]).copied() == Ok(0);
+                let flow: Flow<()> = match until {
+                    Some(u @ Until::Retry(_)) if unwritten(u) => Flow::Retry,
+                    Some(u @ Until::Stop(_)) if unwritten(u) => Flow::Stop,
                     _ => {
                         for &w in &writes {
                             tr[&nodes[w]] += 1;
@@ -476,7 +479,14 @@ impl<'c> World<'c> {
                         th.neg = Some(tr.into_negotiator());
                         self.start_attempt(t, false);
                     }
-                    Flow::Stop | Flow::Fail(()) => unreachable!(),
+                    Flow::Stop => {
+                        // `drive`: the operation ends without a commit; its
+                        // negotiator is dropped, which clears its tags.
+                        drop(tr.into_negotiator());
+                        self.complete(t);
+                        return Ok(true);
+                    }
+                    Flow::Fail(()) => unreachable!(),
                 }
                 Ok(false)
             }

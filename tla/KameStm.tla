@@ -27,7 +27,8 @@
 (* C1 (Online: insert_online, else insert), "reins" releases C1 and        *)
 (* insert_onlines it again, "rel" releases it.  A thread in CondThreads    *)
 (* runs "cond" at the root: its body asks to retry (BodyRetry) while C1 is *)
-(* below 1 in its snapshot.  Threads in Endless never finish.              *)
+(* below 1 in its snapshot; one in StopThreads runs "stop": its body stops *)
+(* (no commit) while C1 is below 1.  Threads in Endless never finish.      *)
 (* A transaction = snapshot (SnapRead, SnapCheck, bundle / unbundle        *)
 (* frames), the closure (local, except the dynamic steps InsertReadChild   *)
 (* ... ReleaseCASChild, TxValidate), commit (CommitStart ... CommitDone); *)
@@ -131,12 +132,19 @@ ReaderClasses == [t \in Threads |-> IF t = 1 THEN 0 ELSE 2]
 \* iteration (Node::snapshot; job "read"): its end drops the negotiator,
 \* which is CommitDone's "ok" branch (ClearMyTags, next iteration).
 ReaderThreads == {}
+\* Threads running "stop" each iteration: a transaction at the root whose
+\* body stops (iterate_commit_while returning false: drive.rs Flow::Stop)
+\* while C1 is below 1 in its snapshot, and else increments every leaf. Its
+\* stop drops the negotiator without a commit: CommitDone's "ok" branch,
+\* as a reader's end. A definition, as ReaderThreads: `StopThreads = {1}`.
+StopThreads == {}
 
 ASSUME Levels \in {2, 3}
 ASSUME HardLink \in {"none", "diamond", "shortcut", "shortcut_rev"}
 ASSUME HardLink # "none" => Levels = 3
 ASSUME Threads = 1..Cardinality(Threads) /\ Threads # {}
-ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads \cup CondThreads \cup ReaderThreads = Threads
+ASSUME RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads \cup CondThreads \cup ReaderThreads
+       \cup StopThreads = Threads
 ASSUME ThreadClass \in [Threads -> 0..3]
 ASSUME Levels = 2 => MidThreads = {}
 ASSUME Cardinality(DynThreads) <= 1 /\ Online \in BOOLEAN
@@ -157,6 +165,7 @@ ASSUME DynJobs \subseteq {"ins", "reins", "rel"}
 ASSUME "reins" \in DynJobs => "ins" \in DynJobs /\ Online /\ Levels = 2
 ASSUME DynThreads # {} /\ MaxCommits > 1 => "rel" \in DynJobs
 ASSUME CondThreads \subseteq Threads /\ (CondThreads # {} => Levels = 2 /\ DynThreads = {} /\ "C1" \notin Detached)
+ASSUME StopThreads \subseteq Threads /\ (StopThreads # {} => Levels = 2 /\ DynThreads = {} /\ "C1" \notin Detached)
 ASSUME Endless \subseteq RootThreads \cup MidThreads \cup LeafThreads
 
 VARIABLES
@@ -458,6 +467,8 @@ SnapDone(l, p, w) ==
                   [] l.job = "reins" -> Assert(FALSE, "reins: C1 is not listed with its packet")
                   [] l.job = "cond" /\ p.sub["C1"].pay < 1
                        -> "body_retry"
+                  [] l.job = "stop" /\ p.sub["C1"].pay < 1
+                       -> "commit_done"
                   [] l.job = "read" -> "commit_done"
                   [] OTHER -> "commit_start"
     IN [pc |-> next,
@@ -553,7 +564,7 @@ Init ==
     /\ credit = [c \in Leaves |-> 0]
 
 \* The transactions one iteration of t runs, in this order.
-JobOrder == CASE Levels = 2 -> <<"ins", "reins", "cond", "read", "P", "C1", "C2", "rel">>
+JobOrder == CASE Levels = 2 -> <<"ins", "reins", "cond", "stop", "read", "P", "C1", "C2", "rel">>
               [] ~HL        -> <<"read", "G", "P", "C1", "C2">>
               [] OTHER      -> <<"ins", "read", "G", "P", "Q", "C1", "rel">>
 Jobs(t) == (IF t \in RootThreads THEN {RootNode} ELSE {})
@@ -562,8 +573,9 @@ Jobs(t) == (IF t \in RootThreads THEN {RootNode} ELSE {})
            \cup (IF t \in DynThreads THEN DynJobs ELSE {})
            \cup (IF t \in CondThreads THEN {"cond"} ELSE {})
            \cup (IF t \in ReaderThreads THEN {"read"} ELSE {})
+           \cup (IF t \in StopThreads THEN {"stop"} ELSE {})
 \* The node a transaction runs on.
-JobNode(j) == IF j \in {"ins", "reins", "rel", "cond", "read"} THEN RootNode ELSE j
+JobNode(j) == IF j \in {"ins", "reins", "rel", "cond", "stop", "read"} THEN RootNode ELSE j
 FirstJob(q) == JobOrder[CHOOSE i \in DOMAIN JobOrder :
                            JobOrder[i] \in q /\ \A j \in 1..(i - 1) : JobOrder[j] \notin q]
 
@@ -1381,7 +1393,9 @@ NoIncompleteBundle ==
 \* lost or doubled update), and (static trees) each finished transaction
 \* published exactly its own increments.
 LeafPay(c) == CurPkt(c).pay
-\* Leaves a committed job increments ("cond" commits at the root).
+\* Leaves a committed job increments ("cond" commits at the root; "stop"
+\* commits or stops, so configs with StopThreads check only the first
+\* conjunct below: every published increment is in the state).
 JobIncs(x) == CASE x \in Nodes -> Incs(x) [] x = "cond" -> Incs(RootNode) [] OTHER -> {}
 Contrib(t, c) ==
     (MaxCommits - budget[t]) * Cardinality({x \in Jobs(t) : c \in JobIncs(x)})
@@ -1395,12 +1409,13 @@ SumContrib(S, c) ==
 QuiescentCheck ==
     (\A t \in Threads : pc[t] = "idle") =>
         \A c \in Leaves : /\ LeafPay(c) = credit[c]
-                          /\ (Detached = {} /\ Endless = {} => credit[c] = SumContrib(Threads, c))
+                          /\ (Detached = {} /\ Endless = {} /\ StopThreads = {}
+                                => credit[c] = SumContrib(Threads, c))
 
 TerminalPayloadCheck ==
     AllDone => \A c \in Leaves :
         /\ LeafPay(c) = credit[c]
-        /\ Detached = {} =>
+        /\ Detached = {} /\ StopThreads = {} =>
               LeafPay(c) = MaxCommits * Cardinality({tx \in Threads \X (Nodes \cup {"cond"}) :
                                                      tx[2] \in Jobs(tx[1]) /\ c \in JobIncs(tx[2])})
 

@@ -10,20 +10,36 @@ pub(crate) enum OpKind {
     /// A stand-alone snapshot of `node` (`Node::snapshot`).
     Snap(usize),
     /// `iterate_commit` on `root` adding 1 to every node of `writes`; with
-    /// `wait_for`, `iterate_commit_if` whose body returns `false` (retry)
-    /// while that node is still 0.
+    /// `until`, a body that does not write while a node is still 0.
     Tx {
         root: usize,
         writes: Vec<usize>,
-        wait_for: Option<usize>,
+        until: Option<Until>,
     },
+}
+
+/// What a transaction's body does while the node is still 0.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Until {
+    /// Asks to retry: `iterate_commit_if` returning `false`.
+    Retry(usize),
+    /// Stops without committing: `iterate_commit_while` returning `false`.
+    Stop(usize),
+}
+
+impl Until {
+    pub(crate) fn node(self) -> usize {
+        match self {
+            Until::Retry(n) | Until::Stop(n) => n,
+        }
+    }
 }
 
 pub(crate) fn tx(root: usize, writes: &[usize]) -> OpKind {
     OpKind::Tx {
         root,
         writes: writes.to_vec(),
-        wait_for: None,
+        until: None,
     }
 }
 

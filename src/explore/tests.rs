@@ -151,7 +151,25 @@ fn cond_vs_leaf() -> Config {
             vec![OpKind::Tx {
                 root: P,
                 writes: vec![P, C2],
-                wait_for: Some(C1),
+                until: Some(Until::Retry(C1)),
+            }],
+            vec![tx(C1, &[C1])],
+        ],
+        pairs: vec![(P, C2)],
+        classes: vec![],
+    }
+}
+
+/// `iterate_commit_while` at P that stops (no commit) while C1 is 0.
+fn stop_vs_leaf() -> Config {
+    Config {
+        name: "2L iterate_commit_while(P) stopping while C1 is 0 vs leaf(C1)",
+        tree: two_level,
+        programs: vec![
+            vec![OpKind::Tx {
+                root: P,
+                writes: vec![P, C2],
+                until: Some(Until::Stop(C1)),
             }],
             vec![tx(C1, &[C1])],
         ],
@@ -330,6 +348,7 @@ mod privileged {
             snap_vs_leaf(1),
             root_vs_leaf(1),
             super::cond_vs_leaf(),
+            super::stop_vs_leaf(),
             super::tlc_2l_livelock(),
             super::three_level_snap_vs_leaf(),
         ] {
@@ -362,6 +381,15 @@ mod privileged {
     #[test]
     fn two_level_iterate_commit_if_false() {
         live(&super::cond_vs_leaf());
+    }
+
+    #[test]
+    fn iterate_commit_while_stopping_vs_leaf() {
+        let r = run(&super::stop_vs_leaf());
+        // Both orders end: stopped before the leaf's commit, or committed
+        // after it.
+        assert!(r.terminal >= 2, "{r}");
+        assert_live(r);
     }
 
     #[test]

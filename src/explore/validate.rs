@@ -28,7 +28,7 @@
 //! (not `Operation::run_frame`'s in-place loop), which steps the same frames
 //! in the same order.
 
-use super::{Config, Op, OpKind, World};
+use super::{Config, Op, OpKind, Until, World};
 use crate::linkage::Linkage;
 use crate::node::Node;
 use std::cell::RefCell;
@@ -169,7 +169,7 @@ fn run_op(nodes: &[Node<u32>], op: &OpKind) {
         OpKind::Tx {
             root,
             writes,
-            wait_for: None,
+            until: None,
         } => {
             nodes[*root].iterate_commit(|tr| {
                 for &w in writes {
@@ -180,9 +180,24 @@ fn run_op(nodes: &[Node<u32>], op: &OpKind) {
         OpKind::Tx {
             root,
             writes,
-            wait_for: Some(v),
+            until: Some(Until::Retry(v)),
         } => {
             nodes[*root].iterate_commit_if(|tr| {
+                if tr[&nodes[*v]] == 0 {
+                    return false;
+                }
+                for &w in writes {
+                    tr[&nodes[w]] += 1;
+                }
+                true
+            });
+        }
+        OpKind::Tx {
+            root,
+            writes,
+            until: Some(Until::Stop(v)),
+        } => {
+            let _ = nodes[*root].iterate_commit_while(|tr| {
                 if tr[&nodes[*v]] == 0 {
                     return false;
                 }
@@ -282,7 +297,7 @@ pub(crate) fn replay(cfg: &Config, rec: &Recorded) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Config, Op, OpKind, diamond, three_level, two_level, tx};
+    use super::super::{Config, Op, OpKind, Until, diamond, three_level, two_level, tx};
     use super::{record, replay};
 
     fn repeat(op: OpKind, n: usize) -> Vec<OpKind> {
@@ -376,7 +391,30 @@ mod tests {
                     OpKind::Tx {
                         root: 0,
                         writes: vec![0, 2],
-                        wait_for: Some(1),
+                        until: Some(Until::Retry(1)),
+                    },
+                    10,
+                ),
+                repeat(tx(1, &[1]), 10),
+                repeat(OpKind::Snap(0), 10),
+            ],
+            pairs: vec![(0, 2)],
+            classes: Vec::new(),
+        };
+        assert!(validate(&cfg, 20) > 0);
+    }
+
+    #[test]
+    fn real_runs_replay_with_a_body_that_stops() {
+        let cfg = Config {
+            name: "2L iterate_commit_while(P) stopping while C1 is 0 vs leaf(C1) vs snapshot(P), 10 ops each",
+            tree: two_level,
+            programs: vec![
+                repeat(
+                    OpKind::Tx {
+                        root: 0,
+                        writes: vec![0, 2],
+                        until: Some(Until::Stop(1)),
                     },
                     10,
                 ),
