@@ -66,6 +66,16 @@ pub(crate) fn two_level() -> Vec<Node<u32>> {
     vec![p, c1, c2]
 }
 
+/// P -> {C1, C2}, never bundled (P's packet is missing, its slots void,
+/// each child with priority): nodes [P, C1, C2]. TLC's initial state.
+pub(crate) fn two_level_unbundled() -> Vec<Node<u32>> {
+    let p = Node::new(0u32);
+    let (c1, c2) = (Node::new(0u32), Node::new(0u32));
+    p.insert(&c1).unwrap();
+    p.insert(&c2).unwrap();
+    vec![p, c1, c2]
+}
+
 /// G -> {P -> {C1, C2}, C3}, bundled: nodes [G, P, C1, C2, C3].
 pub(crate) fn three_level() -> Vec<Node<u32>> {
     let g = Node::new(0u32);

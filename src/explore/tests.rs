@@ -160,6 +160,20 @@ fn cond_vs_leaf() -> Config {
     }
 }
 
+/// TLC's `KameStm_2L_bug_adopt` roles: two transactions at P writing both
+/// leaves, on a tree never bundled, so the first snapshots bundle it while
+/// the other commits (the interleaving of FINDINGS #2: an unbundle inside
+/// a bundle over a node that changed since the bundle read it).
+fn root_vs_root_unbundled() -> Config {
+    Config {
+        name: "2L unbundled: root tx(P) vs root tx(P)",
+        tree: two_level_unbundled,
+        programs: vec![vec![tx(P, &[C1, C2])], vec![tx(P, &[C1, C2])]],
+        pairs: vec![(C1, C2)],
+        classes: vec![],
+    }
+}
+
 /// `iterate_commit_while` at P that stops (no commit) while C1 is 0.
 fn stop_vs_leaf() -> Config {
     Config {
@@ -381,6 +395,11 @@ mod privileged {
     #[test]
     fn two_level_iterate_commit_if_false() {
         live(&super::cond_vs_leaf());
+    }
+
+    #[test]
+    fn two_level_unbundled_root_vs_root() {
+        live(&super::root_vs_root_unbundled());
     }
 
     #[test]
