@@ -476,6 +476,20 @@ mod tests {
                 chain.push(n);
             }
             let _ = a.snapshot();
+            // No loop yet: the walk from t finds its packet in a.
+            let mut f = UnbundleFrame::new(t.link.clone(), t.link.load(), UnbundleMode::Snapshot);
+            let mut neg = Negotiator::with_stamp(crate::drive::snapshot_stamp());
+            let found = loop {
+                match f.step(None, &mut neg) {
+                    Next::Stay => {}
+                    Next::Return(Outcome::Unbundle(r)) => break r,
+                    _ => panic!("a walk asks for nothing else"),
+                }
+            };
+            assert!(
+                !matches!(found, UnbundleResult::Disturbed),
+                "a walk without a loop saw one"
+            );
             let deepest = chain.last().unwrap();
             let w = a.link.load();
             let owner = Arc::new(LimboOwner::new());
