@@ -32,6 +32,9 @@ pub(crate) struct Report {
     /// Shared-memory operations per step function.
     #[cfg_attr(feature = "no-privilege", allow(dead_code))]
     pub(crate) ops: std::collections::BTreeMap<&'static str, StepOps>,
+    /// How often each scheduling point (by name) was explored.
+    #[cfg_attr(feature = "no-privilege", allow(dead_code))]
+    pub(crate) steps: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl std::fmt::Display for Report {
@@ -80,6 +83,7 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
     let mut terminal = 0usize;
     let mut replays = 0usize;
     let mut step_ops: std::collections::BTreeMap<&'static str, StepOps> = Default::default();
+    let mut steps: std::collections::BTreeMap<&'static str, u64> = Default::default();
 
     let trace = |pred: &[Option<(u32, u8, &'static str)>], mut s: u32| {
         let mut steps = Vec::new();
@@ -130,6 +134,7 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
                 World::thread_name(t)
             ),
         };
+        *steps.entry(info.name).or_default() += 1;
         if !matches!(
             info.name,
             "begin" | "wait" | "wait(blocked)" | "preempt_tag" | "can_proceed(gate load)"
@@ -213,6 +218,7 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
         livelocks,
         lasso,
         ops: step_ops,
+        steps,
     }
 }
 

@@ -67,6 +67,16 @@ fn live(cfg: &Config) {
 fn live_split(cfg: &Config) {
     let r = explore_with(cfg, LIMIT, true);
     println!("split: {r}");
+    // The split points were taken: gate loads, and some tag write (each
+    // configuration has a lost race, and a commit or a snapshot that
+    // clears what it tagged).
+    for step in [
+        "can_proceed(gate load)",
+        "tag_after_fail(split)",
+        "clear_my_tags(split)",
+    ] {
+        assert!(r.steps.contains_key(step), "{}: no {step} step", r.name);
+    }
     assert_live(r);
 }
 
