@@ -105,6 +105,9 @@ struct Sim {
     /// Stamps to take instead of minting (trace validation: the ones the
     /// real thread minted, in order).
     stamps: VecDeque<u64>,
+    /// `OpKind::Nested`: the enclosing transaction, its body suspended
+    /// while the nested one runs, and its attempt count.
+    outer: Option<(Transaction, u32)>,
 }
 
 impl Sim {
@@ -129,8 +132,18 @@ impl Sim {
         self.pc = Pc::Commit;
     }
 
+    /// The transaction (or snapshot) running now: of a nested pair, the
+    /// nested one while the enclosing one's body waits for it.
     fn kind(&self) -> &OpKind {
-        &self.program[self.next_op]
+        match (&self.program[self.next_op], &self.outer) {
+            (OpKind::Nested { inner, .. }, Some(_)) => inner,
+            (OpKind::Nested { outer, .. }, None) => outer,
+            (k, _) => k,
+        }
+    }
+
+    fn nested(&self) -> bool {
+        matches!(self.program[self.next_op], OpKind::Nested { .. })
     }
 
     /// Every unfinished thread can take a step: a blocked one runs a round
@@ -179,6 +192,7 @@ impl<'c> World<'c> {
                 deferred: VecDeque::new(),
                 after: None,
                 stamps: VecDeque::new(),
+                outer: None,
             })
             .collect();
         let committed = vec![0; nodes.len()];
@@ -301,15 +315,21 @@ impl<'c> World<'c> {
         match th.pc {
             Pc::Finished => Err("stepped a finished thread".into()),
             Pc::Idle => {
-                let stamp = th
-                    .stamps
-                    .pop_front()
-                    .unwrap_or_else(|| priority::with_class(mint(th.tid, 0), th.class));
+                let recorded = th.stamps.pop_front();
+                let stamp = match &th.outer {
+                    // Nested (`drive::Entered`): the enclosing one's stamp,
+                    // a negotiator of its own.
+                    Some((outer, _)) => outer.neg.stamp,
+                    None => {
+                        recorded.unwrap_or_else(|| priority::with_class(mint(th.tid, 0), th.class))
+                    }
+                };
                 th.neg = Some(Negotiator::with_stamp(stamp));
                 th.attempt = 0;
                 match th.kind().clone() {
                     OpKind::Snap(node) => self.start_snapshot(t, node),
                     OpKind::Tx { .. } => self.start_attempt(t, false),
+                    OpKind::Nested { .. } => unreachable!("kind() is one of its levels"),
                 }
                 Ok(StepInfo {
                     name: "begin",
@@ -449,6 +469,14 @@ impl<'c> World<'c> {
                 // stop, write.
                 let nodes = &self.nodes;
                 self.check_view(&lo, |i| tr.get(&nodes[i]).ok().copied())?;
+                let th = &mut self.threads[t];
+                if th.nested() && th.outer.is_none() {
+                    // The body runs the nested transaction first (its
+                    // `begin` is the next step); this one waits for it.
+                    th.outer = Some((tr, th.attempt));
+                    th.pc = Pc::Idle;
+                    return Ok(false);
+                }
                 let unwritten = |u: Until| tr.get(&nodes[u.node()]).copied() == Ok(0);
                 let flow: Flow<()> = match until {
                     Some(u @ Until::Retry(_)) if unwritten(u) => Flow::Retry,
@@ -498,6 +526,19 @@ impl<'c> World<'c> {
                         drop(tr.into_negotiator());
                         for w in writes {
                             self.committed[w] += 1;
+                        }
+                        if let Some((mut outer, attempt)) = th.outer.take() {
+                            // The nested transaction committed: the
+                            // enclosing body goes on, writes, commits.
+                            th.attempt = attempt;
+                            let OpKind::Tx { writes, .. } = th.kind().clone() else {
+                                unreachable!("the enclosing level is a transaction")
+                            };
+                            for w in writes {
+                                outer[&self.nodes[w]] += 1;
+                            }
+                            th.start_commit(outer);
+                            return Ok(false);
                         }
                         self.complete(t);
                         Ok(true)

@@ -233,6 +233,17 @@ impl World<'_> {
                 c.opt_wrapper(tr.snap_wrapper.as_ref());
                 c.n(u64::from(tr.wants_priority));
             }
+            match &th.outer {
+                None => c.n(0),
+                Some((tr, _)) => {
+                    c.n(1);
+                    c.packet(&tr.old);
+                    c.packet(&tr.packet);
+                    c.opt_wrapper(tr.snap_wrapper.as_ref());
+                    c.n(u64::from(tr.wants_priority));
+                    c.negotiator(&tr.neg);
+                }
+            }
             match &th.op {
                 None => c.n(0),
                 Some(op) => {

@@ -70,11 +70,12 @@ impl World<'_> {
                             if *me == tag && Arc::ptr_eq(x, l))
                     })
                 };
+                let owns =
+                    |n: &Negotiator| n.stamp == tag && n.ledger().iter().any(|x| Arc::ptr_eq(x, l));
                 let owned = self.threads.iter().any(|t| {
                     clearing(t)
-                        || t.neg().is_some_and(|n| {
-                            n.stamp == tag && n.ledger().iter().any(|x| Arc::ptr_eq(x, l))
-                        })
+                        || t.neg().is_some_and(owns)
+                        || t.outer.as_ref().is_some_and(|(tr, _)| owns(&tr.neg))
                 });
                 if !owned {
                     return Err(format!(

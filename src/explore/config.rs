@@ -16,6 +16,14 @@ pub(crate) enum OpKind {
         writes: Vec<usize>,
         until: Option<Until>,
     },
+    /// `outer` (a `Tx` without `until`) whose body first runs `inner` (a
+    /// `Tx`) as a nested transaction, then writes. `inner`'s tree must be
+    /// disjoint from `outer`'s: a nested commit inside the enclosing tree
+    /// fails it every attempt (`drive`'s `NestedConflict`, not modelled).
+    Nested {
+        outer: Box<OpKind>,
+        inner: Box<OpKind>,
+    },
 }
 
 /// What a transaction's body does while the node is still 0.

@@ -184,6 +184,24 @@ fn root_vs_root_unbundled() -> Config {
     }
 }
 
+/// A transaction at C1 whose body first commits a nested transaction at
+/// C2 (same thread, same stamp, disjoint trees), against `other`.
+fn nested_vs(other: OpKind, name: &'static str) -> Config {
+    Config {
+        name,
+        tree: two_level,
+        programs: vec![
+            vec![OpKind::Nested {
+                outer: Box::new(tx(C1, &[C1])),
+                inner: Box::new(tx(C2, &[C2])),
+            }],
+            vec![other],
+        ],
+        pairs: vec![],
+        classes: vec![],
+    }
+}
+
 /// `iterate_commit_while` at P that stops (no commit) while C1 is 0.
 fn stop_vs_leaf() -> Config {
     Config {
@@ -410,6 +428,20 @@ mod privileged {
     #[test]
     fn two_level_unbundled_root_vs_root() {
         live(&super::root_vs_root_unbundled());
+    }
+
+    #[test]
+    fn nested_transaction_vs_root_and_vs_snapshot() {
+        for cfg in [
+            super::nested_vs(tx(P, &[P]), "2L tx(C1) { nested tx(C2) } vs root tx(P)"),
+            super::nested_vs(
+                OpKind::Snap(P),
+                "2L tx(C1) { nested tx(C2) } vs snapshot(P)",
+            ),
+        ] {
+            live(&cfg);
+            live_split(&cfg);
+        }
     }
 
     #[test]

@@ -163,6 +163,20 @@ fn idle() {
 
 fn run_op(nodes: &[Node<u32>], op: &OpKind) {
     match op {
+        OpKind::Nested { outer, inner } => {
+            let OpKind::Tx {
+                root, writes: w, ..
+            } = &**outer
+            else {
+                unreachable!("a nested pair is of transactions")
+            };
+            nodes[*root].iterate_commit(|tr| {
+                run_op(nodes, inner);
+                for &w in w {
+                    tr[&nodes[w]] += 1;
+                }
+            });
+        }
         OpKind::Snap(n) => {
             std::hint::black_box(nodes[*n].snapshot());
         }
@@ -422,6 +436,28 @@ mod tests {
                 repeat(OpKind::Snap(0), 10),
             ],
             pairs: vec![(0, 2)],
+            classes: Vec::new(),
+        };
+        assert!(validate(&cfg, 20) > 0);
+    }
+
+    #[test]
+    fn real_runs_replay_with_a_nested_transaction() {
+        let cfg = Config {
+            name: "2L tx(C1) { nested tx(C2) } vs root tx(P) vs snapshot(P), 10 ops each",
+            tree: two_level,
+            programs: vec![
+                repeat(
+                    OpKind::Nested {
+                        outer: Box::new(tx(1, &[1])),
+                        inner: Box::new(tx(2, &[2])),
+                    },
+                    10,
+                ),
+                repeat(tx(0, &[0]), 10),
+                repeat(OpKind::Snap(0), 10),
+            ],
+            pairs: Vec::new(),
             classes: Vec::new(),
         };
         assert!(validate(&cfg, 20) > 0);
