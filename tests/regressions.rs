@@ -799,3 +799,24 @@ fn a_release_then_a_foreign_commit_then_insert_online_keeps_the_commit() {
         assert_eq!(m.snapshot()[&l], 101);
     });
 }
+
+/// The cycle check of a plain insert reads the current subtree of a child
+/// that lives in another tree (`structure::peek`) and must not write to
+/// that tree: unbundling the child there would replace the other tree's
+/// packet under its users and make its next snapshot bundle again.
+#[test]
+fn the_cycle_check_of_an_insert_reads_the_childs_tree_without_writing() {
+    let y = Node::new(0u64);
+    let x = Node::new(0u64);
+    let z = Node::new(0u64);
+    x.insert(&z).unwrap();
+    y.insert(&x).unwrap();
+    let before = y.snapshot(); // x and z bundled into y
+    let p = Node::new(0u64);
+    p.iterate_commit(|tr| tr.insert(&p, &x).unwrap()); // x has an edge: peeked
+    assert!(
+        before.ptr_eq(&y.snapshot()),
+        "the insert's cycle check wrote to the tree x was bundled in"
+    );
+    assert!(p.snapshot().contains(&z));
+}
