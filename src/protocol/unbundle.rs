@@ -454,6 +454,25 @@ mod tests {
     use crate::limbo::LimboOwner;
     use crate::node::Node;
 
+    /// Walks up from `target` (a snapshot's unbundle) for at most `limit`
+    /// steps: its result, and the tags it left.
+    fn walk(target: &Node<u32>, limit: usize) -> (UnbundleResult, usize) {
+        let mut f = UnbundleFrame::new(
+            target.link.clone(),
+            target.link.load(),
+            UnbundleMode::Snapshot,
+        );
+        let mut neg = Negotiator::with_stamp(crate::drive::snapshot_stamp());
+        for _ in 0..limit {
+            match f.step(None, &mut neg) {
+                Next::Stay => {}
+                Next::Return(Outcome::Unbundle(r)) => return (r, neg.ledger().len()),
+                _ => panic!("a walk asks for nothing else"),
+            }
+        }
+        panic!("the walk did not end within {limit} steps");
+    }
+
     /// A limbo wrapper naming a parent that is itself bundled into the
     /// child closes a loop of `bundled_by` edges until its attempt cleans
     /// it up. A walk up that loop must see it (Brent's check) and report
@@ -477,15 +496,7 @@ mod tests {
             }
             let _ = a.snapshot();
             // No loop yet: the walk from t finds its packet in a.
-            let mut f = UnbundleFrame::new(t.link.clone(), t.link.load(), UnbundleMode::Snapshot);
-            let mut neg = Negotiator::with_stamp(crate::drive::snapshot_stamp());
-            let found = loop {
-                match f.step(None, &mut neg) {
-                    Next::Stay => {}
-                    Next::Return(Outcome::Unbundle(r)) => break r,
-                    _ => panic!("a walk asks for nothing else"),
-                }
-            };
+            let (found, _) = walk(&t, 100);
             assert!(
                 !matches!(found, UnbundleResult::Disturbed),
                 "a walk without a loop saw one"
@@ -506,33 +517,15 @@ mod tests {
             // the loop and round it, plus one lap.
             let levels = extra + 2;
             for (target, below) in [(&chain[0], 0), (&t, 1)] {
-                let mut f = UnbundleFrame::new(
-                    target.link.clone(),
-                    target.link.load(),
-                    UnbundleMode::Snapshot,
-                );
-                let mut neg = Negotiator::with_stamp(crate::drive::snapshot_stamp());
-                let mut steps = 0;
-                let result = loop {
-                    steps += 1;
-                    assert!(
-                        steps <= 3 * (levels + below) + 2,
-                        "loop of {levels} levels, {below} below: not seen after {steps} steps"
-                    );
-                    match f.step(None, &mut neg) {
-                        Next::Stay => {}
-                        Next::Return(Outcome::Unbundle(r)) => break r,
-                        _ => panic!("a walk asks for nothing else"),
-                    }
-                };
+                let (result, tagged) = walk(target, 3 * (levels + below) + 2);
                 assert!(
                     matches!(result, UnbundleResult::Disturbed),
-                    "{levels} levels"
+                    "{levels} levels, {below} below"
                 );
                 // Its tag entered the negotiation, as for any lost race
                 // (without privilege there are no tags).
                 let tags = if cfg!(feature = "no-privilege") { 0 } else { 1 };
-                assert_eq!(neg.ledger().len(), tags);
+                assert_eq!(tagged, tags);
             }
         }
     }
