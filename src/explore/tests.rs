@@ -154,14 +154,23 @@ fn three_threads_two_leaves() -> Config {
 
 /// `iterate_commit_if` at P that returns false (retry) until C1 is written.
 fn cond_vs_leaf() -> Config {
+    until_vs_leaf(
+        Until::Retry(C1),
+        "2L iterate_commit_if(P) waiting for leaf(C1)",
+    )
+}
+
+/// A transaction at P writing P and C2, whose body does `until` while C1
+/// is 0, against a commit at C1.
+fn until_vs_leaf(until: Until, name: &'static str) -> Config {
     Config {
-        name: "2L iterate_commit_if(P) waiting for leaf(C1)",
+        name,
         tree: two_level,
         programs: vec![
             vec![OpKind::Tx {
                 root: P,
                 writes: vec![P, C2],
-                until: Some(Until::Retry(C1)),
+                until: Some(until),
             }],
             vec![tx(C1, &[C1])],
         ],
@@ -204,20 +213,10 @@ fn nested_vs(other: OpKind, name: &'static str) -> Config {
 
 /// `iterate_commit_while` at P that stops (no commit) while C1 is 0.
 fn stop_vs_leaf() -> Config {
-    Config {
-        name: "2L iterate_commit_while(P) stopping while C1 is 0 vs leaf(C1)",
-        tree: two_level,
-        programs: vec![
-            vec![OpKind::Tx {
-                root: P,
-                writes: vec![P, C2],
-                until: Some(Until::Stop(C1)),
-            }],
-            vec![tx(C1, &[C1])],
-        ],
-        pairs: vec![(P, C2)],
-        classes: vec![],
-    }
+    until_vs_leaf(
+        Until::Stop(C1),
+        "2L iterate_commit_while(P) stopping while C1 is 0 vs leaf(C1)",
+    )
 }
 
 /// Nodes of `diamond`.

@@ -194,32 +194,26 @@ fn run_op(nodes: &[Node<u32>], op: &OpKind) {
         OpKind::Tx {
             root,
             writes,
-            until: Some(Until::Retry(v)),
+            until: Some(until),
         } => {
-            nodes[*root].iterate_commit_if(|tr| {
-                if tr[&nodes[*v]] == 0 {
+            // Does nothing while the node is still 0: retry or stop.
+            let body = |tr: &mut crate::Transaction| {
+                if tr[&nodes[until.node()]] == 0 {
                     return false;
                 }
                 for &w in writes {
                     tr[&nodes[w]] += 1;
                 }
                 true
-            });
-        }
-        OpKind::Tx {
-            root,
-            writes,
-            until: Some(Until::Stop(v)),
-        } => {
-            let _ = nodes[*root].iterate_commit_while(|tr| {
-                if tr[&nodes[*v]] == 0 {
-                    return false;
+            };
+            match until {
+                Until::Retry(_) => {
+                    nodes[*root].iterate_commit_if(body);
                 }
-                for &w in writes {
-                    tr[&nodes[w]] += 1;
+                Until::Stop(_) => {
+                    let _ = nodes[*root].iterate_commit_while(body);
                 }
-                true
-            });
+            }
         }
     }
 }
@@ -395,17 +389,18 @@ mod tests {
         assert!(validate(&cfg, 20) > 0);
     }
 
-    #[test]
-    fn real_runs_replay_with_a_body_that_retries() {
-        let cfg = Config {
-            name: "2L iterate_commit_if(P) waiting for C1 vs leaf(C1) vs snapshot(P), 10 ops each",
+    /// A body that does `until` while C1 is 0 at P, against a leaf
+    /// commit at C1 and a snapshot of P, 10 operations each.
+    fn body_until(until: Until, name: &'static str) -> Config {
+        Config {
+            name,
             tree: two_level,
             programs: vec![
                 repeat(
                     OpKind::Tx {
                         root: 0,
                         writes: vec![0, 2],
-                        until: Some(Until::Retry(1)),
+                        until: Some(until),
                     },
                     10,
                 ),
@@ -414,30 +409,24 @@ mod tests {
             ],
             pairs: vec![(0, 2)],
             classes: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn real_runs_replay_with_a_body_that_retries() {
+        let cfg = body_until(
+            Until::Retry(1),
+            "2L iterate_commit_if(P) waiting for C1 vs leaf(C1) vs snapshot(P), 10 ops each",
+        );
         assert!(validate(&cfg, 20) > 0);
     }
 
     #[test]
     fn real_runs_replay_with_a_body_that_stops() {
-        let cfg = Config {
-            name: "2L iterate_commit_while(P) stopping while C1 is 0 vs leaf(C1) vs snapshot(P), 10 ops each",
-            tree: two_level,
-            programs: vec![
-                repeat(
-                    OpKind::Tx {
-                        root: 0,
-                        writes: vec![0, 2],
-                        until: Some(Until::Stop(1)),
-                    },
-                    10,
-                ),
-                repeat(tx(1, &[1]), 10),
-                repeat(OpKind::Snap(0), 10),
-            ],
-            pairs: vec![(0, 2)],
-            classes: Vec::new(),
-        };
+        let cfg = body_until(
+            Until::Stop(1),
+            "2L iterate_commit_while(P) stopping while C1 is 0 vs leaf(C1) vs snapshot(P), 10 ops each",
+        );
         assert!(validate(&cfg, 20) > 0);
     }
 
