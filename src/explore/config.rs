@@ -66,12 +66,9 @@ pub(crate) struct Config {
 
 /// P -> {C1, C2}, bundled (one snapshot of P taken): nodes [P, C1, C2].
 pub(crate) fn two_level() -> Vec<Node<u32>> {
-    let p = Node::new(0u32);
-    let (c1, c2) = (Node::new(0u32), Node::new(0u32));
-    p.insert(&c1).unwrap();
-    p.insert(&c2).unwrap();
-    let _ = p.snapshot();
-    vec![p, c1, c2]
+    let nodes = two_level_unbundled();
+    let _ = nodes[0].snapshot();
+    nodes
 }
 
 /// P -> {C1, C2}, never bundled (P's packet is missing, its slots void,
