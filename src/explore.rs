@@ -47,6 +47,9 @@ use std::sync::Arc;
 mod canon;
 mod check;
 mod config;
+pub(crate) mod dynamic;
+#[cfg(test)]
+mod dynamic_tests;
 mod ops;
 mod search;
 #[cfg(test)]
@@ -78,6 +81,12 @@ enum Pc {
     Commit,
     /// `Transaction::rebase` after a conflict: the root read again.
     Rebase,
+    /// A dynamic body (`OpKind::Dyn`), one scheduling point.
+    Body,
+    /// Taking the structure lock for a commit with inserts.
+    Lock,
+    /// Waiting for the attempt that owns a limbo this one met.
+    Owner,
     Finished,
 }
 
@@ -108,6 +117,13 @@ struct Sim {
     /// `OpKind::Nested`: the enclosing transaction, its body suspended
     /// while the nested one runs, and its attempt count.
     outer: Option<(Transaction, u32)>,
+    /// `OpKind::Dyn`: the nodes this attempt's body wrote.
+    wrote: Vec<usize>,
+    /// The commit let the structure lock go to wait: take it again.
+    relock: bool,
+    /// The limbo owner to wait for, and whether the next attempt promotes.
+    owner: Option<Arc<crate::limbo::LimboOwner>>,
+    promote: bool,
 }
 
 impl Sim {
@@ -128,8 +144,8 @@ impl Sim {
     /// The commit of `tr`'s attempt starts (`drive::commit_once`).
     fn start_commit(&mut self, mut tr: Transaction) {
         self.op = Some(Operation::new(tr.commit_frame()));
+        self.pc = World::commit_pc(&tr);
         self.tr = Some(tr);
-        self.pc = Pc::Commit;
     }
 
     /// The transaction (or snapshot) running now: of a nested pair, the
@@ -161,6 +177,10 @@ pub(crate) struct World<'c> {
     links: Vec<Arc<Linkage>>,
     threads: Vec<Sim>,
     committed: Vec<u32>,
+    /// The thread holding the structure lock (`structure::commit_locked`).
+    lock: Option<usize>,
+    /// A body was abandoned half done (`dynamic`): rebuild by replay.
+    spoiled: bool,
 }
 
 impl<'c> World<'c> {
@@ -193,6 +213,10 @@ impl<'c> World<'c> {
                 after: None,
                 stamps: VecDeque::new(),
                 outer: None,
+                wrote: Vec::new(),
+                relock: false,
+                owner: None,
+                promote: false,
             })
             .collect();
         let committed = vec![0; nodes.len()];
@@ -203,6 +227,8 @@ impl<'c> World<'c> {
             links,
             threads,
             committed,
+            lock: None,
+            spoiled: false,
         }
     }
 
@@ -239,9 +265,7 @@ impl<'c> World<'c> {
     /// `give_priority` first when the last attempt asked for it (its load
     /// of the root is part of this step), then the snapshot.
     fn start_attempt(&mut self, t: usize, promote: bool) {
-        let OpKind::Tx { root, .. } = *self.threads[t].kind() else {
-            unreachable!()
-        };
+        let root = self.threads[t].kind().root();
         self.threads[t].rebased = false;
         let link = self.links[root].clone();
         if promote {
@@ -306,6 +330,9 @@ impl<'c> World<'c> {
                 });
             };
             th.blocked = None;
+            if std::mem::take(&mut th.relock) {
+                th.pc = Pc::Lock;
+            }
             return Ok(StepInfo {
                 name,
                 completed: false,
@@ -314,6 +341,13 @@ impl<'c> World<'c> {
         }
         match th.pc {
             Pc::Finished => Err("stepped a finished thread".into()),
+            Pc::Body => Ok(self.run_body(t)?.unwrap_or(StepInfo {
+                name: "body(blocked)",
+                completed: false,
+                ops: Vec::new(),
+            })),
+            Pc::Lock => Ok(self.commit_lock(t)),
+            Pc::Owner => Ok(self.owner_wait(t)),
             Pc::Idle => {
                 let recorded = th.stamps.pop_front();
                 let stamp = match &th.outer {
@@ -328,7 +362,7 @@ impl<'c> World<'c> {
                 th.attempt = 0;
                 match th.kind().clone() {
                     OpKind::Snap(node) => self.start_snapshot(t, node),
-                    OpKind::Tx { .. } => self.start_attempt(t, false),
+                    OpKind::Tx { .. } | OpKind::Dyn { .. } => self.start_attempt(t, false),
                     OpKind::Nested { .. } => unreachable!("kind() is one of its levels"),
                 }
                 Ok(StepInfo {
@@ -394,6 +428,7 @@ impl<'c> World<'c> {
             Step::Running => Ok(false),
             Step::Blocked(link) => {
                 self.threads[t].blocked = Some(link);
+                self.unlock_blocked(t);
                 Ok(false)
             }
             Step::Done => self.finish_op(t),
@@ -433,9 +468,7 @@ impl<'c> World<'c> {
         let kind = th.kind().clone();
         match (th.pc, kind, outcome) {
             (Pc::Promote, _, _) => {
-                let OpKind::Tx { root, .. } = *th.kind() else {
-                    unreachable!()
-                };
+                let root = th.kind().root();
                 self.start_snapshot(t, root);
                 Ok(false)
             }
@@ -518,8 +551,31 @@ impl<'c> World<'c> {
                 }
                 Ok(false)
             }
-            (Pc::Commit, OpKind::Tx { writes, .. }, Some(Outcome::Commit(res))) => {
+            (Pc::Snap, OpKind::Dyn { .. }, Some(Outcome::Snapshot(r))) => {
+                let neg = th.neg.take().expect("negotiator");
+                let root = th.kind().root();
+                let tr = Transaction::new(self.links[root].clone(), r, th.attempt, neg);
+                th.attempt += 1;
+                let lo = std::mem::take(&mut th.lo);
+                let nodes = &self.nodes;
+                self.check_view(&lo, |i| tr.get(&nodes[i]).ok().copied())?;
+                let th = &mut self.threads[t];
+                th.tr = Some(tr);
+                th.pc = Pc::Body;
+                Ok(false)
+            }
+            (
+                Pc::Commit,
+                kind @ (OpKind::Tx { .. } | OpKind::Dyn { .. }),
+                Some(Outcome::Commit(res)),
+            ) => {
+                let writes = match kind {
+                    OpKind::Tx { writes, .. } => writes,
+                    _ => th.wrote.clone(),
+                };
                 let mut tr = th.tr.take().expect("a transaction commits");
+                self.unlock(t);
+                let th = &mut self.threads[t];
                 match res {
                     CommitResult::Committed => {
                         tr.committed = true;
@@ -561,7 +617,7 @@ impl<'c> World<'c> {
                     }
                 }
             }
-            (Pc::Rebase, OpKind::Tx { .. }, Some(Outcome::Snapshot(r))) => {
+            (Pc::Rebase, OpKind::Tx { .. } | OpKind::Dyn { .. }, Some(Outcome::Snapshot(r))) => {
                 let mut tr = th.tr.take().expect("a transaction rebases");
                 if tr.rebase_onto(r) {
                     th.start_commit(tr);
@@ -576,10 +632,17 @@ impl<'c> World<'c> {
 
     /// The attempt lost: the next one, with `give_priority` first if the
     /// attempt asked for it.
-    fn next_attempt(&mut self, t: usize, tr: Transaction) {
+    /// `drive`: after an attempt that met another attempt's live limbo,
+    /// the wait for that attempt to end comes first.
+    fn next_attempt(&mut self, t: usize, mut tr: Transaction) {
         let promote = tr.wants_priority;
+        let wait_for = tr.wait_for.take();
+        // The drop of the attempt (its limbos cleaned up) is part of this step.
         self.threads[t].neg = Some(tr.into_negotiator());
-        self.start_attempt(t, promote);
+        match wait_for {
+            Some((owner, _)) => self.await_owner(t, owner, promote),
+            None => self.start_attempt(t, promote),
+        }
     }
 
     fn complete(&mut self, t: usize) {

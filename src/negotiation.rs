@@ -90,6 +90,10 @@ impl Negotiator {
     /// looking at `expired` (the closure's dynamic operations) waits as
     /// before instead of spinning hot; the driver ends the attempt after it.
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
+        #[cfg(all(test, not(loom)))]
+        if crate::explore::dynamic::body_wait(link, self) {
+            return;
+        }
         let start = Instant::now();
         self.waits += 1;
         debug::waited();

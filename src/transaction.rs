@@ -299,6 +299,44 @@ impl Transaction {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+impl Transaction {
+    /// The explorer's view of what a dynamic attempt holds (the state that
+    /// `Canon` fingerprints): its doom, its pending inserts, its moved and
+    /// pulled children with their limbo wrappers, its limbo owner and the
+    /// owner it must wait for.
+    pub(crate) fn canon_dynamic(&self, c: &mut crate::explore::Canon) {
+        c.n(u64::from(self.doomed));
+        c.n(self.inserts.len() as u64);
+        for i in &self.inserts {
+            c.link(&i.parent);
+            c.link(&i.child);
+            c.n(u64::from(i.external));
+        }
+        c.n(self.moved.len() as u64);
+        for m in &self.moved {
+            c.link(&m.child);
+            c.link(&m.limbo_parent);
+            c.opt_wrapper(m.wrapper.as_ref());
+            c.packet(&m.last_released);
+        }
+        c.n(self.pulled.len() as u64);
+        for p in &self.pulled {
+            c.link(&p.child);
+            c.packet(&p.packet);
+            c.wrapper(&p.wrapper);
+        }
+        c.opt_owner(self.limbo_owner.as_ref());
+        match &self.wait_for {
+            None => c.n(0),
+            Some((o, l)) => {
+                c.opt_owner(Some(o));
+                c.link(l);
+            }
+        }
+    }
+}
+
 impl Drop for Transaction {
     /// The end of an attempt: no limbo of it may outlive it naming a parent
     /// that does not list the child (see `unlimbo`).

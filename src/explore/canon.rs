@@ -19,6 +19,7 @@ pub(crate) struct Canon {
     links: Vec<usize>,
     packets: HashMap<usize, u64>,
     wrappers: HashMap<usize, u64>,
+    owners: HashMap<usize, u64>,
 }
 
 impl Canon {
@@ -28,6 +29,7 @@ impl Canon {
             links: links.iter().map(|l| Arc::as_ptr(l) as usize).collect(),
             packets: HashMap::new(),
             wrappers: HashMap::new(),
+            owners: HashMap::new(),
         }
     }
 
@@ -110,6 +112,20 @@ impl Canon {
         self.n(w.index as u64);
         self.serial(w.serial);
         self.opt_packet(w.packet.as_ref());
+        self.opt_owner(w.owner.as_ref());
+    }
+
+    /// A limbo owner: by identity (first encounter) and whether it lives.
+    pub(crate) fn opt_owner(&mut self, o: Option<&Arc<crate::limbo::LimboOwner>>) {
+        let Some(o) = o else {
+            self.n(0);
+            return;
+        };
+        let addr = Arc::as_ptr(o) as usize;
+        let next = self.owners.len() as u64;
+        let id = *self.owners.entry(addr).or_insert(next);
+        self.n(1 + id);
+        self.n(u64::from(o.live()));
     }
 
     pub(crate) fn opt_wrapper(&mut self, w: Option<&Arc<PacketWrapper>>) {
@@ -186,6 +202,7 @@ impl World<'_> {
         for n in &self.committed {
             c.n(u64::from(*n));
         }
+        c.n(self.lock.map_or(u64::MAX, |t| t as u64));
         for th in &self.threads {
             c.n(th.next_op as u64);
             c.n(th.pc as u64);
@@ -232,7 +249,14 @@ impl World<'_> {
                 c.packet(&tr.packet);
                 c.opt_wrapper(tr.snap_wrapper.as_ref());
                 c.n(u64::from(tr.wants_priority));
+                tr.canon_dynamic(&mut c);
             }
+            for &w in &th.wrote {
+                c.n(w as u64);
+            }
+            c.n(u64::from(th.relock));
+            c.n(u64::from(th.promote));
+            c.opt_owner(th.owner.as_ref());
             match &th.outer {
                 None => c.n(0),
                 Some((tr, _)) => {

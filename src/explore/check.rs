@@ -8,10 +8,13 @@ impl World<'_> {
         let mut hi = self.committed.clone();
         for t in &self.threads {
             if t.pc == Pc::Commit {
-                if let OpKind::Tx { writes, .. } = t.kind() {
-                    for &w in writes {
-                        hi[w] += 1;
-                    }
+                let writes = match t.kind() {
+                    OpKind::Tx { writes, .. } => writes,
+                    OpKind::Dyn { .. } => &t.wrote,
+                    _ => continue,
+                };
+                for &w in writes {
+                    hi[w] += 1;
                 }
             }
         }
@@ -150,10 +153,19 @@ impl World<'_> {
     /// committed to it, and no tag is left.
     pub(super) fn check_final(&self) -> Result<(), String> {
         let shot = self.nodes[0].snapshot();
+        let dynamic = self
+            .cfg
+            .programs
+            .iter()
+            .flatten()
+            .any(|k| matches!(k, OpKind::Dyn { .. }));
         for (i, n) in self.nodes.iter().enumerate() {
-            let v = *shot
-                .get(n)
-                .map_err(|_| format!("node {i} missing from the final snapshot"))?;
+            let v = match shot.get(n) {
+                Ok(v) => *v,
+                // Released (or never inserted): read on its own.
+                Err(_) if dynamic => n.read(),
+                Err(_) => return Err(format!("node {i} missing from the final snapshot")),
+            };
             if v != self.committed[i] {
                 return Err(format!(
                     "lost commit: node {i} = {v}, {} increments committed",

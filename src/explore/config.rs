@@ -24,6 +24,22 @@ pub(crate) enum OpKind {
         outer: Box<OpKind>,
         inner: Box<OpKind>,
     },
+    /// `iterate_commit` on `root` whose body makes `edits` in order
+    /// (`explore::dynamic`).
+    Dyn {
+        root: usize,
+        edits: Vec<dynamic::Edit>,
+    },
+}
+
+impl OpKind {
+    /// The node a transaction runs at.
+    pub(crate) fn root(&self) -> usize {
+        match self {
+            OpKind::Tx { root, .. } | OpKind::Dyn { root, .. } => *root,
+            OpKind::Snap(_) | OpKind::Nested { .. } => unreachable!("not a transaction"),
+        }
+    }
 }
 
 /// What a transaction's body does while the node is still 0.

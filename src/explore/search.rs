@@ -135,6 +135,18 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
             ),
         };
         *steps.entry(info.name).or_default() += 1;
+        if world.spoiled {
+            // A dynamic body that would wait: a round of waiting that
+            // changes nothing, from a world to be rebuilt.
+            edges[from as usize].push(Edge {
+                to: from,
+                thread: t,
+                name: info.name,
+                completing: false,
+            });
+            at = None;
+            continue;
+        }
         if !matches!(
             info.name,
             "begin" | "wait" | "wait(blocked)" | "preempt_tag" | "can_proceed(gate load)"

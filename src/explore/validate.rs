@@ -180,6 +180,7 @@ fn run_op(nodes: &[Node<u32>], op: &OpKind) {
         OpKind::Snap(n) => {
             std::hint::black_box(nodes[*n].snapshot());
         }
+        OpKind::Dyn { .. } => unreachable!("dynamic bodies are not validated"),
         OpKind::Tx {
             root,
             writes,

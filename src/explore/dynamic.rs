@@ -1,0 +1,209 @@
+//! Dynamic transactions in the explorer: bodies that insert, release and
+//! move nodes (`OpKind::Dyn`), the structure lock of a commit with
+//! inserts, and the wait for another attempt's limbo.
+//!
+//! A dynamic body runs the real `Transaction::{insert, insert_online,
+//! release}` and `settle_moves`, whose child CASes, validations and
+//! bundles of a pulled child loop inside those methods. The explorer runs
+//! the whole body as *one* scheduling point ("body"): the windows between
+//! a body's own shared-memory operations are not explored (the spec's
+//! `InsertReadChild` / `InsertCASChild` / `ReleaseReadChild` /
+//! `ReleaseCASChild` are separate actions, so TLC does explore them, on
+//! the spec). What a body does to the shared state, and everything the
+//! other threads do around it, is the real code's.
+//!
+//! A body that would wait on another transaction's tag cannot run to its
+//! end on this one OS thread. Its `Negotiator::wait` asks [`body_wait`]
+//! first: one real round of the wait (the gate, then the preemption rule);
+//! when that does not let it on, the body is abandoned by unwinding, the
+//! world it half changed is thrown away (the search rebuilds the state by
+//! replay) and the thread's move is a round of waiting that changes
+//! nothing: a self-loop, as for a blocked frame step. So a body is
+//! explored where it runs through, and counts as blocked where it would
+//! wait; the executions in which it waits half done are not explored.
+
+use super::*;
+use crate::limbo::LimboOwner;
+use std::cell::Cell;
+
+/// One edit of a dynamic body, by node index; one that does not apply
+/// (an error: not a child, already a child, not in the tree) is skipped,
+/// as a body that first looks would skip it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Edit {
+    Insert(usize, usize),
+    InsertOnline(usize, usize),
+    Release(usize, usize),
+    /// Adds 1 to the node, when the transaction can read it.
+    Write(usize),
+}
+
+thread_local! {
+    static IN_BODY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The unwinding payload of a body that would wait.
+struct BodyBlocked;
+
+/// Called first by `Negotiator::wait`. Outside an explored body: `false`
+/// (wait as always). Inside one: one round of the wait; `true` when the
+/// caller may go on, and an unwind out of the body when it would wait.
+pub(crate) fn body_wait(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
+    if !IN_BODY.with(Cell::get) {
+        return false;
+    }
+    if negotiation::can_proceed(link, neg) || negotiation::preempt_tag(link, neg) {
+        return true;
+    }
+    std::panic::resume_unwind(Box::new(BodyBlocked));
+}
+
+/// Whether a transaction's commit runs under the structure lock
+/// (`drive::commit_once`: inserts of nodes from outside, or marks).
+fn needs_lock(tr: &Transaction) -> bool {
+    tr.inserts.iter().any(|i| i.external) || tr.marks.any()
+}
+
+impl World<'_> {
+    /// The body of a dynamic transaction, then what `drive` does before the
+    /// commit (`settle_moves`), as one scheduling point. `Ok(None)`: the
+    /// body would wait; the world is no longer usable.
+    pub(super) fn run_body(&mut self, t: usize) -> Result<Option<StepInfo>, String> {
+        let th = &mut self.threads[t];
+        let OpKind::Dyn { edits, .. } = th.kind().clone() else {
+            unreachable!("only dynamic bodies are a step of their own")
+        };
+        let mut tr = th.tr.take().expect("a body runs in a transaction");
+        let nodes = &self.nodes;
+        let mut wrote = Vec::new();
+        IN_BODY.with(|b| b.set(true));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for e in &edits {
+                match *e {
+                    Edit::Insert(p, c) => drop(tr.insert(&nodes[p], &nodes[c])),
+                    Edit::InsertOnline(p, c) => drop(tr.insert_online(&nodes[p], &nodes[c])),
+                    Edit::Release(p, c) => drop(tr.release(&nodes[p], &nodes[c])),
+                    Edit::Write(n) => {
+                        if let Ok(v) = tr.get_mut(&nodes[n]) {
+                            *v += 1;
+                            wrote.push(n);
+                        }
+                    }
+                }
+            }
+            // `drive`: a doomed attempt does not commit; one that is not
+            // settles its moves first (which may doom it).
+            !tr.doomed && tr.settle_moves()
+        }));
+        IN_BODY.with(|b| b.set(false));
+        let commit = match ran {
+            Ok(c) => c,
+            Err(p) if p.is::<BodyBlocked>() => {
+                // Its drop may CAS: on a world thrown away anyway.
+                drop(tr);
+                self.spoiled = true;
+                return Ok(None);
+            }
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        let th = &mut self.threads[t];
+        th.wrote = wrote;
+        if commit {
+            th.start_commit(tr);
+        } else {
+            self.next_attempt(t, tr);
+        }
+        Ok(Some(StepInfo {
+            name: "body",
+            completed: false,
+            ops: Vec::new(),
+        }))
+    }
+
+    /// `structure::commit_locked`: takes the structure lock and checks that
+    /// the inserts close no cycle, before the commit's first step and
+    /// again after each wait on a tag (the lock is not held while waiting).
+    pub(super) fn commit_lock(&mut self, t: usize) -> StepInfo {
+        let step = |name| StepInfo {
+            name,
+            completed: false,
+            ops: Vec::new(),
+        };
+        if self.lock.is_some_and(|o| o != t) {
+            return step("commit_locked(blocked)");
+        }
+        self.lock = Some(t);
+        let th = &mut self.threads[t];
+        let tr = th.tr.as_ref().expect("a commit runs in a transaction");
+        let acyclic = !tr.inserts.iter().any(|i| i.external)
+            || crate::structure::inserts_acyclic(
+                &tr.root,
+                &tr.packet,
+                &tr.released_subtrees(),
+                &tr.inserts,
+            );
+        if acyclic {
+            th.pc = Pc::Commit;
+            return step("commit_locked");
+        }
+        // `drive::commit` returns `None`: the attempt ends.
+        self.lock = None;
+        th.op = None;
+        let tr = th.tr.take().expect("checked above");
+        self.next_attempt(t, tr);
+        step("commit_locked(cycle)")
+    }
+
+    /// A commit step of thread `t` blocked: `commit_locked` lets the lock
+    /// go while it waits, and takes it again after.
+    pub(super) fn unlock_blocked(&mut self, t: usize) {
+        if self.lock == Some(t) {
+            self.lock = None;
+            self.threads[t].relock = true;
+        }
+    }
+
+    /// The commit of thread `t` ended: its lock (if any) is let go.
+    pub(super) fn unlock(&mut self, t: usize) {
+        if self.lock == Some(t) {
+            self.lock = None;
+        }
+    }
+
+    /// `drive`: an attempt that met another attempt's live limbo waits,
+    /// holding no tag, until that attempt has ended, then starts the next.
+    pub(super) fn owner_wait(&mut self, t: usize) -> StepInfo {
+        let th = &mut self.threads[t];
+        let owner = th.owner.clone().expect("waiting for an owner");
+        if owner.live() {
+            return StepInfo {
+                name: "wait_owner(blocked)",
+                completed: false,
+                ops: Vec::new(),
+            };
+        }
+        th.owner = None;
+        let promote = std::mem::take(&mut th.promote);
+        self.start_attempt(t, promote);
+        StepInfo {
+            name: "wait_owner",
+            completed: false,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Where a commit starts: under the structure lock when it must.
+    pub(super) fn commit_pc(tr: &Transaction) -> Pc {
+        if needs_lock(tr) { Pc::Lock } else { Pc::Commit }
+    }
+
+    /// Before the next attempt: wait for the owner of the limbo this one
+    /// met (`drive`), clearing this thread's tags first.
+    pub(super) fn await_owner(&mut self, t: usize, owner: Arc<LimboOwner>, promote: bool) {
+        let th = &mut self.threads[t];
+        negotiation::clear_my_tags(th.neg_mut());
+        th.owner = Some(owner);
+        th.promote = promote;
+        th.pc = Pc::Owner;
+    }
+}
