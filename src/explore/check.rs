@@ -87,6 +87,25 @@ impl World<'_> {
                 }
             }
             let w = l.load();
+            if w.owner.as_ref().is_some_and(|o| !o.live()) {
+                // A limbo whose attempt has ended must be one its parent
+                // lists with a slot (then that slot is the child's state,
+                // as for a bundled reference); `Transaction`'s drop takes
+                // every other one out (`unlimbo`).
+                let parent = w.bundled_by.as_ref().and_then(|p| p.upgrade());
+                let listed = parent.as_ref().and_then(|p| id(p)).map(|j| {
+                    self.current_packet(j).is_none_or(|pp| {
+                        pp.children.as_ref().is_some_and(|c| {
+                            c.position(l, w.index).is_some_and(|k| c.slots[k].is_some())
+                        })
+                    })
+                });
+                if listed != Some(true) {
+                    return Err(format!(
+                        "node {i}: a limbo outlives its attempt, naming a parent that does not list it"
+                    ));
+                }
+            }
             if !w.has_priority() {
                 // Walk up: must end at a priority ancestor.
                 let mut cur = w.clone();
@@ -122,6 +141,67 @@ impl World<'_> {
                 self.check_complete(l, w.own_packet())?;
             }
         }
+        self.check_acyclic()?;
+        Ok(())
+    }
+
+    /// Node `i`'s packet as it is now: its own, the one its limbo carries,
+    /// or its slot in the packet of the node it is bundled into. `None`
+    /// where that is not found (a void slot, a loop).
+    fn current_packet(&self, i: usize) -> Option<Arc<Packet>> {
+        let mut path = Vec::new();
+        let mut link = self.links[i].clone();
+        let mut w = link.load();
+        while w.packet.is_none() {
+            let parent = w.bundled_by.as_ref()?.upgrade()?;
+            path.push((link.clone(), w.index));
+            if path.len() > self.links.len() {
+                return None;
+            }
+            link = parent;
+            w = link.load();
+        }
+        let mut p = w.packet.clone()?;
+        for (l, hint) in path.iter().rev() {
+            let ch = p.children.clone()?;
+            let at = ch.position(l, *hint)?;
+            p = ch.slots[at].clone()?;
+        }
+        Some(p)
+    }
+
+    /// The tree has no cycle: following each node's children as its
+    /// current packet lists them (its own, the one its limbo carries, or
+    /// its slot in the packet of the node it is bundled into) never comes
+    /// back to a node on the way.
+    pub(super) fn check_acyclic(&self) -> Result<(), String> {
+        let n = self.links.len();
+        let index = |l: &Arc<Linkage>| self.links.iter().position(|x| Arc::ptr_eq(x, l));
+        let children: Vec<Vec<usize>> = (0..n)
+            .map(|i| {
+                self.current_packet(i)
+                    .and_then(|p| p.children.clone())
+                    .map(|c| c.nodes.iter().filter_map(index).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        // Depth-first, colouring: 1 on the path, 2 done.
+        fn visit(i: usize, ch: &[Vec<usize>], colour: &mut [u8]) -> bool {
+            colour[i] = 1;
+            for &c in &ch[i] {
+                if colour[c] == 1 || (colour[c] == 0 && !visit(c, ch, colour)) {
+                    return false;
+                }
+            }
+            colour[i] = 2;
+            true
+        }
+        let mut colour = vec![0u8; n];
+        for i in 0..n {
+            if colour[i] == 0 && !visit(i, &children, &mut colour) {
+                return Err(format!("the tree has a cycle through node {i}"));
+            }
+        }
         Ok(())
     }
 
@@ -152,6 +232,7 @@ impl World<'_> {
     /// After every thread finished: each node holds exactly the increments
     /// committed to it, and no tag is left.
     pub(super) fn check_final(&self) -> Result<(), String> {
+        self.check_acyclic()?;
         let shot = self.nodes[0].snapshot();
         let dynamic = self
             .cfg

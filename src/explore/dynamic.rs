@@ -36,6 +36,9 @@ pub(crate) enum Edit {
     Release(usize, usize),
     /// Adds 1 to the node, when the transaction can read it.
     Write(usize),
+    /// The body returns an error (`try_iterate_commit`'s `Err`): the
+    /// operation ends, nothing of this attempt is committed.
+    Abort,
 }
 
 thread_local! {
@@ -77,9 +80,14 @@ impl World<'_> {
         let nodes = &self.nodes;
         let mut wrote = Vec::new();
         IN_BODY.with(|b| b.set(true));
+        let mut abort = false;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for e in &edits {
                 match *e {
+                    Edit::Abort => {
+                        abort = true;
+                        return false;
+                    }
                     Edit::Insert(p, c) => drop(tr.insert(&nodes[p], &nodes[c])),
                     Edit::InsertOnline(p, c) => drop(tr.insert_online(&nodes[p], &nodes[c])),
                     Edit::Release(p, c) => drop(tr.release(&nodes[p], &nodes[c])),
@@ -108,6 +116,17 @@ impl World<'_> {
         };
         let th = &mut self.threads[t];
         th.wrote = wrote;
+        if abort {
+            // `drive`: `Flow::Fail`; the attempt's drop cleans up its
+            // limbos and its negotiator clears its tags.
+            drop(tr.into_negotiator());
+            self.complete(t);
+            return Ok(Some(StepInfo {
+                name: "body(abort)",
+                completed: true,
+                ops: Vec::new(),
+            }));
+        }
         if commit {
             th.start_commit(tr);
         } else {
