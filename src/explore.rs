@@ -47,6 +47,7 @@ use std::sync::Arc;
 mod canon;
 mod check;
 mod config;
+pub(crate) mod coroutine;
 pub(crate) mod dynamic;
 #[cfg(test)]
 mod dynamic_tests;
@@ -124,6 +125,8 @@ struct Sim {
     /// The limbo owner to wait for, and whether the next attempt promotes.
     owner: Option<Arc<crate::limbo::LimboOwner>>,
     promote: bool,
+    /// Split mode: the dynamic body running on a thread of its own.
+    co: Option<coroutine::Co>,
 }
 
 impl Sim {
@@ -217,6 +220,7 @@ impl<'c> World<'c> {
                 relock: false,
                 owner: None,
                 promote: false,
+                co: None,
             })
             .collect();
         let committed = vec![0; nodes.len()];
@@ -341,6 +345,7 @@ impl<'c> World<'c> {
         }
         match th.pc {
             Pc::Finished => Err("stepped a finished thread".into()),
+            Pc::Body if self.split => Ok(self.body_op(t)),
             Pc::Body => Ok(self.run_body(t)?.unwrap_or(StepInfo {
                 name: "body(blocked)",
                 completed: false,

@@ -39,7 +39,10 @@ impl LimboOwner {
 
     /// The attempt may still commit.
     pub(crate) fn live(&self) -> bool {
-        !self.done.load(Ordering::Acquire)
+        let live = !self.done.load(Ordering::Acquire);
+        #[cfg(all(test, not(loom)))]
+        crate::explore::coroutine::owner_seen(live);
+        live
     }
 
     /// The attempt has ended (committed or not) and cleaned up its limbo.

@@ -91,7 +91,9 @@ impl Negotiator {
     /// before instead of spinning hot; the driver ends the attempt after it.
     pub(crate) fn wait(&mut self, link: &Arc<Linkage>) {
         #[cfg(all(test, not(loom)))]
-        if crate::explore::dynamic::body_wait(link, self) {
+        if crate::explore::dynamic::body_wait(link, self)
+            || crate::explore::coroutine::wait(link, self)
+        {
             return;
         }
         let start = Instant::now();

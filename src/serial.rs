@@ -141,6 +141,19 @@ pub(crate) fn next(last: Serial) -> Serial {
     })
 }
 
+/// The calling thread's clock (the explorer hands it from thread to
+/// thread with the baton, so that its simulated threads share one clock).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn clock() -> Serial {
+    with_clock(Cell::get)
+}
+
+/// Sets the calling thread's clock (see [`clock`]).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn set_clock(s: Serial) {
+    with_clock(|c| c.set(s));
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

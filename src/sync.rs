@@ -357,6 +357,8 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
     /// Loads the current value (one shared-memory load).
     #[inline]
     pub(crate) fn load(&self) -> Arc<T> {
+        #[cfg(all(test, not(loom)))]
+        crate::explore::coroutine::before_op(self.addr());
         let _guard = pin();
         let p = self.ptr.load(order::load());
         #[cfg(all(test, not(loom)))]
@@ -365,10 +367,13 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
         // count of it. That count is released only through `retire`, which
         // defers the release until every currently pinned thread (this one
         // included) has unpinned, so the allocation is alive here.
-        unsafe {
+        let loaded = unsafe {
             Arc::increment_strong_count(p);
             Arc::from_raw(p)
-        }
+        };
+        #[cfg(all(test, not(loom)))]
+        crate::explore::coroutine::loaded(self.addr(), &loaded);
+        loaded
     }
 
     /// Replaces `current` by `new` if the cell still holds `current`
@@ -379,6 +384,8 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
         current: &Arc<T>,
         new: Arc<T>,
     ) -> Result<(), CasFailure<T>> {
+        #[cfg(all(test, not(loom)))]
+        crate::explore::coroutine::before_op(self.addr());
         let guard = pin();
         let newp = Arc::into_raw(new).cast_mut();
         let r = self.ptr.compare_exchange(
@@ -389,7 +396,7 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
         );
         #[cfg(all(test, not(loom)))]
         trace::record(self.addr(), trace::Access::SlotCas { ok: r.is_ok() });
-        match r {
+        let r = match r {
             Ok(old) => {
                 retire(&guard, old);
                 Ok(())
@@ -406,7 +413,10 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
                     })
                 }
             }
-        }
+        };
+        #[cfg(all(test, not(loom)))]
+        crate::explore::coroutine::cas_done(self.addr(), r.as_ref().err().map(|f| &f.actual));
+        r
     }
 
     /// The cell's address: what the explorer's access log names it by.
@@ -506,6 +516,7 @@ pub(crate) mod trace {
         }
 
         pub(crate) fn load(&self, order: Ordering) -> u64 {
+            crate::explore::coroutine::before_op(self.addr());
             let value = match GATE.try_with(|g| g.get()).ok().flatten() {
                 // The explorer loaded this tag for the gate earlier, as a
                 // scheduling point of its own: the step sees that value.
@@ -516,6 +527,7 @@ pub(crate) mod trace {
                 _ => self.0.load(order),
             };
             record(self.addr(), Access::TagLoad { value });
+            crate::explore::coroutine::tag_loaded(self.addr(), value);
             value
         }
 
@@ -526,8 +538,10 @@ pub(crate) mod trace {
             success: Ordering,
             failure: Ordering,
         ) -> Result<u64, u64> {
+            crate::explore::coroutine::before_op(self.addr());
             let r = self.0.compare_exchange(current, new, success, failure);
             record(self.addr(), Access::TagCas { ok: r.is_ok() });
+            crate::explore::coroutine::tag_cas_done(self.addr(), r);
             r
         }
     }

@@ -257,6 +257,13 @@ impl World<'_> {
             c.n(u64::from(th.relock));
             c.n(u64::from(th.promote));
             c.opt_owner(th.owner.as_ref());
+            match &th.co {
+                None => c.n(0),
+                Some(co) => {
+                    c.n(1);
+                    co.canon(&mut c);
+                }
+            }
             match &th.outer {
                 None => c.n(0),
                 Some((tr, _)) => {

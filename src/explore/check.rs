@@ -79,6 +79,7 @@ impl World<'_> {
                     clearing(t)
                         || t.neg().is_some_and(owns)
                         || t.outer.as_ref().is_some_and(|(tr, _)| owns(&tr.neg))
+                        || t.co.as_ref().is_some_and(|co| co.stamp == tag)
                 });
                 if !owned {
                     return Err(format!(

@@ -61,6 +61,49 @@ pub(crate) fn body_wait(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
     std::panic::resume_unwind(Box::new(BodyBlocked));
 }
 
+/// What a body did.
+pub(super) struct Applied {
+    /// The attempt goes on to its commit (not doomed, moves settled).
+    commit: bool,
+    /// The body returned an error.
+    abort: bool,
+    /// The nodes it wrote.
+    wrote: Vec<usize>,
+}
+
+/// Makes `edits` in `tr`, then what `drive` does before the commit: a
+/// doomed attempt does not commit, one that is not settles its moves
+/// first (which may doom it).
+pub(super) fn apply(tr: &mut Transaction, edits: &[Edit], nodes: &[Node<u32>]) -> Applied {
+    let mut wrote = Vec::new();
+    for e in edits {
+        match *e {
+            Edit::Abort => {
+                return Applied {
+                    commit: false,
+                    abort: true,
+                    wrote,
+                };
+            }
+            Edit::Insert(p, c) => drop(tr.insert(&nodes[p], &nodes[c])),
+            Edit::InsertOnline(p, c) => drop(tr.insert_online(&nodes[p], &nodes[c])),
+            Edit::Release(p, c) => drop(tr.release(&nodes[p], &nodes[c])),
+            Edit::Write(n) => {
+                if let Ok(v) = tr.get_mut(&nodes[n]) {
+                    *v += 1;
+                    wrote.push(n);
+                }
+            }
+        }
+    }
+    let commit = !tr.doomed && tr.settle_moves();
+    Applied {
+        commit,
+        abort: false,
+        wrote,
+    }
+}
+
 /// Whether a transaction's commit runs under the structure lock
 /// (`drive::commit_once`: inserts of nodes from outside, or marks).
 fn needs_lock(tr: &Transaction) -> bool {
@@ -78,34 +121,13 @@ impl World<'_> {
         };
         let mut tr = th.tr.take().expect("a body runs in a transaction");
         let nodes = &self.nodes;
-        let mut wrote = Vec::new();
         IN_BODY.with(|b| b.set(true));
-        let mut abort = false;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for e in &edits {
-                match *e {
-                    Edit::Abort => {
-                        abort = true;
-                        return false;
-                    }
-                    Edit::Insert(p, c) => drop(tr.insert(&nodes[p], &nodes[c])),
-                    Edit::InsertOnline(p, c) => drop(tr.insert_online(&nodes[p], &nodes[c])),
-                    Edit::Release(p, c) => drop(tr.release(&nodes[p], &nodes[c])),
-                    Edit::Write(n) => {
-                        if let Ok(v) = tr.get_mut(&nodes[n]) {
-                            *v += 1;
-                            wrote.push(n);
-                        }
-                    }
-                }
-            }
-            // `drive`: a doomed attempt does not commit; one that is not
-            // settles its moves first (which may doom it).
-            !tr.doomed && tr.settle_moves()
+            apply(&mut tr, &edits, nodes)
         }));
         IN_BODY.with(|b| b.set(false));
-        let commit = match ran {
-            Ok(c) => c,
+        let applied = match ran {
+            Ok(a) => a,
             Err(p) if p.is::<BodyBlocked>() => {
                 // Its drop may CAS: on a world thrown away anyway.
                 drop(tr);
@@ -114,29 +136,65 @@ impl World<'_> {
             }
             Err(p) => std::panic::resume_unwind(p),
         };
+        Ok(Some(self.finish_body(t, tr, applied)))
+    }
+
+    /// Split mode: one operation of the body (or a round of its wait, or
+    /// its start), on the body's own thread (`explore::coroutine`).
+    pub(super) fn body_op(&mut self, t: usize) -> StepInfo {
         let th = &mut self.threads[t];
-        th.wrote = wrote;
-        if abort {
+        if th.co.is_none() {
+            let OpKind::Dyn { edits, .. } = th.kind().clone() else {
+                unreachable!("only dynamic bodies are a step of their own")
+            };
+            let tr = th.tr.take().expect("a body runs in a transaction");
+            th.co = Some(coroutine::Co::start(tr, edits, self.nodes.clone()));
+        }
+        let (name, ended) = th.co.as_mut().expect("started").resume();
+        let Some(ended) = ended else {
+            return StepInfo {
+                name,
+                completed: false,
+                ops: Vec::new(),
+            };
+        };
+        th.co = None;
+        match ended.applied {
+            Ok(applied) => {
+                let mut info = self.finish_body(t, ended.tr, applied);
+                info.name = name;
+                info
+            }
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    /// After the body: the commit, or the next attempt, or (an error) the
+    /// end of the operation.
+    fn finish_body(&mut self, t: usize, tr: Transaction, applied: Applied) -> StepInfo {
+        let th = &mut self.threads[t];
+        th.wrote = applied.wrote;
+        if applied.abort {
             // `drive`: `Flow::Fail`; the attempt's drop cleans up its
             // limbos and its negotiator clears its tags.
             drop(tr.into_negotiator());
             self.complete(t);
-            return Ok(Some(StepInfo {
+            return StepInfo {
                 name: "body(abort)",
                 completed: true,
                 ops: Vec::new(),
-            }));
+            };
         }
-        if commit {
+        if applied.commit {
             th.start_commit(tr);
         } else {
             self.next_attempt(t, tr);
         }
-        Ok(Some(StepInfo {
+        StepInfo {
             name: "body",
             completed: false,
             ops: Vec::new(),
-        }))
+        }
     }
 
     /// `structure::commit_locked`: takes the structure lock and checks that
