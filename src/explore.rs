@@ -1,7 +1,8 @@
 //! Exhaustive exploration of the real protocol code (test-only).
 //!
 //! A scheduler holds N simulated threads on one OS thread. Each runs a
-//! small program of operations (stand-alone snapshots and transactions)
+//! small program of operations (stand-alone snapshots, transactions,
+//! nested ones, and dynamic ones that insert and release: [`dynamic`])
 //! through the *real* step functions of `src/protocol/` (one
 //! [`Operation::step`] per scheduling point), the real negotiation
 //! (`can_proceed`, `preempt_tag`, `clear_my_tags` through the real

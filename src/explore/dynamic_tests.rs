@@ -77,6 +77,11 @@ fn large_configs() -> Vec<Config> {
             vec![vec![dyn_tx(1, &[Release(1, 3)])], vec![tx(2, &[2, 3])]],
         ),
         cfg(
+            "2L' insert_online; release vs leaf(C1); leaf(C2) (TLC's KameStm_dyn roles)",
+            two_level_detached,
+            vec![vec![ins(), rel()], vec![tx(C1, &[C1]), tx(C2, &[C2])]],
+        ),
+        cfg(
             "2L' insert_online; release vs leaf(C1); root tx(P) (2 x 2)",
             two_level_detached,
             vec![vec![ins(), rel()], vec![tx(C1, &[C1]), tx(P, &[P, C2])]],
