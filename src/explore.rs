@@ -54,6 +54,7 @@ pub(crate) mod dynamic;
 mod dynamic_tests;
 mod ops;
 mod search;
+mod sim;
 #[cfg(test)]
 mod tests;
 pub(crate) mod validate;
@@ -63,6 +64,7 @@ pub(crate) use config::*;
 use ops::ops_of;
 pub(crate) use ops::*;
 pub(crate) use search::*;
+use sim::{Pc, Sim};
 
 // ---------------------------------------------------------------------------
 // The simulated world.
@@ -72,105 +74,6 @@ const TID_BASE: u64 = 100;
 /// A stamp minted on the one clock for simulated thread `tid`.
 fn mint(tid: u64, last: serial::Serial) -> u64 {
     (serial::counter(serial::next(last)) << 16) | tid
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Pc {
-    Idle,
-    /// `give_priority` before an attempt's snapshot.
-    Promote,
-    Snap,
-    Commit,
-    /// `Transaction::rebase` after a conflict: the root read again.
-    Rebase,
-    /// A dynamic body (`OpKind::Dyn`), one scheduling point.
-    Body,
-    /// Taking the structure lock for a commit with inserts.
-    Lock,
-    /// Waiting for the attempt that owns a limbo this one met.
-    Owner,
-    Finished,
-}
-
-struct Sim {
-    tid: u64,
-    class: Priority,
-    program: Vec<OpKind>,
-    next_op: usize,
-    pc: Pc,
-    neg: Option<Negotiator>,
-    tr: Option<Transaction>,
-    op: Option<Operation>,
-    blocked: Option<Arc<Linkage>>,
-    attempt: u32,
-    /// This attempt's commit was rebased once already (`drive::commit`).
-    rebased: bool,
-    /// Committed increments when the current snapshot started.
-    lo: Vec<u32>,
-    /// Split: the tag the next step's gate loaded already.
-    gate: Option<(Arc<Linkage>, u64)>,
-    /// Split: the tag writes the last step queued, each a scheduling point
-    /// of its own, and what that step returned (handled after them).
-    deferred: VecDeque<negotiation::split::TagWrite>,
-    after: Option<Step>,
-    /// Stamps to take instead of minting (trace validation: the ones the
-    /// real thread minted, in order).
-    stamps: VecDeque<u64>,
-    /// `OpKind::Nested`: the enclosing transaction, its body suspended
-    /// while the nested one runs, and its attempt count.
-    outer: Option<(Transaction, u32)>,
-    /// `OpKind::Dyn`: the nodes this attempt's body wrote.
-    wrote: Vec<usize>,
-    /// The commit let the structure lock go to wait: take it again.
-    relock: bool,
-    /// The limbo owner to wait for, and whether the next attempt promotes.
-    owner: Option<Arc<crate::limbo::LimboOwner>>,
-    promote: bool,
-    /// Split mode: the dynamic body running on a thread of its own.
-    co: Option<coroutine::Co>,
-}
-
-impl Sim {
-    fn neg(&self) -> Option<&Negotiator> {
-        self.tr.as_ref().map(|t| &t.neg).or(self.neg.as_ref())
-    }
-
-    fn neg_mut(&mut self) -> &mut Negotiator {
-        match &mut self.tr {
-            Some(t) => &mut t.neg,
-            None => self
-                .neg
-                .as_mut()
-                .expect("a running thread has a negotiator"),
-        }
-    }
-
-    /// The commit of `tr`'s attempt starts (`drive::commit_once`).
-    fn start_commit(&mut self, mut tr: Transaction) {
-        self.op = Some(Operation::new(tr.commit_frame()));
-        self.pc = World::commit_pc(&tr);
-        self.tr = Some(tr);
-    }
-
-    /// The transaction (or snapshot) running now: of a nested pair, the
-    /// nested one while the enclosing one's body waits for it.
-    fn kind(&self) -> &OpKind {
-        match (&self.program[self.next_op], &self.outer) {
-            (OpKind::Nested { inner, .. }, Some(_)) => inner,
-            (OpKind::Nested { outer, .. }, None) => outer,
-            (k, _) => k,
-        }
-    }
-
-    fn nested(&self) -> bool {
-        matches!(self.program[self.next_op], OpKind::Nested { .. })
-    }
-
-    /// Every unfinished thread can take a step: a blocked one runs a round
-    /// of `Negotiator::wait` (which may change nothing: a self-loop).
-    fn enabled(&self) -> bool {
-        self.pc != Pc::Finished
-    }
 }
 
 pub(crate) struct World<'c> {

@@ -194,6 +194,8 @@ pub(super) struct Co {
     packet: Arc<Packet>,
     snap: Option<Arc<PacketWrapper>>,
     pub(super) stamp: u64,
+    /// The tags the attempt held when the body started.
+    ledger: Vec<Arc<Linkage>>,
 }
 
 impl Co {
@@ -221,11 +223,12 @@ impl Co {
             cv: Condvar::new(),
             words,
         });
-        let (old, packet, snap, stamp) = (
+        let (old, packet, snap, stamp, ledger) = (
             tr.old.clone(),
             tr.packet.clone(),
             tr.snap_wrapper.clone(),
             tr.neg.stamp,
+            tr.neg.ledger().to_vec(),
         );
         let body_sh = sh.clone();
         let handle = std::thread::spawn(move || {
@@ -267,6 +270,7 @@ impl Co {
             packet,
             snap,
             stamp,
+            ledger,
         }
     }
 
@@ -302,6 +306,10 @@ impl Co {
         c.packet(&self.packet);
         c.opt_wrapper(self.snap.as_ref());
         c.stamp(self.stamp);
+        c.n(self.ledger.len() as u64);
+        for l in &self.ledger {
+            c.link(l);
+        }
         let g = self.sh.m.lock().unwrap_or_else(|e| e.into_inner());
         c.n(u64::from(g.at == At::Wait));
         c.n(g.hist.len() as u64);
