@@ -216,6 +216,22 @@ pub(super) fn configs() -> Vec<Config> {
 #[test]
 fn dynamic_configurations_hold_every_invariant() {
     let reports = run_all(configs());
+    // Every way a dynamic step can go is taken somewhere.
+    for kind in [
+        "body",
+        "body(blocked)",
+        "body(abort)",
+        "commit_locked",
+        "commit_locked(blocked)",
+        "commit_locked(cycle)",
+        "wait_owner",
+        "wait_owner(blocked)",
+    ] {
+        assert!(
+            reports.iter().any(|r| r.steps.contains_key(kind)),
+            "no configuration took a {kind} step"
+        );
+    }
     let livelocked: Vec<&Report> = reports.iter().filter(|r| r.livelocks > 0).collect();
     if cfg!(feature = "no-privilege") {
         let jobs = livelocked
@@ -248,6 +264,12 @@ fn large_dynamic_configurations_hold_every_invariant() {
 #[ignore = "large: run in release (CI does)"]
 fn dynamic_configurations_split_hold_every_invariant() {
     let reports = run_all_with(configs(), true);
+    for kind in ["body(op)", "body(wait)", "wait_owner(blocked)"] {
+        assert!(
+            reports.iter().any(|r| r.steps.contains_key(kind)),
+            "no configuration took a {kind} step"
+        );
+    }
     for r in &reports {
         assert_eq!(
             r.livelocks,
