@@ -423,7 +423,10 @@ pub(crate) fn body_retry(neg: &mut Negotiator, last: serial::Serial) {
 fn commit(tr: &mut Transaction) -> Option<Snapshot> {
     // A budget that ran out in there (an expired wait is not retried with
     // the budget: see `Negotiator::wait`) ends the attempt here.
-    if !tr.settle_moves() || tr.neg.expired {
+    let settled = tr.settle_moves();
+    #[cfg(all(test, not(loom)))]
+    crate::explore::validate::body_end();
+    if !settled || tr.neg.expired {
         return None;
     }
     let mut rebased = false;
@@ -521,7 +524,13 @@ pub(crate) fn drive<E>(
         neg.armed = false;
         let mut tr = Transaction::new(root.clone(), snap, attempt, neg);
         attempt += 1;
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::body_start();
         let flow = body(&mut tr);
+        #[cfg(all(test, not(loom)))]
+        if !matches!(flow, Flow::Commit) || tr.doomed {
+            crate::explore::validate::body_end();
+        }
         tr.neg.armed = true;
         let retried = matches!(flow, Flow::Retry);
         let committed = match flow {
@@ -581,7 +590,13 @@ pub(crate) fn drive<E>(
                 // Wait, holding no tag (the owner may need one of ours to
                 // commit), until the owner of that limbo has ended.
                 negotiation::clear_my_tags(&mut neg);
-                owner.wait();
+                #[cfg(all(test, not(loom)))]
+                let recorded = crate::explore::validate::owner_wait(&owner);
+                #[cfg(not(all(test, not(loom))))]
+                let recorded = false;
+                if !recorded {
+                    owner.wait();
+                }
             }
         }
         match lost_to {

@@ -80,6 +80,9 @@ pub(crate) struct World<'c> {
     cfg: &'c Config,
     /// The `can_proceed` gate's tag load is a scheduling point of its own.
     split: bool,
+    /// Every shared-memory operation of a dynamic body is a scheduling
+    /// point (`coroutine`); with `split`, and in trace validation.
+    split_bodies: bool,
     nodes: Vec<Node<u32>>,
     links: Vec<Arc<Linkage>>,
     threads: Vec<Sim>,
@@ -131,6 +134,7 @@ impl<'c> World<'c> {
         World {
             cfg,
             split,
+            split_bodies: split,
             nodes,
             links,
             threads,
@@ -138,6 +142,14 @@ impl<'c> World<'c> {
             lock: None,
             spoiled: false,
         }
+    }
+
+    /// For trace validation: frames merged as a real run records them,
+    /// dynamic bodies split.
+    fn for_replay(cfg: &'c Config) -> Self {
+        let mut w = World::new(cfg, false);
+        w.split_bodies = true;
+        w
     }
 
     fn replay(cfg: &'c Config, split: bool, schedule: &[u8]) -> Self {
@@ -249,7 +261,7 @@ impl<'c> World<'c> {
         }
         match th.pc {
             Pc::Finished => Err("stepped a finished thread".into()),
-            Pc::Body if self.split => Ok(self.body_op(t)),
+            Pc::Body if self.split_bodies => Ok(self.body_op(t)),
             Pc::Body => Ok(self.run_body(t)?.unwrap_or(StepInfo {
                 name: "body(blocked)",
                 completed: false,

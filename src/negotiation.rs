@@ -96,6 +96,8 @@ impl Negotiator {
         {
             return;
         }
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::wait_enter();
         let start = Instant::now();
         self.waits += 1;
         debug::waited();
@@ -169,6 +171,8 @@ impl Negotiator {
                 park_on(link, budget, || !can_proceed(link, self));
             }
         }
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::wait_exit();
         let waited = start.elapsed();
         self.waited += waited;
         tracing::debug!(stamp = self.stamp, ?waited, "waited on a priority tag");

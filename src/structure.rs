@@ -206,24 +206,55 @@ pub(crate) fn commit_locked(
     acyclic: impl Fn() -> bool,
     locked: impl FnOnce(&Outcome),
 ) -> Option<Outcome> {
-    let lock = || STRUCTURE.lock().unwrap_or_else(|e| e.into_inner());
+    // Trace validation records the lock and each step as the explorer
+    // schedules them (`explore::validate`).
+    let lock = || {
+        #[cfg(all(test, not(loom)))]
+        if let Some(g) = crate::explore::validate::lock_structure(&STRUCTURE) {
+            return g;
+        }
+        STRUCTURE.lock().unwrap_or_else(|e| e.into_inner())
+    };
+    let checked = || {
+        #[cfg(all(test, not(loom)))]
+        let ok = crate::explore::validate::quietly(&acyclic);
+        #[cfg(not(all(test, not(loom))))]
+        let ok = acyclic();
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::locked(ok);
+        ok
+    };
+    let unlock = |guard: std::sync::MutexGuard<'static, ()>| {
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::unlocking();
+        drop(guard);
+    };
     let mut guard = lock();
-    if !acyclic() {
+    if !checked() {
+        unlock(guard);
         return None;
     }
     let mut op = Operation::new(frame);
     loop {
-        match op.step(neg) {
+        #[cfg(all(test, not(loom)))]
+        let stepped = {
+            let (name, stamp) = (op.next_step_name(), neg.stamp);
+            crate::explore::validate::step(name, stamp, || op.step(neg))
+        };
+        #[cfg(not(all(test, not(loom))))]
+        let stepped = op.step(neg);
+        match stepped {
             Step::Done => break,
             Step::Running => {}
             Step::Blocked(link) => {
-                drop(guard);
+                unlock(guard);
                 neg.wait(&link);
                 if neg.expired {
                     return Some(Outcome::Expired);
                 }
                 guard = lock();
-                if !acyclic() {
+                if !checked() {
+                    unlock(guard);
                     return None;
                 }
             }
@@ -234,6 +265,6 @@ pub(crate) fn commit_locked(
     if let Some(o) = &outcome {
         locked(o);
     }
-    drop(guard);
+    unlock(guard);
     outcome
 }

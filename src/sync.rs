@@ -359,6 +359,8 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
     pub(crate) fn load(&self) -> Arc<T> {
         #[cfg(all(test, not(loom)))]
         crate::explore::coroutine::before_op(self.addr());
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::body_op(self.addr());
         let _guard = pin();
         let p = self.ptr.load(order::load());
         #[cfg(all(test, not(loom)))]
@@ -386,6 +388,8 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
     ) -> Result<(), CasFailure<T>> {
         #[cfg(all(test, not(loom)))]
         crate::explore::coroutine::before_op(self.addr());
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::body_op(self.addr());
         let guard = pin();
         let newp = Arc::into_raw(new).cast_mut();
         let r = self.ptr.compare_exchange(
@@ -517,6 +521,8 @@ pub(crate) mod trace {
 
         pub(crate) fn load(&self, order: Ordering) -> u64 {
             crate::explore::coroutine::before_op(self.addr());
+            #[cfg(all(test, not(loom)))]
+            crate::explore::validate::body_op(self.addr());
             let value = match GATE.try_with(|g| g.get()).ok().flatten() {
                 // The explorer loaded this tag for the gate earlier, as a
                 // scheduling point of its own: the step sees that value.
@@ -539,6 +545,8 @@ pub(crate) mod trace {
             failure: Ordering,
         ) -> Result<u64, u64> {
             crate::explore::coroutine::before_op(self.addr());
+            #[cfg(all(test, not(loom)))]
+            crate::explore::validate::body_op(self.addr());
             let r = self.0.compare_exchange(current, new, success, failure);
             record(self.addr(), Access::TagCas { ok: r.is_ok() });
             crate::explore::coroutine::tag_cas_done(self.addr(), r);

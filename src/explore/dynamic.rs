@@ -66,7 +66,7 @@ pub(super) struct Applied {
     /// The attempt goes on to its commit (not doomed, moves settled).
     commit: bool,
     /// The body returned an error.
-    abort: bool,
+    pub(super) abort: bool,
     /// The nodes it wrote.
     wrote: Vec<usize>,
 }
@@ -75,6 +75,13 @@ pub(super) struct Applied {
 /// doomed attempt does not commit, one that is not settles its moves
 /// first (which may doom it).
 pub(super) fn apply(tr: &mut Transaction, edits: &[Edit], nodes: &[Node<u32>]) -> Applied {
+    let mut a = apply_edits(tr, edits, nodes);
+    a.commit = !a.abort && !tr.doomed && tr.settle_moves();
+    a
+}
+
+/// The body proper: `edits` in `tr` (what a real run's closure does).
+pub(super) fn apply_edits(tr: &mut Transaction, edits: &[Edit], nodes: &[Node<u32>]) -> Applied {
     let mut wrote = Vec::new();
     for e in edits {
         match *e {
@@ -96,9 +103,8 @@ pub(super) fn apply(tr: &mut Transaction, edits: &[Edit], nodes: &[Node<u32>]) -
             }
         }
     }
-    let commit = !tr.doomed && tr.settle_moves();
     Applied {
-        commit,
+        commit: false,
         abort: false,
         wrote,
     }

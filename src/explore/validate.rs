@@ -57,6 +57,17 @@ struct ThreadRec {
     log: Arc<Mutex<Vec<Event>>>,
     stamps: Vec<u64>,
     holding: Option<MutexGuard<'static, ()>>,
+    /// The operation running is dynamic (`OpKind::Dyn`): its body is
+    /// recorded as the explorer splits it (`explore::coroutine`).
+    dynamic: bool,
+    /// Inside such a body: each shared-memory operation on `words` is a
+    /// scheduling point, frames run inside it are not.
+    in_body: bool,
+    /// Inside a round of a wait in the body (one scheduling point).
+    in_round: bool,
+    /// Inside the commit's cycle check, part of the lock's step.
+    quiet: bool,
+    words: Vec<usize>,
 }
 
 impl ThreadRec {
@@ -109,10 +120,125 @@ pub(crate) fn restamp(stamp: u64) {
     with(|rec| rec.stamps.push(stamp));
 }
 
+/// A dynamic body starts (the explorer's first `body(op)`: the body's
+/// local work up to its first shared-memory operation).
+pub(crate) fn body_start() {
+    with(|rec| {
+        if rec.dynamic {
+            rec.boundary();
+            rec.push("body(op)", Vec::new());
+            rec.in_body = true;
+        }
+    });
+}
+
+/// The body, and the settling of its moves, ended.
+pub(crate) fn body_end() {
+    with(|rec| rec.in_body = false);
+}
+
+/// `crate::sync`: a shared-memory operation on the word at `addr` is
+/// about to happen; in a body, it is a scheduling point of its own.
+pub(crate) fn body_op(addr: usize) {
+    with(|rec| {
+        if rec.in_body && !rec.in_round && !rec.quiet && rec.words.contains(&addr) {
+            rec.boundary();
+            rec.push("body(op)", Vec::new());
+        }
+    });
+}
+
+fn in_body() -> bool {
+    with(|rec| rec.in_body || rec.quiet).unwrap_or(false)
+}
+
+/// Runs `f` (the commit's cycle check: loads and `Peek` walks) inside the
+/// current scheduling point, as the explorer's `commit_locked` step does.
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    with(|rec| rec.quiet = true);
+    let r = f();
+    with(|rec| rec.quiet = false);
+    r
+}
+
+/// `structure::commit_locked` takes the structure lock: a scheduling point;
+/// while another thread of this recorded run holds it, each try is a step
+/// (`commit_locked(blocked)`). The baton goes back between tries whoever
+/// holds the lock (another test's recording threads need it too).
+pub(crate) fn lock_structure(lock: &'static Mutex<()>) -> Option<MutexGuard<'static, ()>> {
+    let run = with(|rec| {
+        rec.boundary();
+        Arc::as_ptr(&rec.log) as usize
+    })?;
+    loop {
+        let guard = match lock.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(g) = guard {
+            LOCK_RUN.store(run, std::sync::atomic::Ordering::SeqCst);
+            return Some(g);
+        }
+        with(|rec| {
+            if LOCK_RUN.load(std::sync::atomic::Ordering::SeqCst) == run {
+                rec.push("commit_locked(blocked)", Vec::new());
+            }
+            rec.boundary();
+        });
+    }
+}
+
+/// The recorded run (its log's address) whose thread holds the structure
+/// lock; 0 for none (or a thread that does not record).
+static LOCK_RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The lock was taken and the cycle check done (`acyclic`).
+pub(crate) fn locked(acyclic: bool) {
+    with(|rec| {
+        rec.push(
+            if acyclic {
+                "commit_locked"
+            } else {
+                "commit_locked(cycle)"
+            },
+            Vec::new(),
+        );
+    });
+}
+
+/// A recording thread lets the structure lock go.
+pub(crate) fn unlocking() {
+    if active() {
+        LOCK_RUN.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `drive` waits for the attempt that owns a limbo this one met: each
+/// look at it is a scheduling point. `false`: not recording.
+pub(crate) fn owner_wait(owner: &crate::limbo::LimboOwner) -> bool {
+    if !active() {
+        return false;
+    }
+    loop {
+        with(ThreadRec::boundary);
+        if !owner.live() {
+            with(|rec| rec.push("wait_owner", Vec::new()));
+            return true;
+        }
+        with(|rec| {
+            rec.push("wait_owner(blocked)", Vec::new());
+            rec.holding = None;
+        });
+        std::thread::yield_now();
+    }
+}
+
 /// Runs one frame step (`name`, for the transaction with `stamp`) as a
-/// scheduling point, recording its shared-memory operations.
+/// scheduling point, recording its shared-memory operations. Inside a
+/// dynamic body its operations are the body's (`body_op`).
 pub(crate) fn step<R>(name: &'static str, stamp: u64, f: impl FnOnce() -> R) -> R {
-    if with(ThreadRec::boundary).is_none() {
+    if in_body() || with(ThreadRec::boundary).is_none() {
         return f();
     }
     crate::sync::trace::start();
@@ -126,6 +252,18 @@ pub(crate) fn step<R>(name: &'static str, stamp: u64, f: impl FnOnce() -> R) -> 
     r
 }
 
+/// `Negotiator::wait` starts: in a body, its loads outside its rounds
+/// (the stamp it observes, the tag it re-reads, its park) are not
+/// scheduling points: the explorer's round is one.
+pub(crate) fn wait_enter() {
+    with(|rec| rec.in_round = rec.in_body);
+}
+
+/// `Negotiator::wait` returns.
+pub(crate) fn wait_exit() {
+    with(|rec| rec.in_round = false);
+}
+
 /// A round of `Negotiator::wait` starts (a scheduling point).
 pub(crate) fn wait_round() {
     with(ThreadRec::boundary);
@@ -136,6 +274,8 @@ pub(crate) fn wait_round() {
 /// spins or parks.
 pub(crate) fn wait_result(name: &'static str) {
     with(|rec| {
+        // In a body every round is the explorer's `body(wait)`.
+        let name = if rec.in_body { "body(wait)" } else { name };
         rec.push(name, Vec::new());
         if name == "wait(blocked)" {
             rec.holding = None;
@@ -180,7 +320,16 @@ fn run_op(nodes: &[Node<u32>], op: &OpKind) {
         OpKind::Snap(n) => {
             std::hint::black_box(nodes[*n].snapshot());
         }
-        OpKind::Dyn { .. } => unreachable!("dynamic bodies are not validated"),
+        OpKind::Dyn { root, edits } => {
+            with(|rec| rec.dynamic = true);
+            let _ = nodes[*root].try_iterate_commit(|tr| {
+                if super::dynamic::apply_edits(tr, edits, nodes).abort {
+                    return Err(crate::TreeError::NotAChild);
+                }
+                Ok::<(), crate::TreeError>(())
+            });
+            with(|rec| rec.dynamic = false);
+        }
         OpKind::Tx {
             root,
             writes,
@@ -233,6 +382,15 @@ pub(crate) fn record(cfg: &Config) -> Recorded {
         .map(|(i, prog)| {
             let (nodes, links, log, start) =
                 (nodes.clone(), links.clone(), log.clone(), start.clone());
+            let words = links
+                .iter()
+                .flat_map(|l| {
+                    [
+                        std::ptr::from_ref(&l.slot) as usize,
+                        std::ptr::from_ref(&l.tag) as usize,
+                    ]
+                })
+                .collect();
             let prog = prog.clone();
             std::thread::spawn(move || {
                 REC.with(|r| {
@@ -242,6 +400,11 @@ pub(crate) fn record(cfg: &Config) -> Recorded {
                         log,
                         stamps: Vec::new(),
                         holding: None,
+                        dynamic: false,
+                        in_body: false,
+                        in_round: false,
+                        quiet: false,
+                        words,
                     });
                 });
                 start.wait();
@@ -266,7 +429,7 @@ pub(crate) fn record(cfg: &Config) -> Recorded {
 /// Replays `rec` through the explorer's transition relation; the number of
 /// steps validated, or the first divergence or violated invariant.
 pub(crate) fn replay(cfg: &Config, rec: &Recorded) -> Result<usize, String> {
-    let mut w = World::new(cfg, false);
+    let mut w = World::for_replay(cfg);
     for (t, stamps) in rec.stamps.iter().enumerate() {
         w.threads[t].stamps = stamps.iter().copied().collect();
     }
@@ -324,6 +487,8 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(runs);
         let (mut steps, mut switches, mut failed, mut blocked, mut preempt) = (0, 0, 0, 0, 0);
+        // Dynamic steps by kind (body operations, waits, the lock, owners).
+        let mut dynamic: std::collections::BTreeMap<&'static str, usize> = Default::default();
         for r in 0..runs {
             let rec = record(cfg);
             match replay(cfg, &rec) {
@@ -343,6 +508,12 @@ mod tests {
                     .count();
                 blocked += usize::from(e.name == "wait(blocked)");
                 preempt += usize::from(e.name == "preempt_tag");
+                if ["body", "commit_locked", "wait_owner"]
+                    .iter()
+                    .any(|k| e.name.starts_with(k))
+                {
+                    *dynamic.entry(e.name).or_default() += 1;
+                }
             }
         }
         println!(
@@ -350,6 +521,10 @@ mod tests {
              {failed} failed CAS, {blocked} blocked wait rounds, {preempt} preemptions)",
             cfg.name
         );
+        if !dynamic.is_empty() {
+            let kinds: Vec<String> = dynamic.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("    {}", kinds.join(", "));
+        }
         steps
     }
 
@@ -428,6 +603,73 @@ mod tests {
             Until::Stop(1),
             "2L iterate_commit_while(P) stopping while C1 is 0 vs leaf(C1) vs snapshot(P), 10 ops each",
         );
+        assert!(validate(&cfg, 20) > 0);
+    }
+
+    /// Dynamic bodies, split at every shared-memory operation as the
+    /// explorer's split mode steps them: release + online insert + write
+    /// of C1 (a move in place), a leaf commit at C1, a snapshot of P, and
+    /// a second dynamic thread doing the same (limbos of another attempt).
+    #[test]
+    fn real_runs_replay_with_dynamic_bodies() {
+        use super::super::dynamic::Edit::{InsertOnline, Release, Write};
+        let reins = OpKind::Dyn {
+            root: 0,
+            edits: vec![Release(0, 1), InsertOnline(0, 1), Write(1)],
+        };
+        let cfg = Config {
+            name: "2L reins(C1) x2 threads vs leaf(C1) vs snapshot(P), 8 ops each",
+            tree: two_level,
+            programs: vec![
+                repeat(reins.clone(), 8),
+                repeat(reins, 8),
+                repeat(tx(1, &[1]), 8),
+                repeat(OpKind::Snap(0), 8),
+            ],
+            pairs: Vec::new(),
+            classes: Vec::new(),
+        };
+        assert!(validate(&cfg, 20) > 0);
+    }
+
+    /// Inserts from outside (the structure lock) and releases: C1 goes in
+    /// and out of P while a leaf commits at it and a snapshot reads P.
+    #[test]
+    fn real_runs_replay_with_inserts_and_releases() {
+        use super::super::dynamic::Edit::{Insert, InsertOnline, Release, Write};
+        let cfg = Config {
+            name: "2L release, then insert_online + write + release of C1 vs C1 inserted under C2 (a hard link) vs leaf(C1) vs snapshot(P), 8 ops each",
+            tree: two_level,
+            programs: vec![
+                repeat(
+                    OpKind::Dyn {
+                        root: 0,
+                        edits: vec![Release(0, 1)],
+                    },
+                    1,
+                )
+                .into_iter()
+                .chain(repeat(
+                    OpKind::Dyn {
+                        root: 0,
+                        edits: vec![InsertOnline(0, 1), Write(1), Release(0, 1)],
+                    },
+                    7,
+                ))
+                .collect(),
+                repeat(
+                    OpKind::Dyn {
+                        root: 2,
+                        edits: vec![Insert(2, 1), Write(2)],
+                    },
+                    8,
+                ),
+                repeat(tx(1, &[1]), 8),
+                repeat(OpKind::Snap(0), 8),
+            ],
+            pairs: Vec::new(),
+            classes: Vec::new(),
+        };
         assert!(validate(&cfg, 20) > 0);
     }
 
