@@ -37,6 +37,14 @@ fn two_roots() -> Vec<Node<u32>> {
     vec![Node::new(0u32), Node::new(0u32)]
 }
 
+/// A -> {C}, and B on its own: nodes [A, B, C].
+fn two_roots_one_child() -> Vec<Node<u32>> {
+    let (a, b, c) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+    a.insert(&c).unwrap();
+    let _ = a.snapshot();
+    vec![a, b, c]
+}
+
 fn dyn_tx(root: usize, edits: &[dynamic::Edit]) -> OpKind {
     OpKind::Dyn {
         root,
@@ -198,6 +206,14 @@ pub(super) fn configs() -> Vec<Config> {
             "diamond release(Q, C) at G vs leaf(C)",
             diamond,
             vec![vec![dyn_tx(0, &[Release(2, 3)])], vec![tx(3, &[3])]],
+        ),
+        cfg(
+            "two roots: insert(A, B) + release(A, C) vs insert(B, A) (a cycle race past a release)",
+            two_roots_one_child,
+            vec![
+                vec![dyn_tx(0, &[Insert(0, 1), Release(0, 2)])],
+                vec![dyn_tx(1, &[Insert(1, 0)])],
+            ],
         ),
         cfg(
             "two roots: insert(A, B) vs insert(B, A) (a cycle race)",
