@@ -85,6 +85,16 @@ pub(crate) struct World<'c> {
     split_bodies: bool,
     nodes: Vec<Node<u32>>,
     links: Vec<Arc<Linkage>>,
+    /// Each node's linkage by address (its id in the canonical state) and
+    /// weakly: after `OpKind::Drop` the world no longer holds it
+    /// (`nodes` and `links` then hold a stand-in that nothing uses).
+    addrs: Vec<usize>,
+    weak: Vec<std::sync::Weak<Linkage>>,
+    /// Each linkage's slot and tag words (to name recorded operations).
+    words: Vec<(usize, usize)>,
+    dropped: Vec<bool>,
+    /// Stand-ins for the nodes the programs drop, made up front.
+    spare: Vec<Option<Node<u32>>>,
     threads: Vec<Sim>,
     committed: Vec<u32>,
     /// The thread holding the structure lock (`structure::commit_locked`).
@@ -95,8 +105,21 @@ pub(crate) struct World<'c> {
 
 impl<'c> World<'c> {
     fn new(cfg: &'c Config, split: bool) -> Self {
-        let nodes = (cfg.tree)();
-        let links = nodes.iter().map(|n| n.link.clone()).collect();
+        let nodes: Vec<Node<u32>> = (cfg.tree)();
+        let links: Vec<Arc<Linkage>> = nodes.iter().map(|n| n.link.clone()).collect();
+        let addrs = links.iter().map(|l| Arc::as_ptr(l) as usize).collect();
+        let weak = links.iter().map(Arc::downgrade).collect();
+        let words = ops::words_of(&links);
+        let spare = (0..nodes.len())
+            .map(|i| {
+                let drops = cfg
+                    .programs
+                    .iter()
+                    .flatten()
+                    .any(|k| matches!(k, OpKind::Drop(j) if *j == i));
+                drops.then(|| Node::new(0u32))
+            })
+            .collect();
         let threads = cfg
             .programs
             .iter()
@@ -135,13 +158,29 @@ impl<'c> World<'c> {
             cfg,
             split,
             split_bodies: split,
+            dropped: vec![false; nodes.len()],
             nodes,
             links,
+            addrs,
+            weak,
+            words,
+            spare,
             threads,
             committed,
             lock: None,
             spoiled: false,
         }
+    }
+
+    /// `OpKind::Drop`: the world lets go of node `i` (a stand-in takes its
+    /// place in `nodes` and `links`; `addrs` and `weak` still name it).
+    fn drop_node(&mut self, i: usize) {
+        let spare = self.spare[i].take().expect("each node is dropped once");
+        self.links[i] = spare.link.clone();
+        // The real handle and linkage go here: `Linkage::drop` runs now if
+        // nothing else holds it (else in the step that lets go last).
+        drop(std::mem::replace(&mut self.nodes[i], spare));
+        self.dropped[i] = true;
     }
 
     /// For trace validation: frames merged as a real run records them,
@@ -279,12 +318,23 @@ impl<'c> World<'c> {
                         recorded.unwrap_or_else(|| priority::with_class(mint(th.tid, 0), th.class))
                     }
                 };
+                if let OpKind::Drop(i) = *th.kind() {
+                    self.drop_node(i);
+                    self.complete(t);
+                    return Ok(StepInfo {
+                        name: "drop_handle",
+                        completed: true,
+                        ops: Vec::new(),
+                    });
+                }
+                let th = &mut self.threads[t];
                 th.neg = Some(Negotiator::with_stamp(stamp));
                 th.attempt = 0;
                 match th.kind().clone() {
                     OpKind::Snap(node) => self.start_snapshot(t, node),
                     OpKind::Tx { .. } | OpKind::Dyn { .. } => self.start_attempt(t, false),
                     OpKind::Nested { .. } => unreachable!("kind() is one of its levels"),
+                    OpKind::Drop(_) => unreachable!("handled above"),
                 }
                 Ok(StepInfo {
                     name: "begin",
@@ -378,7 +428,7 @@ impl<'c> World<'c> {
 
     /// Names the recorded operations by linkage.
     fn ops_of(&self, events: &[crate::sync::trace::Event], stamp: u64) -> Vec<Op> {
-        ops_of(&self.links, events, stamp)
+        ops_of(&self.words, events, stamp)
     }
 
     /// The frame stack of thread `t` finished: the retry loop goes on.

@@ -23,10 +23,10 @@ pub(crate) struct Canon {
 }
 
 impl Canon {
-    fn new(links: &[Arc<Linkage>]) -> Self {
+    fn new(addrs: &[usize]) -> Self {
         Canon {
             toks: Vec::with_capacity(512),
-            links: links.iter().map(|l| Arc::as_ptr(l) as usize).collect(),
+            links: addrs.to_vec(),
             packets: HashMap::new(),
             wrappers: HashMap::new(),
             owners: HashMap::new(),
@@ -194,10 +194,16 @@ fn payload(p: &Packet) -> Option<u32> {
 impl World<'_> {
     /// The state's fingerprint.
     pub(super) fn canon(&self) -> u128 {
-        let mut c = Canon::new(&self.links);
-        for l in &self.links {
-            c.wrapper(&l.load());
-            c.stamp(l.tag.load(crate::sync::Ordering::Acquire));
+        let mut c = Canon::new(&self.addrs);
+        for w in &self.weak {
+            // A dropped node's linkage while something still holds it.
+            match w.upgrade() {
+                Some(l) => {
+                    c.wrapper(&l.load());
+                    c.stamp(l.tag.load(crate::sync::Ordering::Acquire));
+                }
+                None => c.n(u64::MAX),
+            }
         }
         for n in &self.committed {
             c.n(u64::from(*n));

@@ -59,11 +59,12 @@ impl World<'_> {
     /// in its ledger.
     pub(super) fn check_state(&self) -> Result<(), String> {
         let id = |l: &Linkage| {
-            self.links
+            self.addrs
                 .iter()
-                .position(|x| std::ptr::eq(Arc::as_ptr(x), l))
+                .position(|&x| x == std::ptr::from_ref(l) as usize)
         };
-        for (i, l) in self.links.iter().enumerate() {
+        for (i, l) in self.alive() {
+            let l = &l;
             let tag = l.tag.load(crate::sync::Ordering::Acquire);
             if tag != 0 {
                 // Split: a clearing still queued is the owner's too.
@@ -120,7 +121,7 @@ impl World<'_> {
                     id(&parent).ok_or_else(|| format!("node {i}: bundled outside the tree"))?;
                     cur = parent.load();
                     hops += 1;
-                    if hops > self.links.len() {
+                    if hops > self.addrs.len() {
                         return Err(format!("node {i}: bundled_by chain loops"));
                     }
                 }
@@ -151,12 +152,12 @@ impl World<'_> {
     /// where that is not found (a void slot, a loop).
     fn current_packet(&self, i: usize) -> Option<Arc<Packet>> {
         let mut path = Vec::new();
-        let mut link = self.links[i].clone();
+        let mut link = self.weak[i].upgrade()?;
         let mut w = link.load();
         while w.packet.is_none() {
             let parent = w.bundled_by.as_ref()?.upgrade()?;
             path.push((link.clone(), w.index));
-            if path.len() > self.links.len() {
+            if path.len() > self.addrs.len() {
                 return None;
             }
             link = parent;
@@ -176,8 +177,12 @@ impl World<'_> {
     /// its slot in the packet of the node it is bundled into) never comes
     /// back to a node on the way.
     pub(super) fn check_acyclic(&self) -> Result<(), String> {
-        let n = self.links.len();
-        let index = |l: &Arc<Linkage>| self.links.iter().position(|x| Arc::ptr_eq(x, l));
+        let n = self.addrs.len();
+        let index = |l: &Arc<Linkage>| {
+            self.addrs
+                .iter()
+                .position(|&x| x == Arc::as_ptr(l) as usize)
+        };
         let children: Vec<Vec<usize>> = (0..n)
             .map(|i| {
                 self.current_packet(i)
@@ -220,7 +225,10 @@ impl World<'_> {
             let Some(slot) = slot else { continue };
             let cw = child.load();
             if cw.has_priority() || !cw.is_bundled_by(owner) {
-                let i = self.links.iter().position(|x| Arc::ptr_eq(x, child));
+                let i = self
+                    .addrs
+                    .iter()
+                    .position(|&x| x == Arc::as_ptr(child) as usize);
                 return Err(format!(
                     "node {i:?}: has a slot in a complete packet but is not bundled there"
                 ));
@@ -228,6 +236,14 @@ impl World<'_> {
             self.check_complete(child, slot)?;
         }
         Ok(())
+    }
+
+    /// The linkages still alive (a dropped node's while something holds it).
+    fn alive(&self) -> impl Iterator<Item = (usize, Arc<Linkage>)> + '_ {
+        self.weak
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.upgrade().map(|l| (i, l)))
     }
 
     /// After every thread finished: each node holds exactly the increments
@@ -240,8 +256,11 @@ impl World<'_> {
             .programs
             .iter()
             .flatten()
-            .any(|k| matches!(k, OpKind::Dyn { .. }));
+            .any(|k| matches!(k, OpKind::Dyn { .. } | OpKind::Drop(_)));
         for (i, n) in self.nodes.iter().enumerate() {
+            if self.dropped[i] {
+                continue;
+            }
             let v = match shot.get(n) {
                 Ok(v) => *v,
                 // Released (or never inserted): read on its own.
@@ -255,7 +274,7 @@ impl World<'_> {
                 ));
             }
         }
-        for (i, l) in self.links.iter().enumerate() {
+        for (i, l) in self.alive() {
             if l.tag.load(crate::sync::Ordering::Acquire) != 0 {
                 return Err(format!("node {i}: a tag outlives every transaction"));
             }

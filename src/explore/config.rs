@@ -30,6 +30,11 @@ pub(crate) enum OpKind {
         root: usize,
         edits: Vec<dynamic::Edit>,
     },
+    /// The world lets go of its handle of the node (its last user handle):
+    /// once nothing else holds its linkage, `Linkage::drop` hands the
+    /// packets of the children bundled into it back to them. No later
+    /// operation may name the node.
+    Drop(usize),
 }
 
 impl OpKind {
@@ -37,7 +42,9 @@ impl OpKind {
     pub(crate) fn root(&self) -> usize {
         match self {
             OpKind::Tx { root, .. } | OpKind::Dyn { root, .. } => *root,
-            OpKind::Snap(_) | OpKind::Nested { .. } => unreachable!("not a transaction"),
+            OpKind::Snap(_) | OpKind::Nested { .. } | OpKind::Drop(_) => {
+                unreachable!("not a transaction")
+            }
         }
     }
 }

@@ -249,6 +249,9 @@ impl Co {
                 dynamic::apply(&mut tr, &edits, &nodes)
             }));
             CO.with(|c| *c.borrow_mut() = None);
+            // Its handles go before the baton does (a node the world has
+            // dropped may go with them: `Linkage::drop` runs in this step).
+            drop(nodes);
             let clock = serial::clock();
             // This thread's own id goes back to the pool, not the baton's.
             serial::set_clock(own);

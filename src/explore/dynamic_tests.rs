@@ -226,6 +226,61 @@ pub(super) fn configs() -> Vec<Config> {
     ]
 }
 
+/// The last handle of a node dropped while others use its children
+/// (`Linkage::drop` hands the children bundled into it their packets
+/// back; a walk up from a child finds the parent gone).
+fn drop_configs() -> Vec<Config> {
+    let drop_p = OpKind::Drop(P);
+    vec![
+        cfg(
+            "2L drop(P) vs leaf(C1)",
+            two_level,
+            vec![vec![drop_p.clone()], vec![tx(C1, &[C1])]],
+        ),
+        cfg(
+            "2L drop(P) vs snapshot(C1)",
+            two_level,
+            vec![vec![drop_p.clone()], vec![OpKind::Snap(C1)]],
+        ),
+        cfg(
+            "2L drop(P) vs leaf(C1); leaf(C2)",
+            two_level,
+            vec![vec![drop_p.clone()], vec![tx(C1, &[C1]), tx(C2, &[C2])]],
+        ),
+        cfg(
+            "2L release(P, C1); drop(P) vs leaf(C1)",
+            two_level,
+            vec![vec![rel(), drop_p], vec![tx(C1, &[C1])]],
+        ),
+        cfg(
+            "3L' drop(G) vs leaf(C1) (G -> P -> {C1, C2})",
+            three_level_chain,
+            vec![vec![OpKind::Drop(0)], vec![tx(2, &[2])]],
+        ),
+        cfg(
+            "3L' drop(G) vs tx(P) vs ... (P's subtree outlives G)",
+            three_level_chain,
+            vec![vec![OpKind::Drop(0)], vec![tx(1, &[1, 3])]],
+        ),
+    ]
+}
+
+/// Every invariant holds while nodes are dropped, with privilege and
+/// without; the drop happens at every point of the other thread's steps.
+#[test]
+fn dropped_nodes_hand_back_their_children() {
+    for c in drop_configs() {
+        for split in [false, true] {
+            let r = explore_with(&c, LIMIT, split);
+            println!("{r}{}", if split { " (split)" } else { "" });
+            assert!(r.steps.contains_key("drop_handle"));
+            if cfg!(not(feature = "no-privilege")) {
+                assert_eq!(r.livelocks, 0, "{}", r.lasso.as_deref().unwrap_or_default());
+            }
+        }
+    }
+}
+
 /// With privilege: every invariant, no livelock. Without: every invariant
 /// still, and the ping-pong of a dynamic transaction against a leaf commit
 /// (TLC's `KameStm_dyn_livelock`) is found and printed as a lasso.

@@ -125,9 +125,23 @@ impl StepOps {
     }
 }
 
-/// Names the recorded operations by linkage index in `links`.
+/// The slot and tag words of each linkage, for [`ops_of`].
+pub(super) fn words_of(links: &[Arc<Linkage>]) -> Vec<(usize, usize)> {
+    links
+        .iter()
+        .map(|l| {
+            (
+                std::ptr::from_ref(&l.slot) as usize,
+                std::ptr::from_ref(&l.tag) as usize,
+            )
+        })
+        .collect()
+}
+
+/// Names the recorded operations by linkage index in `words` (each
+/// linkage's slot and tag word).
 pub(super) fn ops_of(
-    links: &[Arc<Linkage>],
+    words: &[(usize, usize)],
     events: &[crate::sync::trace::Event],
     stamp: u64,
 ) -> Vec<Op> {
@@ -138,12 +152,8 @@ pub(super) fn ops_of(
     events
         .iter()
         .filter_map(|e| {
-            let slot = links
-                .iter()
-                .position(|l| std::ptr::from_ref(&l.slot) as usize == e.addr);
-            let tag = links
-                .iter()
-                .position(|l| std::ptr::from_ref(&l.tag) as usize == e.addr);
+            let slot = words.iter().position(|w| w.0 == e.addr);
+            let tag = words.iter().position(|w| w.1 == e.addr);
             Some(match (e.access, slot, tag) {
                 (Access::SlotLoad, Some(i), _) => Op::SlotLoad(i),
                 (Access::SlotCas { ok }, Some(i), _) => Op::SlotCas(i, ok),

@@ -246,7 +246,7 @@ pub(crate) fn step<R>(name: &'static str, stamp: u64, f: impl FnOnce() -> R) -> 
     let accesses = crate::sync::trace::take();
     crate::sync::trace::stop();
     with(|rec| {
-        let ops = super::ops_of(&rec.links, &accesses, stamp);
+        let ops = super::ops_of(&super::ops::words_of(&rec.links), &accesses, stamp);
         rec.push(name, ops);
     });
     r
@@ -320,6 +320,7 @@ fn run_op(nodes: &[Node<u32>], op: &OpKind) {
         OpKind::Snap(n) => {
             std::hint::black_box(nodes[*n].snapshot());
         }
+        OpKind::Drop(_) => unreachable!("real runs keep their nodes"),
         OpKind::Dyn { root, edits } => {
             with(|rec| rec.dynamic = true);
             let _ = nodes[*root].try_iterate_commit(|tr| {
