@@ -173,14 +173,15 @@ impl<'c> World<'c> {
     }
 
     /// `OpKind::Drop`: the world lets go of node `i` (a stand-in takes its
-    /// place in `nodes` and `links`; `addrs` and `weak` still name it).
-    fn drop_node(&mut self, i: usize) {
+    /// place in `nodes` and `links`; `addrs` and `weak` still name it) and
+    /// returns the real handle. Dropping it runs `Linkage::drop` if
+    /// nothing else holds the linkage (else the step that lets go last
+    /// does).
+    fn take_node(&mut self, i: usize) -> Node<u32> {
         let spare = self.spare[i].take().expect("each node is dropped once");
         self.links[i] = spare.link.clone();
-        // The real handle and linkage go here: `Linkage::drop` runs now if
-        // nothing else holds it (else in the step that lets go last).
-        drop(std::mem::replace(&mut self.nodes[i], spare));
         self.dropped[i] = true;
+        std::mem::replace(&mut self.nodes[i], spare)
     }
 
     /// For trace validation: frames merged as a real run records them,
@@ -307,6 +308,7 @@ impl<'c> World<'c> {
                 ops: Vec::new(),
             })),
             Pc::Lock => Ok(self.commit_lock(t)),
+            Pc::Dropping => Ok(self.body_op(t)),
             Pc::Owner => Ok(self.owner_wait(t)),
             Pc::Idle => {
                 let recorded = th.stamps.pop_front();
@@ -319,7 +321,20 @@ impl<'c> World<'c> {
                     }
                 };
                 if let OpKind::Drop(i) = *th.kind() {
-                    self.drop_node(i);
+                    if self.split_bodies {
+                        // Its operations (`Linkage::drop`'s) are steps.
+                        let node = self.take_node(i);
+                        let words = self.words.iter().flat_map(|&(a, b)| [a, b]).collect();
+                        let th = &mut self.threads[t];
+                        th.co = Some(coroutine::Co::drop_node(i, node, words));
+                        th.pc = Pc::Dropping;
+                        return Ok(StepInfo {
+                            name: "drop_handle",
+                            completed: false,
+                            ops: Vec::new(),
+                        });
+                    }
+                    drop(self.take_node(i));
                     self.complete(t);
                     return Ok(StepInfo {
                         name: "drop_handle",

@@ -112,12 +112,17 @@ impl World<'_> {
                 // Walk up: must end at a priority ancestor.
                 let mut cur = w.clone();
                 let mut hops = 0;
+                // While a `Linkage::drop` runs (split), the children it has
+                // not handed their packets back yet are bundled into a
+                // parent that is gone: that window is what is explored.
+                let dropping = self.threads.iter().any(|t| t.pc == Pc::Dropping);
                 while !cur.has_priority() {
-                    let parent = cur
-                        .bundled_by
-                        .as_ref()
-                        .and_then(|p| p.upgrade())
-                        .ok_or_else(|| format!("node {i}: bundled into a dropped parent"))?;
+                    let Some(parent) = cur.bundled_by.as_ref().and_then(|p| p.upgrade()) else {
+                        if dropping {
+                            break;
+                        }
+                        return Err(format!("node {i}: bundled into a dropped parent"));
+                    };
                     id(&parent).ok_or_else(|| format!("node {i}: bundled outside the tree"))?;
                     cur = parent.load();
                     hops += 1;
@@ -126,7 +131,9 @@ impl World<'_> {
                     }
                 }
                 if w.packet.is_none() {
-                    let parent = w.bundled_by.as_ref().and_then(|p| p.upgrade()).unwrap();
+                    let Some(parent) = w.bundled_by.as_ref().and_then(|p| p.upgrade()) else {
+                        continue; // a drop in progress (above)
+                    };
                     let pw = parent.load();
                     if pw.has_priority() {
                         let listed = pw

@@ -44,10 +44,39 @@ enum At {
     Ended,
 }
 
-/// What an ended body leaves.
-pub(super) struct Ended {
-    pub(super) tr: Transaction,
-    pub(super) applied: Result<dynamic::Applied, Box<dyn Any + Send>>,
+/// What an ended coroutine leaves.
+pub(super) enum Ended {
+    /// A body: the attempt, and what the body did (or its panic).
+    Body {
+        tr: Transaction,
+        applied: Result<dynamic::Applied, Box<dyn Any + Send>>,
+    },
+    /// The drop of a node's last handle (or its panic).
+    Dropped(Result<(), Box<dyn Any + Send>>),
+}
+
+impl Ended {
+    /// Thrown away with its world (`Aborted`): nothing to hand over.
+    fn aborted(&self) -> bool {
+        match self {
+            Ended::Body { applied, .. } => applied.as_ref().is_err_and(|p| p.is::<Aborted>()),
+            Ended::Dropped(r) => r.as_ref().is_err_and(|p| p.is::<Aborted>()),
+        }
+    }
+}
+
+/// Where a coroutine started: what its fingerprint needs besides the
+/// results of its operations.
+enum Start {
+    /// The attempt's view when the body started, its stamp and tags.
+    Body {
+        old: Arc<Packet>,
+        packet: Arc<Packet>,
+        snap: Option<Arc<PacketWrapper>>,
+        ledger: Vec<Arc<Linkage>>,
+    },
+    /// The drop of node `i`'s last handle.
+    Drop(usize),
 }
 
 struct Inner {
@@ -185,32 +214,61 @@ pub(crate) fn wait(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
     }
 }
 
-/// A body running on its own thread, and what the visited set needs of it.
+/// A body (or a drop) running on its own thread, and what the visited set
+/// needs of it.
 pub(super) struct Co {
     sh: Arc<Shared>,
     handle: Option<std::thread::JoinHandle<()>>,
-    /// The attempt's view when the body started, and its stamp.
-    old: Arc<Packet>,
-    packet: Arc<Packet>,
-    snap: Option<Arc<PacketWrapper>>,
+    start: Start,
+    /// The stamp of the body's attempt (0 for a drop): its tags are owned.
     pub(super) stamp: u64,
-    /// The tags the attempt held when the body started.
-    ledger: Vec<Arc<Linkage>>,
 }
 
 impl Co {
     /// Starts `edits` on `tr` on a thread of its own; it waits for the
-    /// first [`resume`](Self::resume).
-    pub(super) fn start(tr: Transaction, edits: Vec<dynamic::Edit>, nodes: Vec<Node<u32>>) -> Co {
-        let words = nodes
-            .iter()
-            .flat_map(|n| {
-                [
-                    std::ptr::from_ref(&n.link.slot) as usize,
-                    std::ptr::from_ref(&n.link.tag) as usize,
-                ]
-            })
-            .collect();
+    /// first [`resume`](Self::resume). `words`: the world's slot and tag
+    /// words.
+    pub(super) fn body(
+        tr: Transaction,
+        edits: Vec<dynamic::Edit>,
+        nodes: Vec<Node<u32>>,
+        words: Vec<usize>,
+    ) -> Co {
+        let start = Start::Body {
+            old: tr.old.clone(),
+            packet: tr.packet.clone(),
+            snap: tr.snap_wrapper.clone(),
+            ledger: tr.neg.ledger().to_vec(),
+        };
+        let stamp = tr.neg.stamp;
+        Co::spawn(words, start, stamp, move || {
+            let mut tr = tr;
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                dynamic::apply(&mut tr, &edits, &nodes)
+            }));
+            // Its handles go before the baton does (a node the world has
+            // dropped may go with them: `Linkage::drop` runs in this step).
+            drop(nodes);
+            Ended::Body { tr, applied }
+        })
+    }
+
+    /// Drops `node` (node `i`'s last handle held by the world) on a thread
+    /// of its own: `Linkage::drop`'s operations are scheduling points.
+    pub(super) fn drop_node(i: usize, node: Node<u32>, words: Vec<usize>) -> Co {
+        Co::spawn(words, Start::Drop(i), 0, move || {
+            Ended::Dropped(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || drop(node),
+            )))
+        })
+    }
+
+    fn spawn(
+        words: Vec<usize>,
+        start: Start,
+        stamp: u64,
+        job: impl FnOnce() -> Ended + Send + 'static,
+    ) -> Co {
         let sh = Arc::new(Shared {
             m: Mutex::new(Inner {
                 body_turn: false,
@@ -223,13 +281,6 @@ impl Co {
             cv: Condvar::new(),
             words,
         });
-        let (old, packet, snap, stamp, ledger) = (
-            tr.old.clone(),
-            tr.packet.clone(),
-            tr.snap_wrapper.clone(),
-            tr.neg.stamp,
-            tr.neg.ledger().to_vec(),
-        );
         let body_sh = sh.clone();
         let handle = std::thread::spawn(move || {
             let own = serial::clock();
@@ -244,36 +295,27 @@ impl Co {
                 serial::set_clock(g.clock);
             }
             CO.with(|c| *c.borrow_mut() = Some(body_sh.clone()));
-            let mut tr = tr;
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                dynamic::apply(&mut tr, &edits, &nodes)
-            }));
+            let ended = job();
             CO.with(|c| *c.borrow_mut() = None);
-            // Its handles go before the baton does (a node the world has
-            // dropped may go with them: `Linkage::drop` runs in this step).
-            drop(nodes);
             let clock = serial::clock();
             // This thread's own id goes back to the pool, not the baton's.
             serial::set_clock(own);
-            if applied.as_ref().is_err_and(|p| p.is::<Aborted>()) {
-                drop(tr);
+            if ended.aborted() {
+                drop(ended);
                 return;
             }
             let mut g = body_sh.m.lock().unwrap_or_else(|e| e.into_inner());
             g.clock = clock;
             g.at = At::Ended;
-            g.done = Some(Ended { tr, applied });
+            g.done = Some(ended);
             g.body_turn = false;
             body_sh.cv.notify_all();
         });
         Co {
             sh,
             handle: Some(handle),
-            old,
-            packet,
-            snap,
+            start,
             stamp,
-            ledger,
         }
     }
 
@@ -281,8 +323,9 @@ impl Co {
     /// `Some`: it ended.
     pub(super) fn resume(&mut self) -> (&'static str, Option<Ended>) {
         let mut g = self.sh.m.lock().unwrap_or_else(|e| e.into_inner());
-        let name = match g.at {
-            At::Wait => "body(wait)",
+        let name = match (&self.start, g.at) {
+            (Start::Drop(_), _) => "drop_handle(op)",
+            (_, At::Wait) => "body(wait)",
             _ => "body(op)",
         };
         g.clock = serial::clock();
@@ -305,13 +348,27 @@ impl Co {
     /// The body's fingerprint: its starting view and what its operations
     /// returned, and whether it waits.
     pub(super) fn canon(&self, c: &mut Canon) {
-        c.packet(&self.old);
-        c.packet(&self.packet);
-        c.opt_wrapper(self.snap.as_ref());
-        c.stamp(self.stamp);
-        c.n(self.ledger.len() as u64);
-        for l in &self.ledger {
-            c.link(l);
+        match &self.start {
+            Start::Body {
+                old,
+                packet,
+                snap,
+                ledger,
+            } => {
+                c.n(0);
+                c.packet(old);
+                c.packet(packet);
+                c.opt_wrapper(snap.as_ref());
+                c.stamp(self.stamp);
+                c.n(ledger.len() as u64);
+                for l in ledger {
+                    c.link(l);
+                }
+            }
+            Start::Drop(i) => {
+                c.n(1);
+                c.n(*i as u64);
+            }
         }
         let g = self.sh.m.lock().unwrap_or_else(|e| e.into_inner());
         c.n(u64::from(g.at == At::Wait));

@@ -150,11 +150,13 @@ impl World<'_> {
     pub(super) fn body_op(&mut self, t: usize) -> StepInfo {
         let th = &mut self.threads[t];
         if th.co.is_none() {
+            // (A drop's coroutine is started by its first step.)
             let OpKind::Dyn { edits, .. } = th.kind().clone() else {
                 unreachable!("only dynamic bodies are a step of their own")
             };
             let tr = th.tr.take().expect("a body runs in a transaction");
-            th.co = Some(coroutine::Co::start(tr, edits, self.nodes.clone()));
+            let words = self.words.iter().flat_map(|&(a, b)| [a, b]).collect();
+            th.co = Some(coroutine::Co::body(tr, edits, self.nodes.clone(), words));
         }
         let (name, ended) = th.co.as_mut().expect("started").resume();
         let Some(ended) = ended else {
@@ -165,13 +167,27 @@ impl World<'_> {
             };
         };
         th.co = None;
-        match ended.applied {
-            Ok(applied) => {
-                let mut info = self.finish_body(t, ended.tr, applied);
+        match ended {
+            coroutine::Ended::Body {
+                tr,
+                applied: Ok(applied),
+            } => {
+                let mut info = self.finish_body(t, tr, applied);
                 info.name = name;
                 info
             }
-            Err(p) => std::panic::resume_unwind(p),
+            coroutine::Ended::Body {
+                applied: Err(p), ..
+            }
+            | coroutine::Ended::Dropped(Err(p)) => std::panic::resume_unwind(p),
+            coroutine::Ended::Dropped(Ok(())) => {
+                self.complete(t);
+                StepInfo {
+                    name: "drop_handle(op)",
+                    completed: true,
+                    ops: Vec::new(),
+                }
+            }
         }
     }
 

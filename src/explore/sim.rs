@@ -18,6 +18,8 @@ pub(super) enum Pc {
     Lock,
     /// Waiting for the attempt that owns a limbo this one met.
     Owner,
+    /// Split: dropping a node's last handle on a thread of its own.
+    Dropping,
     Finished,
 }
 
