@@ -48,7 +48,7 @@ enum At {
 pub(super) enum Ended {
     /// A body: the attempt, and what the body did (or its panic).
     Body {
-        tr: Transaction,
+        tr: Box<Transaction>,
         applied: Result<dynamic::Applied, Box<dyn Any + Send>>,
     },
     /// The drop of a node's last handle (or its panic).
@@ -249,7 +249,10 @@ impl Co {
             // Its handles go before the baton does (a node the world has
             // dropped may go with them: `Linkage::drop` runs in this step).
             drop(nodes);
-            Ended::Body { tr, applied }
+            Ended::Body {
+                tr: Box::new(tr),
+                applied,
+            }
         })
     }
 

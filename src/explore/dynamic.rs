@@ -172,7 +172,7 @@ impl World<'_> {
                 tr,
                 applied: Ok(applied),
             } => {
-                let mut info = self.finish_body(t, tr, applied);
+                let mut info = self.finish_body(t, *tr, applied);
                 info.name = name;
                 info
             }
