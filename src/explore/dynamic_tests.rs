@@ -268,7 +268,7 @@ fn drop_configs() -> Vec<Config> {
 
 /// Every invariant holds while nodes are dropped; the drop happens at
 /// every point of the other thread's steps. (Privilege on only: without
-/// it, this exploration did not end within 15 minutes; not looked into.)
+/// it, one split exploration blocks: see docs/verification.md.)
 #[cfg(not(feature = "no-privilege"))]
 #[test]
 fn dropped_nodes_hand_back_their_children() {
