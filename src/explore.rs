@@ -184,6 +184,11 @@ impl<'c> World<'c> {
         std::mem::replace(&mut self.nodes[i], spare)
     }
 
+    /// Every slot and tag word of the world, flat (a coroutine's filter).
+    fn word_list(&self) -> Vec<usize> {
+        self.words.iter().flat_map(|&(a, b)| [a, b]).collect()
+    }
+
     /// For trace validation: frames merged as a real run records them,
     /// dynamic bodies split.
     fn for_replay(cfg: &'c Config) -> Self {
@@ -324,7 +329,7 @@ impl<'c> World<'c> {
                     if self.split_bodies {
                         // Its operations (`Linkage::drop`'s) are steps.
                         let node = self.take_node(i);
-                        let words = self.words.iter().flat_map(|&(a, b)| [a, b]).collect();
+                        let words = self.word_list();
                         let th = &mut self.threads[t];
                         th.co = Some(coroutine::Co::drop_node(i, node, words));
                         th.pc = Pc::Dropping;

@@ -236,14 +236,7 @@ pub(crate) fn commit_locked(
     }
     let mut op = Operation::new(frame);
     loop {
-        #[cfg(all(test, not(loom)))]
-        let stepped = {
-            let (name, stamp) = (op.next_step_name(), neg.stamp);
-            crate::explore::validate::step(name, stamp, || op.step(neg))
-        };
-        #[cfg(not(all(test, not(loom))))]
-        let stepped = op.step(neg);
-        match stepped {
+        match op.step_traced(neg) {
             Step::Done => break,
             Step::Running => {}
             Step::Blocked(link) => {

@@ -148,16 +148,17 @@ impl World<'_> {
     /// Split mode: one operation of the body (or a round of its wait, or
     /// its start), on the body's own thread (`explore::coroutine`).
     pub(super) fn body_op(&mut self, t: usize) -> StepInfo {
-        let th = &mut self.threads[t];
-        if th.co.is_none() {
+        if self.threads[t].co.is_none() {
             // (A drop's coroutine is started by its first step.)
+            let (nodes, words) = (self.nodes.clone(), self.word_list());
+            let th = &mut self.threads[t];
             let OpKind::Dyn { edits, .. } = th.kind().clone() else {
                 unreachable!("only dynamic bodies are a step of their own")
             };
             let tr = th.tr.take().expect("a body runs in a transaction");
-            let words = self.words.iter().flat_map(|&(a, b)| [a, b]).collect();
-            th.co = Some(coroutine::Co::body(tr, edits, self.nodes.clone(), words));
+            th.co = Some(coroutine::Co::body(tr, edits, nodes, words));
         }
+        let th = &mut self.threads[t];
         let (name, ended) = th.co.as_mut().expect("started").resume();
         let Some(ended) = ended else {
             return StepInfo {

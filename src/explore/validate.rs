@@ -383,14 +383,9 @@ pub(crate) fn record(cfg: &Config) -> Recorded {
         .map(|(i, prog)| {
             let (nodes, links, log, start) =
                 (nodes.clone(), links.clone(), log.clone(), start.clone());
-            let words = links
-                .iter()
-                .flat_map(|l| {
-                    [
-                        std::ptr::from_ref(&l.slot) as usize,
-                        std::ptr::from_ref(&l.tag) as usize,
-                    ]
-                })
+            let words = super::ops::words_of(&links)
+                .into_iter()
+                .flat_map(|(a, b)| [a, b])
                 .collect();
             let prog = prog.clone();
             std::thread::spawn(move || {

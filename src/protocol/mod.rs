@@ -222,18 +222,23 @@ impl Operation {
         }
     }
 
+    /// One [`step`](Self::step); under trace validation also a scheduling
+    /// point recorded with its operations (`explore::validate::step`).
+    pub(crate) fn step_traced(&mut self, neg: &mut Negotiator) -> Step {
+        #[cfg(all(test, not(loom)))]
+        {
+            let (name, stamp) = (self.next_step_name(), neg.stamp);
+            crate::explore::validate::step(name, stamp, || self.step(neg))
+        }
+        #[cfg(not(all(test, not(loom))))]
+        self.step(neg)
+    }
+
     /// Steps until finished (waiting whenever a step is blocked by a
     /// priority tag) and returns the outcome.
     pub(crate) fn run(mut self, neg: &mut Negotiator) -> Outcome {
         loop {
-            #[cfg(all(test, not(loom)))]
-            let stepped = {
-                let (name, stamp) = (self.next_step_name(), neg.stamp);
-                crate::explore::validate::step(name, stamp, || self.step(neg))
-            };
-            #[cfg(not(all(test, not(loom))))]
-            let stepped = self.step(neg);
-            match stepped {
+            match self.step_traced(neg) {
                 Step::Done => break,
                 Step::Running => {}
                 Step::Blocked(link) => {
