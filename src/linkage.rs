@@ -54,8 +54,8 @@ impl Drop for Linkage {
     /// priority wrapper), so that children kept alive elsewhere keep their
     /// state. Only children can still reach this linkage (weakly, and the
     /// weak upgrade already fails), so our own wrapper is stable here.
+    /// TLA+: DropStart
     fn drop(&mut self) {
-        let me: *const Linkage = self;
         let w = self.slot.load();
         let Some(packet) = w.packet.as_ref() else {
             return;
@@ -64,20 +64,35 @@ impl Drop for Linkage {
             return;
         };
         for (child, slot) in children.nodes.iter().zip(children.slots.iter()) {
-            let Some(sub) = slot else { continue };
-            loop {
-                let cw = child.load();
-                let mine = cw
-                    .bundled_by
-                    .as_ref()
-                    .is_some_and(|p| std::ptr::eq(p.as_ptr(), me));
-                if !mine {
-                    break;
-                }
-                let next = PacketWrapper::priority(sub.clone(), serial::next(cw.serial));
-                if child.slot.compare_exchange(&cw, next).is_ok() {
-                    break;
-                }
+            if let Some(sub) = slot {
+                self.hand_back(child, sub);
+            }
+        }
+    }
+}
+
+impl Linkage {
+    /// One child of a dropped node: while its wrapper still names us, CAS
+    /// its packet back as a priority wrapper. No tag is read or written:
+    /// nobody can wait on a dropped node, and every other thread that meets
+    /// the child meanwhile finds its parent gone and looks again
+    /// (`unbundle_walk`). A failed CAS changes nothing, so the spec merges
+    /// the load that leads to the successful CAS with it.
+    /// TLA+: DropChild
+    fn hand_back(&self, child: &Linkage, sub: &Arc<Packet>) {
+        let me: *const Linkage = self;
+        loop {
+            let cw = child.load();
+            let mine = cw
+                .bundled_by
+                .as_ref()
+                .is_some_and(|p| std::ptr::eq(p.as_ptr(), me));
+            if !mine {
+                return;
+            }
+            let next = PacketWrapper::priority(sub.clone(), serial::next(cw.serial));
+            if child.slot.compare_exchange(&cw, next).is_ok() {
+                return;
             }
         }
     }

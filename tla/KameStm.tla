@@ -179,9 +179,12 @@ VARIABLES
     priorityTag,  \* [Nodes -> Null \cup Stamp]: Linkage::tag
     stamp,        \* [Threads -> Null \cup Stamp]: the running transaction's
                   \* stamp (Negotiator::stamp), fixed at its start
-    credit        \* [Leaves -> Nat]: ghost, increments published so far
+    credit,       \* [Leaves -> Nat]: ghost, increments published so far
+    dropper       \* Linkage::drop of a node of DropNodes: [node, st ("live",
+                  \* "dropping", "gone"), i (next child in its packet's
+                  \* list), ser (the dropping thread's serial)]
 
-vars == <<linkage, serial, pc, target, local, budget, queue, priorityTag, stamp, credit>>
+vars == <<linkage, serial, pc, target, local, budget, queue, priorityTag, stamp, credit, dropper>>
 
 -----------------------------------------------------------------------------
 (* The tree *)
@@ -562,6 +565,7 @@ Init ==
     /\ priorityTag = [n \in Nodes |-> Null]
     /\ stamp = [t \in Threads |-> Null]
     /\ credit = [c \in Leaves |-> 0]
+    /\ dropper = [node |-> Null, st |-> "live", i |-> 0, ser |-> 0]
 
 \* The transactions one iteration of t runs, in this order.
 JobOrder == CASE Levels = 2 -> <<"ins", "reins", "cond", "stop", "read", "P", "C1", "C2", "rel">>
@@ -792,16 +796,28 @@ UnbundleWalk(t) ==
            f     == Top(l)
            lower == IF f.chain = <<>> THEN f.tw ELSE f.chain[Len(f.chain)].w
            par   == lower.by
+           \* the parent's last strong reference is gone (Weak::upgrade
+           \* fails): its Linkage::drop has started (DropStart)
+           gone  == dropper.node = par /\ dropper.st # "live"
+           \* gone, but the target's own limbo wrapper carries its packet
+           carried == gone /\ f.chain = <<>> /\ lower.pkt # Null
            pw    == linkage[par]
-           f2    == [f EXCEPT !.chain = Append(@, [node |-> par, w |-> pw])]
+           f2    == IF gone THEN f ELSE [f EXCEPT !.chain = Append(@, [node |-> par, w |-> pw])]
            k     == Len(f2.chain)
-           found == LevelPkt(f2, 0)
+           found == IF gone THEN lower.pkt ELSE LevelPkt(f2, 0)
            sers  == GenMany(serial[t], [i \in 1..k |-> f2.chain[i].w.ser])
            copies == [i \in 1..k |->
                         PW([LevelPkt(f2, i) EXCEPT !.missing = TRUE, !.id = sers[i]], sers[i])]
            Ret(kind, p) == AfterReturn(PopL(l), [Outcome(kind) EXCEPT !.p = p])
        IN
-       IF ~HasPri(pw) THEN
+       IF gone /\ ~carried THEN
+            \* nothing to read until the drop hands the packet back: look
+            \* again (no tag: nobody won a race)
+            LET r == Ret("disturbed", Null) IN
+            /\ pc' = [pc EXCEPT ![t] = r.pc]
+            /\ local' = [local EXCEPT ![t] = r.l]
+            /\ UNCHANGED <<serial, priorityTag>>
+       ELSE IF ~gone /\ ~HasPri(pw) THEN
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
             /\ local' = [local EXCEPT ![t] = SetTop(l, f2)]
             /\ UNCHANGED <<serial, priorityTag>>
@@ -834,8 +850,9 @@ UnbundleWalk(t) ==
                                ELSE priorityTag
             /\ UNCHANGED serial
        ELSE
-            /\ serial' = [serial EXCEPT ![t] = sers[k]]
-            /\ pc' = [pc EXCEPT ![t] = "unbundle_cas_ancestors"]
+            /\ serial' = [serial EXCEPT ![t] = IF k = 0 THEN serial[t] ELSE sers[k]]
+            /\ pc' = [pc EXCEPT ![t] = IF k = 0 THEN "unbundle_cas_child"
+                                                 ELSE "unbundle_cas_ancestors"]
             /\ local' = [local EXCEPT ![t] =
                    SetTop(l, [f2 EXCEPT !.found = found, !.copies = copies, !.casPos = k])]
             /\ UNCHANGED priorityTag
@@ -908,7 +925,10 @@ UnbundleCASChild(t) ==
     /\ LET l  == local[t]
            f  == Top(l)
            n  == f.node
-           s  == Gen(serial[t], Max(f.chain[1].w.ser, f.tw.ser))
+           \* (an empty chain: the parent was gone, the target's limbo
+           \* carried its packet)
+           s  == Gen(serial[t], IF f.chain = <<>> THEN f.tw.ser
+                                ELSE Max(f.chain[1].w.ser, f.tw.ser))
            p  == IF f.mode = "commit" THEN TxPkt(t, l, n, s) ELSE f.found
            nw == PW(p, s)
            inst == [m \in {f.chain[i].node : i \in 1..Len(f.chain)} |->
@@ -1238,7 +1258,64 @@ PreemptTag(t, n) ==
     /\ UNCHANGED <<linkage, serial, pc, target, local, budget, queue, stamp, credit>>
 
 -----------------------------------------------------------------------------
-AllDone == \A t \in Threads : pc[t] = "idle" /\ budget[t] = 0
+(* linkage.rs: Linkage::drop *)
+
+\* Nodes whose last strong reference goes away during the run (a
+\* definition, as ReaderThreads: a config sets `DropNodes = {"P"}`). Only
+\* the root: every other node is held by its parent's packet, and a
+\* released one is dropped after its attempt has ended (the explorer's
+\* OpKind::Drop covers those, tla/README.md).
+DropNodes == {}
+ASSUME DropNodes \subseteq {RootNode}
+
+\* Does thread t hold a strong reference to n: a transaction or snapshot
+\* still to run on it (its Node handle), or an unbundle walk that has
+\* upgraded its weak `bundled_by` reference to n (the frame's chain)?
+Holds(t, n) ==
+    \/ (\E x \in Jobs(t) : JobNode(x) = n) /\ ~(pc[t] = "idle" /\ budget[t] = 0)
+    \/ \E i \in DOMAIN local[t].stack :
+          \E j \in DOMAIN local[t].stack[i].chain : local[t].stack[i].chain[j].node = n
+
+\* The last strong reference to n goes (Arc's count reaches zero; from now
+\* on every Weak::upgrade of it fails), and Linkage::drop starts: it reads
+\* its own wrapper, which nobody can change any more, for the children its
+\* packet lists.  The drop runs on whichever thread let go last; the spec
+\* gives it a process of its own (more interleavings, not fewer) with a
+\* clock of its own (serial residue 0, which no thread uses).
+DropStart(n) ==
+    /\ dropper.st = "live"
+    /\ \A t \in Threads : ~Holds(t, n)
+    /\ dropper' = [node |-> n, i |-> 1, ser |-> dropper.ser,
+                   st |-> IF Len(ListOf(linkage[n].pkt)) = 0 THEN "gone" ELSE "dropping"]
+    /\ UNCHANGED <<linkage, serial, pc, target, local, budget, queue, priorityTag, stamp, credit>>
+
+\* One child of the dropped node: if its wrapper still names the node
+\* (bundled, or a limbo under it) and the node's packet has its slot, CAS
+\* its own packet back as a priority wrapper (a fresh serial).  The code
+\* loads and CASes in a loop until the CAS succeeds or the wrapper no longer
+\* names the node; a failed CAS changes nothing, so the load that leads to
+\* the successful CAS and the CAS are one step here.  No tag is read or
+\* written: nobody can wait on a dropped node, and the hand-back only
+\* replaces a wrapper every other thread can only retry on (the walk's
+\* "gone" branch).
+DropChild(n) ==
+    /\ dropper.st = "dropping" /\ dropper.node = n
+    /\ LET p   == linkage[n].pkt
+           L   == ListOf(p)
+           c   == L[dropper.i]
+           cw  == linkage[c]
+           s   == Gen(dropper.ser, cw.ser)
+           mine == cw.by = n /\ p.sub[c] # Null
+       IN
+       /\ linkage' = IF mine THEN [linkage EXCEPT ![c] = PW(p.sub[c], s)] ELSE linkage
+       /\ dropper' = [dropper EXCEPT !.i = @ + 1,
+                                     !.ser = IF mine THEN s ELSE @,
+                                     !.st = IF dropper.i = Len(L) THEN "gone" ELSE "dropping"]
+    /\ UNCHANGED <<serial, pc, target, local, budget, queue, priorityTag, stamp, credit>>
+
+-----------------------------------------------------------------------------
+AllDone == /\ \A t \in Threads : pc[t] = "idle" /\ budget[t] = 0
+           /\ \A n \in DropNodes : dropper.st = "gone"
 \* Every thread that is not Endless has finished (= AllDone if Endless = {}).
 OthersDone == \A t \in Threads \ Endless : pc[t] = "idle" /\ budget[t] = 0
 
@@ -1246,53 +1323,56 @@ OthersDone == \A t \in Threads \ Endless : pc[t] = "idle" /\ budget[t] = 0
 \* tests/tla_mapping.rs parses: keep the two lists equal), for per-thread
 \* fairness (ThreadFairSpec).
 ThreadStep(t) ==
-        \/ SnapRead(t)
-        \/ SnapCheck(t)
-        \/ BundlePhase1(t)
-        \/ BundlePhase2(t)
-        \/ BundlePhase3(t)
-        \/ BundlePhase4(t)
-        \/ UnbundleWalk(t)
-        \/ UnbundleRecheck(t)
-        \/ UnbundleCASAncestors(t)
-        \/ UnbundleCASChild(t)
-        \/ CommitStart(t)
-        \/ CommitParent(t)
-        \/ CommitRead(t)
-        \/ CommitTryCAS(t)
-        \/ CommitDone(t)
-        \/ InsertReadChild(t)
-        \/ InsertCASChild(t)
-        \/ ReleaseReadChild(t)
-        \/ ReleaseCASChild(t)
-        \/ TxValidate(t)
-        \/ BodyRetry(t)
-        \/ \E n \in Nodes : PreemptTag(t, n)
+    /\ \/ SnapRead(t)
+       \/ SnapCheck(t)
+       \/ BundlePhase1(t)
+       \/ BundlePhase2(t)
+       \/ BundlePhase3(t)
+       \/ BundlePhase4(t)
+       \/ UnbundleWalk(t)
+       \/ UnbundleRecheck(t)
+       \/ UnbundleCASAncestors(t)
+       \/ UnbundleCASChild(t)
+       \/ CommitStart(t)
+       \/ CommitParent(t)
+       \/ CommitRead(t)
+       \/ CommitTryCAS(t)
+       \/ CommitDone(t)
+       \/ InsertReadChild(t)
+       \/ InsertCASChild(t)
+       \/ ReleaseReadChild(t)
+       \/ ReleaseCASChild(t)
+       \/ TxValidate(t)
+       \/ BodyRetry(t)
+       \/ \E n \in Nodes : PreemptTag(t, n)
+    /\ UNCHANGED dropper
 
 NextStep ==
-    \E t \in Threads :
-        \/ SnapRead(t)
-        \/ SnapCheck(t)
-        \/ BundlePhase1(t)
-        \/ BundlePhase2(t)
-        \/ BundlePhase3(t)
-        \/ BundlePhase4(t)
-        \/ UnbundleWalk(t)
-        \/ UnbundleRecheck(t)
-        \/ UnbundleCASAncestors(t)
-        \/ UnbundleCASChild(t)
-        \/ CommitStart(t)
-        \/ CommitParent(t)
-        \/ CommitRead(t)
-        \/ CommitTryCAS(t)
-        \/ CommitDone(t)
-        \/ InsertReadChild(t)
-        \/ InsertCASChild(t)
-        \/ ReleaseReadChild(t)
-        \/ ReleaseCASChild(t)
-        \/ TxValidate(t)
-        \/ BodyRetry(t)
-        \/ \E n \in Nodes : PreemptTag(t, n)
+    \/ \E t \in Threads :
+        /\ \/ SnapRead(t)
+           \/ SnapCheck(t)
+           \/ BundlePhase1(t)
+           \/ BundlePhase2(t)
+           \/ BundlePhase3(t)
+           \/ BundlePhase4(t)
+           \/ UnbundleWalk(t)
+           \/ UnbundleRecheck(t)
+           \/ UnbundleCASAncestors(t)
+           \/ UnbundleCASChild(t)
+           \/ CommitStart(t)
+           \/ CommitParent(t)
+           \/ CommitRead(t)
+           \/ CommitTryCAS(t)
+           \/ CommitDone(t)
+           \/ InsertReadChild(t)
+           \/ InsertCASChild(t)
+           \/ ReleaseReadChild(t)
+           \/ ReleaseCASChild(t)
+           \/ TxValidate(t)
+           \/ BodyRetry(t)
+           \/ \E n \in Nodes : PreemptTag(t, n)
+        /\ UNCHANGED dropper
+    \/ \E n \in DropNodes : DropStart(n) \/ DropChild(n)
 
 \* Finished: a self-loop, so the deadlock check stays on; outside NextStep,
 \* so weak fairness cannot be satisfied by stuttering here.
@@ -1307,6 +1387,7 @@ Spec == Init /\ [][Next]_vars /\ WF_vars(NextStep)
 \* body that retries): under WF_vars(NextStep) such a run is fair even
 \* while another thread could move all along.
 ThreadFairSpec == Init /\ [][Next]_vars /\ \A t \in Threads : WF_vars(ThreadStep(t))
+                  /\ WF_vars(\E n \in DropNodes : DropStart(n) \/ DropChild(n))
 
 EventuallyAllDone == <>AllDone
 EventuallyOthersDone == <>OthersDone
@@ -1348,6 +1429,20 @@ SnapshotConsistency ==
                                                   /\ AllSubReachable(local[t].snapPkt)
                                                   /\ NoDup(local[t].snapPkt)
 
+\* The inner nodes not dropped: a dropped node's packet is nobody's state
+\* once its drop has begun handing the children their packets back.
+LiveInner == {n \in Inner : ~(dropper.node = n /\ dropper.st # "live")}
+
+\* Linkage::drop hands every child bundled into the dropped node its packet
+\* back: once it is done no wrapper names the node (a dangling Weak), and
+\* until then only the node's own children do.
+DropHandsBack ==
+    /\ dropper.st = "gone" => \A c \in Nodes : linkage[c].by # dropper.node
+    /\ dropper.st = "dropping" =>
+          LET p == linkage[dropper.node].pkt IN
+          \A k \in 1..(dropper.i - 1) :
+              p.sub[ListOf(p)[k]] # Null => linkage[ListOf(p)[k]].by # dropper.node
+
 \* Every node's packet is reachable, and the root always has priority.
 NoPriorityLoss ==
     /\ HasPri(linkage[RootNode])
@@ -1359,7 +1454,7 @@ NoPriorityLoss ==
 \* the ancestors, which marks them missing).
 BundleRefConsistency ==
     /\ \A n \in Nodes : ~HasPri(linkage[n]) => linkage[n].by \in Parents(n)
-    /\ \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
+    /\ \A n \in LiveInner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
             \A c \in DOMAIN CurPkt(n).sub : CurPkt(n).sub[c] # Null => linkage[c].by = n
 
 \* Hard links: in the tree of every complete current packet, each node's
@@ -1367,7 +1462,7 @@ BundleRefConsistency ==
 \* place holds it, the one every bundled-by reference leads to), at every
 \* depth.  Without hard links this is BundleRefConsistency at every depth.
 HardLinkExclusive ==
-    \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
+    \A n \in LiveInner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
         \A e \in PEdges(CurPkt(n), n) : linkage[e[2]].by = e[1]
 
 \* A complete packet has no missing packet below it, except, on a tree with
@@ -1379,7 +1474,7 @@ MissingOnlyByVoid(p) ==
         /\ Complete(p.sub[c]) \/ HasVoid(p.sub[c])
         /\ MissingOnlyByVoid(p.sub[c])
 MissingPropagation ==
-    \A n \in Inner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
+    \A n \in LiveInner : (CurPkt(n) # Null /\ ~CurPkt(n).missing) =>
         /\ AllSubReachable(CurPkt(n))
         /\ MissingOnlyByVoid(CurPkt(n))
 
@@ -1445,7 +1540,7 @@ SerL(l) ==
     \cup SerS(l.txSer) \cup SerW(l.dynW) \cup SerP(l.insSlot)
     \cup UNION {SerFrame(l.stack[i]) : i \in DOMAIN l.stack}
 AllSerials ==
-    {serial[t] : t \in Threads}
+    {serial[t] : t \in Threads} \cup {dropper.ser}
     \cup UNION {SerS(stamp[t]) : t \in Threads}
     \cup UNION {SerS(priorityTag[n]) : n \in Nodes}
     \cup UNION {SerW(linkage[n]) : n \in Nodes}
@@ -1481,14 +1576,16 @@ View ==
       budget, queue,
       [n \in Nodes |-> NS(m, priorityTag[n])],
       [t \in Threads |-> NS(m, stamp[t])],
-      credit>>
+      credit,
+      [dropper EXCEPT !.ser = NS(m, @)]>>
 
 \* Serials are fresh names: every serial of thread t in the state has a
 \* counter no larger than t's thread-local serial, so Gen(t, _) never mints
 \* a serial that is already somewhere in the state (the premise of the VIEW
 \* soundness argument, tla/README.md).
 SerialFreshness ==
-    \A s \in AllSerials : (s % SerialBase) # 0 => Cnt(s) <= Cnt(serial[s % SerialBase])
+    \A s \in AllSerials :
+        Cnt(s) <= Cnt(IF s % SerialBase = 0 THEN dropper.ser ELSE serial[s % SerialBase])
 
 \* The largest Lamport counter in the state (for bound experiments).
 MaxCounter == LET C == {Cnt(s) : s \in AllSerials} IN CHOOSE c \in C : \A d \in C : d <= c
