@@ -268,7 +268,8 @@ fn drop_configs() -> Vec<Config> {
 
 /// Every invariant holds while nodes are dropped; the drop happens at
 /// every point of the other thread's steps. (Privilege on only: without
-/// it, one split exploration blocks: see docs/verification.md.)
+/// it, a livelock inside one split body, a rebase's snapshot retrying, is
+/// an endless path of new states: see docs/verification.md.)
 #[cfg(not(feature = "no-privilege"))]
 #[test]
 fn dropped_nodes_hand_back_their_children() {
