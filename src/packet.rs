@@ -390,3 +390,207 @@ impl Packet {
             .expect("payload type is fixed at node creation")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The tree searches on hand-built packets: exact indices and exact
+    //! packets (by pointer), so that an off-by-one or a wrong slot fails.
+    use super::*;
+    use std::any::TypeId;
+
+    fn node() -> Arc<Linkage> {
+        Linkage::new(Packet::leaf(0u32), TypeId::of::<u32>(), "u32", None)
+    }
+
+    fn leaf() -> Arc<Packet> {
+        Packet::leaf(0u32)
+    }
+
+    /// A packet listing `kids`, each with its slot (`None`: void).
+    fn inner(kids: &[(&Arc<Linkage>, Option<&Arc<Packet>>)]) -> Arc<Packet> {
+        let nodes: Vec<Arc<Linkage>> = kids.iter().map(|(n, _)| (*n).clone()).collect();
+        let slots: Slots = kids.iter().map(|(_, s)| s.cloned()).collect();
+        let children = Children {
+            nodes: Arc::new(NodeList::from(nodes)),
+            slots,
+        };
+        leaf().with_children(Arc::new(children), false)
+    }
+
+    fn same(a: Option<&Arc<Packet>>, b: &Arc<Packet>) -> bool {
+        a.is_some_and(|a| Arc::ptr_eq(a, b))
+    }
+
+    fn path(p: &[u32]) -> Option<SmallVec<[u32; 8]>> {
+        Some(p.iter().copied().collect())
+    }
+
+    #[test]
+    fn position_tries_the_hint_then_scans() {
+        let (a, b, c, x) = (node(), node(), node(), node());
+        let p = inner(&[(&a, None), (&b, None), (&c, None)]);
+        let ch = p.children.as_ref().unwrap();
+        assert_eq!(ch.position(&b, 1), Some(1));
+        assert_eq!(ch.position(&b, 0), Some(1));
+        assert_eq!(ch.position(&c, 9), Some(2));
+        assert_eq!(ch.position(&a, 2), Some(0));
+        assert_eq!(ch.position(&x, 0), None);
+        assert_eq!(p.child_count(), 3);
+        assert_eq!(leaf().child_count(), 0);
+    }
+
+    #[test]
+    fn completeness_is_the_missing_flag_of_an_inner_packet() {
+        let a = node();
+        let p = inner(&[(&a, Some(&leaf()))]);
+        assert!(p.is_complete());
+        assert!(!p.with_missing(true).is_complete());
+        assert!(p.with_missing(true).with_missing(false).is_complete());
+        // A leaf has nothing below it to miss.
+        assert!(leaf().with_missing(true).is_complete());
+    }
+
+    /// R -> [A -> [X, B -> [C]], Y]: every search finds the exact slot.
+    #[test]
+    fn find_and_find_path_reach_every_depth() {
+        let (r, a, b, c, x, y, z) = (node(), node(), node(), node(), node(), node(), node());
+        let (pc, px, py) = (leaf(), leaf(), leaf());
+        let pb = inner(&[(&c, Some(&pc))]);
+        let pa = inner(&[(&x, Some(&px)), (&b, Some(&pb))]);
+        let pr = inner(&[(&a, Some(&pa)), (&y, Some(&py))]);
+        assert!(same(find(&r, &pr, &r), &pr));
+        assert!(same(find(&r, &pr, &a), &pa));
+        assert!(same(find(&r, &pr, &y), &py));
+        assert!(same(find(&r, &pr, &x), &px));
+        assert!(same(find(&r, &pr, &b), &pb));
+        assert!(same(find(&r, &pr, &c), &pc));
+        assert!(find(&r, &pr, &z).is_none());
+        assert_eq!(find_path(&r, &pr, &r), path(&[]));
+        assert_eq!(find_path(&r, &pr, &a), path(&[0]));
+        assert_eq!(find_path(&r, &pr, &y), path(&[1]));
+        assert_eq!(find_path(&r, &pr, &x), path(&[0, 0]));
+        assert_eq!(find_path(&r, &pr, &b), path(&[0, 1]));
+        assert_eq!(find_path(&r, &pr, &c), path(&[0, 1, 0]));
+        assert_eq!(find_path(&r, &pr, &z), None);
+        // The path leads to the packet `find` returns.
+        let mut p = &pr;
+        for &i in find_path(&r, &pr, &c).unwrap().iter() {
+            p = p.children.as_ref().unwrap().slots[i as usize]
+                .as_ref()
+                .unwrap();
+        }
+        assert!(Arc::ptr_eq(p, &pc));
+    }
+
+    /// A node listed twice, void first: the present slot is found, at
+    /// every position of the void one.
+    #[test]
+    fn a_node_listed_twice_is_found_in_its_present_slot() {
+        let (r, a, b, q) = (node(), node(), node(), node());
+        let (pa, pb) = (leaf(), leaf());
+        let p1 = inner(&[(&a, None), (&b, Some(&pb)), (&a, Some(&pa))]);
+        assert!(same(find(&r, &p1, &a), &pa));
+        assert_eq!(find_path(&r, &p1, &a), path(&[2]));
+        let p2 = inner(&[(&b, Some(&pb)), (&a, None), (&q, None), (&a, Some(&pa))]);
+        assert!(same(find(&r, &p2, &a), &pa));
+        assert_eq!(find_path(&r, &p2, &a), path(&[3]));
+        assert!(same(find(&r, &p2, &b), &pb));
+        // Only void: not found (no packet to return).
+        let p3 = inner(&[(&b, Some(&pb)), (&a, None)]);
+        assert!(find(&r, &p3, &a).is_none());
+        assert_eq!(find_path(&r, &p3, &a), None);
+        // Void here, present one level down (a hard link).
+        let pq = inner(&[(&a, Some(&pa))]);
+        let p4 = inner(&[(&a, None), (&q, Some(&pq))]);
+        assert!(same(find(&r, &p4, &a), &pa));
+        assert_eq!(find_path(&r, &p4, &a), path(&[1, 0]));
+    }
+
+    /// R -> [A void, B -> [C void, D -> [E]], F]
+    #[test]
+    fn find_slot_returns_the_first_slot_of_its_kind_depth_first() {
+        let (a, b, c, d, e, f) = (node(), node(), node(), node(), node(), node());
+        let (pe, pf) = (leaf(), leaf());
+        let pd = inner(&[(&e, Some(&pe))]);
+        let pb = inner(&[(&c, None), (&d, Some(&pd))]);
+        let pr = inner(&[(&a, None), (&b, Some(&pb)), (&f, Some(&pf))]);
+        let is = |n: &Arc<Linkage>| {
+            let n = n.clone();
+            move |m: &Arc<Linkage>| Arc::ptr_eq(m, &n)
+        };
+        let hit = |r: Option<(SmallVec<[u32; 8]>, Arc<Linkage>)>| r.map(|(p, n)| (p.to_vec(), n));
+        let at = |p: &[u32], n: &Arc<Linkage>| Some((p.to_vec(), n.clone()));
+        let eq =
+            |a: Option<(Vec<u32>, Arc<Linkage>)>, b: Option<(Vec<u32>, Arc<Linkage>)>| match (a, b)
+            {
+                (None, None) => true,
+                (Some((p, n)), Some((q, m))) => p == q && Arc::ptr_eq(&n, &m),
+                _ => false,
+            };
+        // The first void slot, depth first.
+        assert!(eq(hit(find_void(&pr, |_| true)), at(&[0], &a)));
+        // A void slot below a present one.
+        assert!(eq(hit(find_void(&pr, is(&c))), at(&[1, 0], &c)));
+        // A present node is not a void slot.
+        assert!(eq(hit(find_void(&pr, is(&e))), None));
+        assert!(eq(
+            hit(find_slot(&pr, SlotKind::Present, |_| true)),
+            at(&[1], &b)
+        ));
+        assert!(eq(
+            hit(find_slot(&pr, SlotKind::Present, is(&e))),
+            at(&[1, 1, 0], &e)
+        ));
+        assert!(eq(
+            hit(find_slot(&pr, SlotKind::Present, is(&f))),
+            at(&[2], &f)
+        ));
+        assert!(eq(hit(find_slot(&pr, SlotKind::Present, is(&a))), None));
+        assert!(eq(
+            hit(find_slot(&pr, SlotKind::Either, is(&c))),
+            at(&[1, 0], &c)
+        ));
+        assert!(eq(
+            hit(find_slot(&pr, SlotKind::Either, is(&a))),
+            at(&[0], &a)
+        ));
+        // The search does not go below an accepted present slot: B
+        // accepted, so nothing below it is visited.
+        let mut seen = Vec::new();
+        let r = find_slot(&pr, SlotKind::Present, |n| {
+            seen.push(n.clone());
+            Arc::ptr_eq(n, &b)
+        });
+        assert!(eq(hit(r), at(&[1], &b)));
+        assert_eq!(seen.len(), 1, "only B was offered (A is void)");
+        let mut seen = 0;
+        assert!(
+            find_slot(&pr, SlotKind::Either, |_| {
+                seen += 1;
+                false
+            })
+            .is_none()
+        );
+        assert_eq!(seen, 6, "every slot, void or present, offered once");
+    }
+
+    #[test]
+    fn nodes_in_lists_present_slots_and_reachability_checks_voids() {
+        let (a, b, c, d) = (node(), node(), node(), node());
+        let pb = inner(&[(&c, Some(&leaf())), (&a, None)]);
+        let pr = inner(&[(&a, Some(&leaf())), (&b, Some(&pb)), (&d, None)]);
+        let mut got: Vec<*const Linkage> = nodes_in(&pr).iter().map(Arc::as_ptr).collect();
+        let mut want: Vec<*const Linkage> = [&a, &b, &c].iter().map(|n| Arc::as_ptr(n)).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        // D is void and nowhere present.
+        assert!(!all_sub_reachable(&pr));
+        let pr2 = inner(&[(&a, Some(&leaf())), (&b, Some(&pb))]);
+        // A is void under B but present under R.
+        assert!(all_sub_reachable(&pr2));
+        // B alone: A is void there and nowhere present.
+        assert!(!all_sub_reachable(&pb));
+        assert!(all_sub_reachable(&leaf()));
+    }
+}
