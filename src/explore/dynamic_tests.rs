@@ -283,6 +283,29 @@ fn dropped_nodes_hand_back_their_children() {
     }
 }
 
+/// TLC's `KameStm_2L_drop` roles on the code: a root transaction at P and
+/// then the last handle of P let go, against a transaction at each leaf;
+/// merged and split (release: 73 000 states split).
+#[cfg(not(feature = "no-privilege"))]
+#[test]
+#[ignore = "large: run in release"]
+fn drop_with_tlc_roles_holds_every_invariant() {
+    let c = cfg(
+        "2L root tx(P); drop(P) vs leaf(C1); leaf(C2) (TLC's KameStm_2L_drop roles)",
+        two_level_unbundled,
+        vec![
+            vec![tx(P, &[C1, C2]), OpKind::Drop(P)],
+            vec![tx(C1, &[C1]), tx(C2, &[C2])],
+        ],
+    );
+    for split in [false, true] {
+        let r = explore_with(&c, LIMIT, split);
+        println!("{r}{}", if split { " (split)" } else { "" });
+        assert!(r.steps.contains_key("drop_handle"));
+        assert_eq!(r.livelocks, 0, "{}", r.lasso.as_deref().unwrap_or_default());
+    }
+}
+
 /// With privilege: every invariant, no livelock. Without: every invariant
 /// still, and the ping-pong of a dynamic transaction against a leaf commit
 /// (TLC's `KameStm_dyn_livelock`) is found and printed as a lasso.
