@@ -489,14 +489,21 @@ mod tests {
         let (r, a, b, q) = (node(), node(), node(), node());
         let (pa, pb) = (leaf(), leaf());
         let p1 = inner(&[(&a, None), (&b, Some(&pb)), (&a, Some(&pa))]);
+        assert_eq!(direct_child(&p1, &a), Some(2));
+        assert_eq!(direct_child(&p1, &b), Some(1));
+        assert_eq!(direct_child(&p1, &q), None);
         assert!(same(find(&r, &p1, &a), &pa));
         assert_eq!(find_path(&r, &p1, &a), path(&[2]));
         let p2 = inner(&[(&b, Some(&pb)), (&a, None), (&q, None), (&a, Some(&pa))]);
+        assert_eq!(direct_child(&p2, &a), Some(3));
+        assert_eq!(direct_child(&p2, &b), Some(0));
+        assert_eq!(direct_child(&p2, &q), None);
         assert!(same(find(&r, &p2, &a), &pa));
         assert_eq!(find_path(&r, &p2, &a), path(&[3]));
         assert!(same(find(&r, &p2, &b), &pb));
         // Only void: not found (no packet to return).
         let p3 = inner(&[(&b, Some(&pb)), (&a, None)]);
+        assert_eq!(direct_child(&p3, &a), None);
         assert!(find(&r, &p3, &a).is_none());
         assert_eq!(find_path(&r, &p3, &a), None);
         // Void here, present one level down (a hard link).
