@@ -371,3 +371,56 @@ pub(super) fn rebundle(child: &Linkage, parent: &Arc<Linkage>, installed: &Arc<P
     let next = PacketWrapper::bundled(parent, installed.index, serial::next(installed.serial));
     let _ = child.slot.compare_exchange(installed, next);
 }
+
+#[cfg(test)]
+mod tests {
+    //! What a release leaves in the child's wrapper once its attempt ends:
+    //! never a limbo (its carried packet would go stale, and be read if the
+    //! parent ever listed the child with a void slot).
+    use crate::{Node, TreeError};
+
+    /// The child's wrapper is a plain bundled reference to `parent`.
+    fn bundled_into(child: &Node<u32>, parent: &Node<u32>) -> bool {
+        let w = child.link.load();
+        w.packet.is_none()
+            && w.bundled_by
+                .as_ref()
+                .is_some_and(|b| std::ptr::eq(b.as_ptr(), std::sync::Arc::as_ptr(&parent.link)))
+    }
+
+    fn tree() -> (Node<u32>, Node<u32>) {
+        let (p, c) = (Node::new(0u32), Node::new(0u32));
+        p.insert(&c).unwrap();
+        let _ = p.snapshot();
+        (p, c)
+    }
+
+    #[test]
+    fn a_child_released_and_put_back_is_bundled_after_the_commit() {
+        let (p, c) = tree();
+        assert!(bundled_into(&c, &p));
+        p.iterate_commit(|tr| {
+            tr.release(&p, &c).unwrap();
+            tr.insert_online(&p, &c).unwrap();
+            tr[&c] += 1;
+        });
+        assert!(
+            bundled_into(&c, &p),
+            "a limbo outlived its committed attempt"
+        );
+        assert_eq!(p.snapshot()[&c], 1);
+        assert_eq!(c.read(), 1);
+    }
+
+    #[test]
+    fn a_child_released_by_a_failed_attempt_is_bundled_again() {
+        let (p, c) = tree();
+        let r: Result<_, TreeError> = p.try_iterate_commit(|tr| {
+            tr.release(&p, &c)?;
+            Err(TreeError::NotAChild)
+        });
+        assert_eq!(r.err(), Some(TreeError::NotAChild));
+        assert!(bundled_into(&c, &p), "a limbo outlived its failed attempt");
+        assert!(p.snapshot().contains(&c));
+    }
+}
