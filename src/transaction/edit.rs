@@ -412,6 +412,36 @@ mod tests {
         assert_eq!(c.read(), 1);
     }
 
+    /// R -> {P -> {C}}, and K -> {C} outside R's tree (C hard-linked). An
+    /// attempt at R releases C from P, then pulls K in online: K's subtree
+    /// lists C, which takes C back with the packet this attempt released
+    /// it with (`adopt_moved`). K is then released again unwritten, which
+    /// needs no CAS, and must be allowed: the pulled entry follows what
+    /// the adoption made of K's packet (`repacked`).
+    #[test]
+    fn a_pulled_node_that_adopted_a_released_one_can_be_released_again() {
+        let (r, p, c, k) = (
+            Node::new(0u32),
+            Node::new(0u32),
+            Node::new(0u32),
+            Node::new(0u32),
+        );
+        p.insert(&c).unwrap();
+        r.insert(&p).unwrap();
+        k.insert(&c).unwrap();
+        let _ = r.snapshot();
+        r.iterate_commit(|tr| {
+            tr.release(&p, &c).unwrap();
+            tr.insert_online(&r, &k).unwrap();
+            assert!(tr.contains(&c), "C came back inside K");
+            assert_eq!(tr.release(&r, &k), Ok(()));
+        });
+        let shot = r.snapshot();
+        assert!(!shot.contains(&k));
+        assert!(!shot.contains(&c));
+        assert!(k.snapshot().contains(&c));
+    }
+
     #[test]
     fn a_child_released_by_a_failed_attempt_is_bundled_again() {
         let (p, c) = tree();
