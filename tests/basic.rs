@@ -171,3 +171,20 @@ fn bundle_and_unbundle_do_not_copy_inner_payloads() {
     parent.iterate_commit(|tr| tr[&parent].0[0] = 1);
     assert_eq!(CLONES.load(Ordering::SeqCst), before + 1);
 }
+
+/// `attempt` counts the attempts thrown away before this one: a body that
+/// asks to retry twice sees 0, 1, 2 (bounded here, so that a wrong count
+/// fails the test instead of looping).
+#[test]
+fn attempt_counts_the_attempts_thrown_away() {
+    let n = Node::new(0u32);
+    let mut seen = Vec::new();
+    n.iterate_commit_if(|tr| {
+        seen.push(tr.attempt());
+        assert!(seen.len() <= 3, "attempts seen: {seen:?}");
+        tr[&n] += 1;
+        seen.len() == 3
+    });
+    assert_eq!(seen, [0, 1, 2]);
+    assert_eq!(n.read(), 1, "only the committed attempt's write");
+}
