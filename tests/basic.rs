@@ -188,3 +188,20 @@ fn attempt_counts_the_attempts_thrown_away() {
     assert_eq!(seen, [0, 1, 2]);
     assert_eq!(n.read(), 1, "only the committed attempt's write");
 }
+
+/// A transaction's `Debug` names its root, its attempt and whether it has
+/// written yet.
+#[test]
+fn a_transaction_debugs_its_root_attempt_and_writes() {
+    let n = Node::named("dmm", 0u32);
+    n.iterate_commit(|tr| {
+        let before = format!("{tr:?}");
+        assert!(before.starts_with("Transaction"), "{before}");
+        assert!(before.contains("dmm"), "{before}");
+        assert!(before.contains("attempt: 0"), "{before}");
+        assert!(before.contains("written: false"), "{before}");
+        tr[&n] += 1;
+        let after = format!("{tr:?}");
+        assert!(after.contains("written: true"), "{after}");
+    });
+}
