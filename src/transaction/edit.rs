@@ -442,6 +442,43 @@ mod tests {
         assert!(k.snapshot().contains(&c));
     }
 
+    /// The working tree's child lists as edits see them: an insert is
+    /// listed at once, released again, and a second release finds nothing.
+    #[test]
+    fn edits_see_the_working_child_lists() {
+        let (p, c) = tree();
+        let d = Node::new(0u32);
+        p.iterate_commit(|tr| {
+            assert!(tr.attempt() < 2, "attempt {}", tr.attempt());
+            tr.insert(&p, &d).unwrap();
+            assert_eq!(tr.insert(&p, &d), Err(TreeError::AlreadyChild));
+            tr.swap(&p, &c, &d).unwrap();
+            assert_eq!(tr.release(&p, &d), Ok(()));
+            assert_eq!(tr.release(&p, &d), Err(TreeError::NotAChild));
+        });
+        assert!(!p.snapshot().contains(&d));
+        assert!(p.snapshot().contains(&c));
+    }
+
+    /// An online insert of a node this tree already holds (a second
+    /// parent for it) takes it as it is: no pull, no retry.
+    #[test]
+    fn an_online_insert_of_a_node_in_the_tree_takes_it_as_it_is() {
+        let (r, a, h) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+        a.insert(&h).unwrap();
+        r.insert(&a).unwrap();
+        let _ = r.snapshot();
+        let (_, stats) = r.iterate_commit_with_stats(|tr| {
+            assert!(tr.attempt() < 2, "attempt {}", tr.attempt());
+            tr.insert_online(&r, &h).unwrap();
+            assert!(tr.contains(&h));
+            tr[&h] += 1;
+        });
+        assert_eq!(stats.retries, 0);
+        assert_eq!(h.read(), 1);
+        assert_eq!(r.snapshot()[&h], 1);
+    }
+
     #[test]
     fn a_child_released_by_a_failed_attempt_is_bundled_again() {
         let (p, c) = tree();
