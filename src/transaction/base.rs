@@ -29,7 +29,7 @@ impl Transaction {
         }
         let ok = match &self.snap_wrapper {
             Some(snap) if dynamic::tx_validate(&self.root, snap) => true,
-            _ => self.revalidate_root(false),
+            _ => self.revalidate_root(),
         };
         if !ok {
             self.doom();
@@ -50,13 +50,11 @@ impl Transaction {
     /// The slow path of `validate`. A root with priority is current iff it
     /// holds `old` (then its wrapper becomes the one the commit expects). A
     /// bundled root is first checked by reading (`base_is_current`, loads
-    /// only); when that cannot tell, or when `need_priority`, the root is
-    /// unbundled with the same identity check the commit makes (an
+    /// only); when that cannot tell, the root is unbundled with the same identity check the commit makes (an
     /// `UnbundleMode::Commit` that installs `old` itself), which reads its
     /// packet atomically and leaves it with priority.
-    pub(super) fn revalidate_root(&mut self, need_priority: bool) -> bool {
-        self.revalidate_identity(need_priority)
-            || (self.rebase() && self.revalidate_identity(need_priority))
+    pub(super) fn revalidate_root(&mut self) -> bool {
+        self.revalidate_identity() || (self.rebase() && self.revalidate_identity())
     }
 
     /// A base found changed where it was only re-bundled: a snapshot (this
@@ -72,10 +70,9 @@ impl Transaction {
     /// the base: a CAS against it stands for a read of the same state.
     ///
     /// Only before this attempt has put anything in limbo (`is_plain`):
-    /// another transaction that meets a limbo
-    /// of ours *touches* our root (`validate_over`) with a copy of the
-    /// same state precisely so that our commit fails; a rebase would undo
-    /// that. `false`: a real conflict (or not applicable).
+    /// what a limbo carries was read against this base, and a new base
+    /// need not agree with it. `false`: a real conflict (or not
+    /// applicable).
     pub(crate) fn rebase(&mut self) -> bool {
         if !self.may_rebase() {
             return false;
@@ -130,7 +127,7 @@ impl Transaction {
     }
 
     /// `revalidate_root` by identity: the root holds `old` itself.
-    pub(super) fn revalidate_identity(&mut self, need_priority: bool) -> bool {
+    pub(super) fn revalidate_identity(&mut self) -> bool {
         loop {
             let w = self.root.load();
             if w.has_priority() {
@@ -140,10 +137,8 @@ impl Transaction {
                 }
                 return same;
             }
-            if !need_priority {
-                if let Some(current) = dynamic::base_is_current(&self.root, w.clone(), &self.old) {
-                    return current;
-                }
+            if let Some(current) = dynamic::base_is_current(&self.root, w.clone(), &self.old) {
+                return current;
             }
             let mode = UnbundleMode::Commit {
                 old: self.old.clone(),
@@ -164,23 +159,26 @@ impl Transaction {
     }
 
     /// `validate` before a child CAS that replaces `w`. When `w` is a limbo
-    /// wrapper another transaction (or an earlier attempt) installed, that
-    /// transaction may still commit believing its limbo is in place: then
-    /// the base is not only checked but *touched*: the root is CASed to a
-    /// new wrapper holding the same packet, so that such a transaction's
-    /// commit (a CAS on the same root) fails instead of publishing a parent
-    /// that no longer lists the child while the child carries our packet.
+    /// wrapper of another attempt that may still commit, that attempt
+    /// relies on its limbo staying in place (`crate::limbo`): we lose, and
+    /// wait for it before our next attempt. A limbo whose attempt has ended
+    /// asks nothing of us: its owner took it out before it ended (then the
+    /// slot holds `w` no longer and our child CAS fails), or committed a
+    /// parent that lists the child with a slot (an online insert), which
+    /// makes it a bundled reference like any other.
+    ///
+    /// Until session 12 a limbo of an ended attempt also *touched* our
+    /// root (a CAS to a copy of the same packet). That was the first fix of
+    /// two concurrent releases of one child (issue 9), made before limbo
+    /// wrappers named their owner; the owner rule made it dead weight: no
+    /// commit can depend on a limbo whose attempt has ended. cargo-mutants
+    /// showed no test could tell it was there (`docs/verification.md`).
     pub(super) fn validate_over(&mut self, child: &Arc<Linkage>, w: &PacketWrapper) -> bool {
         if !self.validate() {
             return false;
         }
-        // Another attempt's limbo, and that attempt may still commit: it
-        // relies on its limbo (`crate::limbo`). Touching our root does not
-        // stop it when its root is elsewhere (below ours, or bundled in it:
-        // its commit then reads a packet the touch does not change), and
-        // replacing its limbo would let it publish our carried packet as
-        // the child's state. We lose, and wait for it before the next
-        // attempt.
+        // Replacing a live owner's limbo would let it publish a parent that
+        // no longer lists the child while the child carries our packet.
         if let Some(owner) = w.live_foreign_limbo(self.limbo_owner.as_ref()) {
             // No tag: it would only block the owner, whom the next attempt
             // waits for anyway (holding no tag).
@@ -188,39 +186,7 @@ impl Transaction {
             self.doomed = true;
             return false;
         }
-        let foreign_limbo = !w.has_priority() && w.packet.is_some() && w.serial != self.serial();
-        if !foreign_limbo {
-            return true;
-        }
-        // The touch is a CAS on the root: it needs the root with priority.
-        let snap = match self.snap_wrapper.clone() {
-            Some(snap) if dynamic::tx_validate(&self.root, &snap) => snap,
-            _ => {
-                if !self.revalidate_root(true) {
-                    self.doom();
-                    return false;
-                }
-                self.snap_wrapper.clone().expect("set by revalidate_root")
-            }
-        };
-        while !negotiation::can_proceed(&self.root, &self.neg) {
-            self.neg.wait(&self.root);
-        }
-        // A copy, not the same packet: a commit compares packets too.
-        let copy = self.old.with_missing(self.old.missing);
-        let next = PacketWrapper::priority(copy.clone(), serial::next(snap.serial));
-        match self.root.slot.compare_exchange(&snap, next.clone()) {
-            Ok(()) => {
-                negotiation::tag_after_success(&self.root, &self.neg);
-                self.snap_wrapper = Some(next);
-                self.old = copy;
-                true
-            }
-            Err(_) => {
-                self.doom();
-                false
-            }
-        }
+        true
     }
 }
 
