@@ -540,6 +540,44 @@ mod tests {
         assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), holder.stamp);
     }
 
+    /// The expiry of a yielding-class tag runs from when the waiter first
+    /// saw *that* tag: a new holder gets its whole `PRIVILEGE_EXPIRY`, not
+    /// what its predecessor left of it. Only a lower bound on when the
+    /// waiter took the tag is asserted, which load can only make later;
+    /// when the machine is so loaded that the first holder's tag expired
+    /// before it could be replaced, there is nothing to check.
+    #[test]
+    fn an_expiry_restarts_when_the_holder_changes() {
+        use crate::priority::{PRIVILEGE_EXPIRY, with_class};
+        use crate::sync::Ordering::Relaxed;
+        let l = link();
+        let first = with_class((1 << 16) | 1, Priority::Background);
+        let second = with_class((2 << 16) | 2, Priority::Background);
+        let mut waiter = Negotiator::with_stamp(with_class((9 << 16) | 3, Priority::Background));
+        assert!(l.tag.compare_exchange(0, first, Relaxed, Relaxed).is_ok());
+        let l2 = l.clone();
+        let h = std::thread::spawn(move || {
+            waiter.wait(&l2);
+            // Before the waiter's drop clears its tags.
+            (Instant::now(), l2.tag.load(Relaxed) == waiter.stamp)
+        });
+        std::thread::sleep(PRIVILEGE_EXPIRY / 3);
+        let changed = Instant::now();
+        let replaced = l
+            .tag
+            .compare_exchange(first, second, Relaxed, Relaxed)
+            .is_ok();
+        let (done, took) = h.join().expect("the waiter");
+        assert!(took, "the waiter took the tag");
+        if replaced {
+            assert!(
+                done >= changed + PRIVILEGE_EXPIRY,
+                "the second holder's tag was taken {:?} after it was set",
+                done - changed
+            );
+        }
+    }
+
     #[test]
     fn same_thread_never_waits_on_itself() {
         let l = link();
