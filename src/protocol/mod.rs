@@ -123,8 +123,6 @@ pub(crate) struct Operation {
     stack: Vec<Frame>,
     returned: Option<Outcome>,
     done: Option<Outcome>,
-    /// Steps taken so far (for tests and statistics).
-    pub(crate) steps: u64,
 }
 
 impl Operation {
@@ -135,7 +133,6 @@ impl Operation {
             stack,
             returned: None,
             done: None,
-            steps: 0,
         }
     }
 
@@ -156,7 +153,6 @@ impl Operation {
             .stack
             .last_mut()
             .expect("an unfinished operation has a frame");
-        self.steps += 1;
         let next = match top {
             Frame::Snapshot(f) => f.step(returned, neg),
             Frame::Bundle(f) => f.step(returned, neg),
