@@ -578,6 +578,52 @@ mod tests {
         }
     }
 
+    /// Once the budget has run out, later waits (the closure's dynamic
+    /// operations, which loop on their step without looking at `expired`)
+    /// wait for the tag as before instead of returning at once.
+    #[test]
+    fn an_expired_negotiator_waits_for_the_tag_again() {
+        let l = link();
+        let mut holder = Negotiator::with_stamp((1 << 16) | 1);
+        let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
+        tag_after_fail(&l, &mut holder);
+        waiter.deadline = Some(Instant::now());
+        waiter.armed = true;
+        waiter.expired = true;
+        let clearer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            clear_my_tags(&mut holder);
+        });
+        waiter.wait(&l);
+        // It came back because the holder let go, not because of the budget.
+        assert!(can_proceed(&l, &waiter));
+        clearer.join().expect("the holder");
+    }
+
+    /// Meeting a tag moves this thread's Lamport clock up to the tag's
+    /// serial: its class bits are not part of it.
+    #[test]
+    fn a_wait_observes_the_tags_serial_without_its_class() {
+        use crate::priority::with_class;
+        std::thread::spawn(|| {
+            let l = link();
+            let serial = (1_000_000 << 16) | 1;
+            let mut holder = Negotiator::with_stamp(with_class(serial, Priority::Background));
+            let mut waiter =
+                Negotiator::with_stamp(with_class((2_000_000 << 16) | 2, Priority::Background));
+            tag_after_fail(&l, &mut holder);
+            let before = crate::serial::counter(crate::serial::clock());
+            assert!(before < 1_000_000);
+            waiter.deadline = Some(Instant::now());
+            waiter.armed = true;
+            waiter.wait(&l);
+            assert!(waiter.expired);
+            assert_eq!(crate::serial::counter(crate::serial::clock()), 1_000_000);
+        })
+        .join()
+        .expect("the waiter");
+    }
+
     #[test]
     fn same_thread_never_waits_on_itself() {
         let l = link();
