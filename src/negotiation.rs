@@ -624,6 +624,27 @@ mod tests {
         .expect("the waiter");
     }
 
+    /// Only a wait behind a *lower* class's tag is counted as one (the
+    /// statistic the Realtime tests assert stays 0): not one behind an
+    /// older tag of the same class, nor behind a higher class.
+    #[test]
+    fn only_waits_behind_a_lower_class_are_counted_as_such() {
+        use crate::priority::with_class;
+        for class in [Priority::Normal, Priority::Realtime] {
+            let l = link();
+            let mut holder = Negotiator::with_stamp(with_class((1 << 16) | 1, class));
+            let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
+            tag_after_fail(&l, &mut holder);
+            let (_, before, waits) = debug::counts();
+            waiter.deadline = Some(Instant::now());
+            waiter.armed = true;
+            waiter.wait(&l);
+            assert!(waiter.expired);
+            assert_eq!(debug::counts().2, waits + 1, "one wait");
+            assert_eq!(debug::counts().1, before, "behind {class:?}");
+        }
+    }
+
     #[test]
     fn same_thread_never_waits_on_itself() {
         let l = link();
