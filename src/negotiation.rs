@@ -483,6 +483,20 @@ mod tests {
         Node::new(0u8).link
     }
 
+    /// A linkage whose tag is `stamp`'s (the holder returned with it).
+    fn tagged(stamp: u64) -> (Arc<Linkage>, Negotiator) {
+        let l = link();
+        let mut holder = Negotiator::with_stamp(stamp);
+        tag_after_fail(&l, &mut holder);
+        (l, holder)
+    }
+
+    /// Arms `neg`'s wait budget with a deadline already past.
+    fn spent(neg: &mut Negotiator) {
+        neg.deadline = Some(Instant::now());
+        neg.armed = true;
+    }
+
     #[test]
     fn older_wins_and_tags_clear() {
         let l = link();
@@ -528,12 +542,9 @@ mod tests {
 
     #[test]
     fn an_expired_budget_ends_the_wait_without_barging() {
-        let l = link();
-        let mut holder = Negotiator::with_stamp((1 << 16) | 1);
+        let (l, holder) = tagged((1 << 16) | 1);
         let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
-        tag_after_fail(&l, &mut holder);
-        waiter.deadline = Some(Instant::now());
-        waiter.armed = true;
+        spent(&mut waiter);
         waiter.wait(&l);
         assert!(waiter.expired && !can_proceed(&l, &waiter));
         // The tag is the holder's still: the budget gave up, it did not barge.
@@ -583,12 +594,9 @@ mod tests {
     /// wait for the tag as before instead of returning at once.
     #[test]
     fn an_expired_negotiator_waits_for_the_tag_again() {
-        let l = link();
-        let mut holder = Negotiator::with_stamp((1 << 16) | 1);
+        let (l, mut holder) = tagged((1 << 16) | 1);
         let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
-        tag_after_fail(&l, &mut holder);
-        waiter.deadline = Some(Instant::now());
-        waiter.armed = true;
+        spent(&mut waiter);
         waiter.expired = true;
         let clearer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(5));
@@ -608,14 +616,10 @@ mod tests {
         std::thread::spawn(|| {
             // A thread's clock may be one an ended thread gave back.
             let ahead = crate::serial::counter(crate::serial::clock()) + 1_000_000;
-            let l = link();
-            let mut holder =
-                Negotiator::with_stamp(with_class((ahead << 16) | 1, Priority::Background));
+            let (l, _holder) = tagged(with_class((ahead << 16) | 1, Priority::Background));
             let mut waiter =
                 Negotiator::with_stamp(with_class(((ahead + 1) << 16) | 2, Priority::Background));
-            tag_after_fail(&l, &mut holder);
-            waiter.deadline = Some(Instant::now());
-            waiter.armed = true;
+            spent(&mut waiter);
             waiter.wait(&l);
             assert!(waiter.expired);
             assert_eq!(crate::serial::counter(crate::serial::clock()), ahead);
@@ -631,13 +635,10 @@ mod tests {
     fn only_waits_behind_a_lower_class_are_counted_as_such() {
         use crate::priority::with_class;
         for class in [Priority::Normal, Priority::Realtime] {
-            let l = link();
-            let mut holder = Negotiator::with_stamp(with_class((1 << 16) | 1, class));
+            let (l, _holder) = tagged(with_class((1 << 16) | 1, class));
             let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
-            tag_after_fail(&l, &mut holder);
             let (_, before, waits) = debug::counts();
-            waiter.deadline = Some(Instant::now());
-            waiter.armed = true;
+            spent(&mut waiter);
             waiter.wait(&l);
             assert!(waiter.expired);
             assert_eq!(debug::counts().2, waits + 1, "one wait");
