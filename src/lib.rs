@@ -22,6 +22,8 @@ pub mod priority;
 mod protocol;
 mod serial;
 mod snapshot;
+#[cfg(all(debug_assertions, not(loom)))]
+mod solo;
 mod structure;
 mod subscription;
 mod sync;

@@ -52,6 +52,10 @@ pub(crate) struct Negotiator {
     pub(crate) deadline: Option<Instant>,
     pub(crate) armed: bool,
     pub(crate) expired: bool,
+    /// Whether another negotiator has existed since this one was made: a
+    /// wait alone can never end (`solo`).
+    #[cfg(all(debug_assertions, not(loom)))]
+    company: crate::solo::Company,
 }
 
 impl Negotiator {
@@ -67,6 +71,8 @@ impl Negotiator {
             deadline: None,
             armed: false,
             expired: false,
+            #[cfg(all(debug_assertions, not(loom)))]
+            company: crate::solo::Company::join(),
         }
     }
 
@@ -96,6 +102,8 @@ impl Negotiator {
         {
             return;
         }
+        #[cfg(all(debug_assertions, not(loom)))]
+        crate::solo::check_wait(self.company, link, self.stamp);
         #[cfg(all(test, not(loom)))]
         crate::explore::validate::wait_enter();
         let start = Instant::now();
@@ -190,6 +198,8 @@ impl Negotiator {
 impl Drop for Negotiator {
     fn drop(&mut self) {
         clear_my_tags(self);
+        #[cfg(all(debug_assertions, not(loom)))]
+        self.company.leave();
     }
 }
 
