@@ -469,6 +469,12 @@ pub(crate) mod trace {
     }
 
     pub(crate) fn record(addr: usize, access: Access) {
+        if matches!(
+            access,
+            Access::SlotCas { ok: true } | Access::TagCas { ok: true }
+        ) {
+            crate::explore::dynamic::body_wrote();
+        }
         let _ = LOG.try_with(|l| {
             if let Some(v) = l.borrow_mut().as_mut() {
                 v.push(Event { addr, access });

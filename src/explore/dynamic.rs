@@ -43,6 +43,45 @@ pub(crate) enum Edit {
 
 thread_local! {
     static IN_BODY: Cell<bool> = const { Cell::new(false) };
+    /// In a body: how many of its CASes have succeeded, and for each
+    /// linkage it was blocked on, that count when it last was.
+    static BODY_WRITES: Cell<u64> = const { Cell::new(0) };
+    static BODY_BLOCKED: std::cell::RefCell<Vec<(usize, u64)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A CAS of this thread succeeded (`sync::trace`).
+pub(crate) fn body_wrote() {
+    if IN_BODY.with(Cell::get) {
+        BODY_WRITES.with(|w| w.set(w.get() + 1));
+    }
+}
+
+/// A step of a body, or one of its child CASes, found `link` blocked by a
+/// tag. Nothing else runs during a body (one scheduling point), so the
+/// tag can only change by a write of the body itself: blocked on the same
+/// linkage again with nothing written since, the body would go round the
+/// same loop for ever (its wait let it on, or did nothing, and the gate
+/// still says no). That fails here instead of hanging the search. The
+/// real protocol cannot get here: a wait lets a body on only when the gate
+/// is open or its preemption wrote the tag.
+pub(crate) fn body_blocked(link: &Linkage) {
+    if !IN_BODY.with(Cell::get) {
+        return;
+    }
+    let addr = std::ptr::from_ref(link) as usize;
+    let writes = BODY_WRITES.with(Cell::get);
+    BODY_BLOCKED.with(|b| {
+        let mut b = b.borrow_mut();
+        match b.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, w)) if *w == writes => panic!(
+                "a body was blocked twice on one linkage with nothing written in between: \
+                 it would retry for ever"
+            ),
+            Some((_, w)) => *w = writes,
+            None => b.push((addr, writes)),
+        }
+    });
 }
 
 /// The unwinding payload of a body that would wait.
@@ -128,6 +167,7 @@ impl World<'_> {
         let mut tr = th.tr.take().expect("a body runs in a transaction");
         let nodes = &self.nodes;
         IN_BODY.with(|b| b.set(true));
+        BODY_BLOCKED.with(|b| b.borrow_mut().clear());
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             apply(&mut tr, &edits, nodes)
         }));

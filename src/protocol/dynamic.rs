@@ -67,6 +67,8 @@ fn gated_cas(
     neg: &mut Negotiator,
 ) -> ChildCas {
     if !negotiation::can_proceed(child, neg) {
+        #[cfg(all(test, not(loom)))]
+        crate::explore::dynamic::body_blocked(child);
         return ChildCas::Blocked;
     }
     match child.slot.compare_exchange(expected, next.clone()) {

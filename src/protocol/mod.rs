@@ -207,6 +207,8 @@ impl Operation {
             match next {
                 Next::Stay => {}
                 Next::Blocked(link) => {
+                    #[cfg(all(test, not(loom)))]
+                    crate::explore::dynamic::body_blocked(&link);
                     neg.wait(&link);
                     if neg.expired {
                         return Outcome::Expired;
@@ -238,6 +240,8 @@ impl Operation {
                 Step::Done => break,
                 Step::Running => {}
                 Step::Blocked(link) => {
+                    #[cfg(all(test, not(loom)))]
+                    crate::explore::dynamic::body_blocked(&link);
                     neg.wait(&link);
                     if neg.expired {
                         return Outcome::Expired;
