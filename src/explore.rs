@@ -60,6 +60,8 @@ mod tests;
 pub(crate) mod validate;
 
 pub(crate) use canon::Canon;
+#[cfg(debug_assertions)]
+pub(crate) use canon::LoneLoop;
 pub(crate) use config::*;
 use ops::ops_of;
 pub(crate) use ops::*;

@@ -190,6 +190,12 @@ impl Negotiator {
 /// The linkages this negotiator has tagged (for the explorer, `crate::explore`).
 #[cfg(all(test, not(loom)))]
 impl Negotiator {
+    /// No other negotiator has existed since this one was made (`solo`).
+    #[cfg(debug_assertions)]
+    pub(crate) fn alone(&self) -> bool {
+        self.company.alone()
+    }
+
     pub(crate) fn ledger(&self) -> &[Arc<Linkage>] {
         &self.ledger
     }

@@ -468,11 +468,22 @@ pub(crate) mod trace {
         static LOG: RefCell<Option<Vec<Event>>> = const { RefCell::new(None) };
     }
 
+    thread_local! {
+        static WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// How many CASes of this thread have succeeded (its writes).
+    #[cfg(debug_assertions)]
+    pub(crate) fn writes() -> u64 {
+        WRITES.try_with(std::cell::Cell::get).unwrap_or(0)
+    }
+
     pub(crate) fn record(addr: usize, access: Access) {
         if matches!(
             access,
             Access::SlotCas { ok: true } | Access::TagCas { ok: true }
         ) {
+            let _ = WRITES.try_with(|w| w.set(w.get() + 1));
             crate::explore::dynamic::body_wrote();
         }
         let _ = LOG.try_with(|l| {

@@ -15,6 +15,10 @@ enum Tok {
 /// their place in the configuration, packets and wrappers by first
 /// encounter (their identity is what `Arc::ptr_eq` and the CASes compare).
 pub(crate) struct Canon {
+    /// Identities as they are (addresses, serials): for comparing two
+    /// states of one lone operation with nothing written in between
+    /// (`LoneLoop`), where a renaming could equate states that differ.
+    raw: bool,
     toks: Vec<Tok>,
     links: Vec<usize>,
     packets: HashMap<usize, u64>,
@@ -25,6 +29,7 @@ pub(crate) struct Canon {
 impl Canon {
     fn new(addrs: &[usize]) -> Self {
         Canon {
+            raw: false,
             toks: Vec::with_capacity(512),
             links: addrs.to_vec(),
             packets: HashMap::new(),
@@ -46,6 +51,9 @@ impl Canon {
     }
 
     fn link_id(&self, addr: usize) -> Option<u64> {
+        if self.raw {
+            return Some(addr as u64);
+        }
         self.links.iter().position(|&a| a == addr).map(|i| i as u64)
     }
 
@@ -62,6 +70,11 @@ impl Canon {
 
     pub(crate) fn packet(&mut self, p: &Arc<Packet>) {
         let addr = Arc::as_ptr(p) as *const () as usize;
+        if self.raw {
+            // Packets never change: the address is the content.
+            self.n(addr as u64);
+            return;
+        }
         if let Some(&id) = self.packets.get(&addr) {
             self.n(1);
             self.n(id);
@@ -93,6 +106,12 @@ impl Canon {
 
     pub(crate) fn wrapper(&mut self, w: &Arc<PacketWrapper>) {
         let addr = Arc::as_ptr(w) as usize;
+        if self.raw {
+            // Nor do wrappers, but a limbo's owner may end.
+            self.n(addr as u64);
+            self.opt_owner(w.owner.as_ref());
+            return;
+        }
         if let Some(&id) = self.wrappers.get(&addr) {
             self.n(1);
             self.n(id);
@@ -122,6 +141,11 @@ impl Canon {
             return;
         };
         let addr = Arc::as_ptr(o) as usize;
+        if self.raw {
+            self.n(addr as u64);
+            self.n(u64::from(o.live()));
+            return;
+        }
         let next = self.owners.len() as u64;
         let id = *self.owners.entry(addr).or_insert(next);
         self.n(1 + id);
@@ -184,6 +208,73 @@ impl Canon {
             (kind, v).hash(&mut h2);
         }
         (u128::from(h1.finish()) << 64) | u128::from(h2.finish())
+    }
+}
+
+/// Finds a lone operation going round a loop it can never leave (test
+/// builds): an operation whose negotiator has been alone all along
+/// (`crate::solo`) is the only thing that changes shared memory, and it is
+/// deterministic; when it is back at a state of its frames it was in, with
+/// none of its CASes succeeding in between, the memory is the same too and
+/// it will go round that loop for ever. The search is Brent's (one saved
+/// state, saved again at steps 1, 2, 4, ...), so it costs one fingerprint
+/// per step and finds a loop within twice its length plus its start. The
+/// fingerprint is exact (`Canon` with raw identities), so a state that only
+/// looks like an earlier one is never taken for it.
+#[cfg(debug_assertions)]
+pub(crate) struct LoneLoop {
+    saved: Option<(u128, u64)>,
+    steps: u64,
+    power: u64,
+}
+
+#[cfg(debug_assertions)]
+impl LoneLoop {
+    pub(crate) fn new() -> Self {
+        LoneLoop {
+            saved: None,
+            steps: 0,
+            power: 1,
+        }
+    }
+
+    /// After a step of the operation that `neg` negotiates for; `state`
+    /// writes its frames.
+    pub(crate) fn step(&mut self, neg: &Negotiator, state: impl FnOnce(&mut Canon)) {
+        if !neg.alone() {
+            self.saved = None;
+            return;
+        }
+        let mut c = Canon::new(&[]);
+        c.raw = true;
+        state(&mut c);
+        let mut h1 = std::hash::DefaultHasher::new();
+        let mut h2 = std::hash::DefaultHasher::new();
+        0xC0FFEEu64.hash(&mut h2);
+        for t in &c.toks {
+            let (kind, v) = match *t {
+                Tok::N(v) => (0u8, v),
+                Tok::Serial(s) => (1, s),
+                Tok::Stamp(s) => (2, s),
+            };
+            (kind, v).hash(&mut h1);
+            (kind, v).hash(&mut h2);
+        }
+        let now = (
+            (u128::from(h1.finish()) << 64) | u128::from(h2.finish()),
+            crate::sync::trace::writes(),
+        );
+        assert!(
+            self.saved != Some(now),
+            "an operation running alone is back at a state it was in, with nothing written \
+             in between: it loops for ever"
+        );
+        self.steps += 1;
+        if self.steps == self.power {
+            self.saved = Some(now);
+            self.power *= 2;
+            self.steps = 0;
+        }
     }
 }
 

@@ -197,6 +197,8 @@ impl Operation {
             // Trace validation steps every frame through `run`.
             return Operation::new(frame).run(neg);
         }
+        #[cfg(all(test, not(loom), debug_assertions))]
+        let mut lone = crate::explore::LoneLoop::new();
         loop {
             let next = match &mut frame {
                 Frame::Snapshot(f) => f.step(None, neg),
@@ -205,7 +207,11 @@ impl Operation {
                 Frame::Commit(f) => f.step(None, neg),
             };
             match next {
-                Next::Stay => {}
+                Next::Stay =>
+                {
+                    #[cfg(all(test, not(loom), debug_assertions))]
+                    lone.step(neg, |c| frame.canon(c))
+                }
                 Next::Blocked(link) => {
                     #[cfg(all(test, not(loom)))]
                     crate::explore::dynamic::body_blocked(&link);
@@ -235,10 +241,16 @@ impl Operation {
     /// Steps until finished (waiting whenever a step is blocked by a
     /// priority tag) and returns the outcome.
     pub(crate) fn run(mut self, neg: &mut Negotiator) -> Outcome {
+        #[cfg(all(test, not(loom), debug_assertions))]
+        let mut lone = crate::explore::LoneLoop::new();
         loop {
             match self.step_traced(neg) {
                 Step::Done => break,
-                Step::Running => {}
+                Step::Running =>
+                {
+                    #[cfg(all(test, not(loom), debug_assertions))]
+                    lone.step(neg, |c| self.canon_lone(c))
+                }
                 Step::Blocked(link) => {
                     #[cfg(all(test, not(loom)))]
                     crate::explore::dynamic::body_blocked(&link);
@@ -318,6 +330,27 @@ impl Operation {
                 commit::CommitPc::Done => "commit_done",
             },
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Operation {
+    /// Its whole state, for `explore::LoneLoop`: the frames, what the last
+    /// one returned, and whether it is done.
+    #[cfg(debug_assertions)]
+    fn canon_lone(&self, c: &mut crate::explore::Canon) {
+        c.n(self.stack.len() as u64);
+        for f in &self.stack {
+            f.canon(c);
+        }
+        match &self.returned {
+            None => c.n(0),
+            Some(o) => {
+                c.n(1);
+                o.canon(c);
+            }
+        }
+        c.n(u64::from(self.done.is_some()));
     }
 }
 
