@@ -378,6 +378,22 @@ impl<T: Send + Sync + 'static> ArcCell<T> {
         loaded
     }
 
+    /// Loads the current value without telling the explorer, the trace
+    /// validation or the operation log (test builds: a fingerprint of the
+    /// tree taken between two steps must not be a step).
+    #[cfg(all(test, not(loom), debug_assertions))]
+    pub(crate) fn load_quiet(&self) -> Arc<T> {
+        let _guard = pin();
+        let p = self.ptr.load(order::load());
+        // SAFETY: as in `load`: the cell owns one strong count of `p`,
+        // released only after every pinned thread (this one included) has
+        // unpinned.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        }
+    }
+
     /// Replaces `current` by `new` if the cell still holds `current`
     /// (one CAS). On failure returns the offered value and what the cell held.
     #[inline]
@@ -552,6 +568,12 @@ pub(crate) mod trace {
             record(self.addr(), Access::TagLoad { value });
             crate::explore::coroutine::tag_loaded(self.addr(), value);
             value
+        }
+
+        /// The tag, read without telling anyone (see `ArcCell::load_quiet`).
+        #[cfg(debug_assertions)]
+        pub(crate) fn load_quiet(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
         }
 
         pub(crate) fn compare_exchange(

@@ -19,6 +19,9 @@ pub(crate) struct Canon {
     /// states of one lone operation with nothing written in between
     /// (`LoneLoop`), where a renaming could equate states that differ.
     raw: bool,
+    /// Linkages numbered as they are met (`LoneLoop`'s tree), not by a
+    /// configuration.
+    grow: bool,
     toks: Vec<Tok>,
     links: Vec<usize>,
     packets: HashMap<usize, u64>,
@@ -30,6 +33,7 @@ impl Canon {
     fn new(addrs: &[usize]) -> Self {
         Canon {
             raw: false,
+            grow: false,
             toks: Vec::with_capacity(512),
             links: addrs.to_vec(),
             packets: HashMap::new(),
@@ -57,9 +61,19 @@ impl Canon {
         self.links.iter().position(|&a| a == addr).map(|i| i as u64)
     }
 
+    /// A linkage's number; a new one in `grow` mode.
+    fn link_num(&mut self, addr: usize) -> Option<u64> {
+        let id = self.link_id(addr);
+        if id.is_none() && self.grow {
+            self.links.push(addr);
+            return Some(self.links.len() as u64 - 1);
+        }
+        id
+    }
+
     pub(crate) fn link_addr(&mut self, addr: usize) {
         let id = self
-            .link_id(addr)
+            .link_num(addr)
             .expect("a linkage outside the configuration");
         self.n(id);
     }
@@ -124,7 +138,7 @@ impl Canon {
             None => self.n(u64::MAX),
             Some(weak) => {
                 let addr = weak.as_ptr() as usize;
-                let id = self.link_id(addr).unwrap_or(u64::MAX - 1);
+                let id = self.link_num(addr).unwrap_or(u64::MAX - 1);
                 self.n(id);
             }
         }
@@ -212,46 +226,113 @@ impl Canon {
 }
 
 /// Finds a lone operation going round a loop it can never leave (test
-/// builds): an operation whose negotiator has been alone all along
+/// builds). An operation whose negotiator has been alone all along
 /// (`crate::solo`) is the only thing that changes shared memory, and it is
-/// deterministic; when it is back at a state of its frames it was in, with
-/// none of its CASes succeeding in between, the memory is the same too and
-/// it will go round that loop for ever. The search is Brent's (one saved
-/// state, saved again at steps 1, 2, 4, ...), so it costs one fingerprint
-/// per step and finds a loop within twice its length plus its start. The
-/// fingerprint is exact (`Canon` with raw identities), so a state that only
-/// looks like an earlier one is never taken for it.
+/// deterministic: back at a state it was in, it goes round the same loop
+/// for ever. Two checks, each Brent's search (one saved state, saved again
+/// at steps 1, 2, 4, ...: one fingerprint per step, a loop found within
+/// twice its length plus its start):
+///
+/// * every step, the frames exactly (`Canon` with raw identities) and the
+///   count of this thread's successful CASes: the same frames with nothing
+///   written in between (a frame that stopped advancing);
+/// * each time the operation is back at its first frame, the whole tree it
+///   can reach (from that frame's node along children and `bundled_by`,
+///   numbered as met; packets and wrappers by content, serials and stamps
+///   by rank, as the explorer's visited set) with its frames and
+///   negotiator: an operation that restarts and writes the same things
+///   again (new wrappers, new serials), round after round.
 #[cfg(debug_assertions)]
 pub(crate) struct LoneLoop {
-    saved: Option<(u128, u64)>,
+    frames: Brent<(u128, u64)>,
+    tree: Brent<u128>,
+}
+
+#[cfg(debug_assertions)]
+struct Brent<T> {
+    saved: Option<T>,
     steps: u64,
     power: u64,
 }
 
 #[cfg(debug_assertions)]
-impl LoneLoop {
-    pub(crate) fn new() -> Self {
-        LoneLoop {
+impl<T: PartialEq> Brent<T> {
+    fn new() -> Self {
+        Brent {
             saved: None,
             steps: 0,
             power: 1,
         }
     }
 
+    /// Whether `now` is the saved state (a loop).
+    fn seen(&mut self, now: T) -> bool {
+        if self.saved.as_ref() == Some(&now) {
+            return true;
+        }
+        self.steps += 1;
+        if self.steps == self.power {
+            self.saved = Some(now);
+            self.power *= 2;
+            self.steps = 0;
+        }
+        false
+    }
+}
+
+#[cfg(debug_assertions)]
+impl LoneLoop {
+    pub(crate) fn new() -> Self {
+        LoneLoop {
+            frames: Brent::new(),
+            tree: Brent::new(),
+        }
+    }
+
     /// After a step of the operation that `neg` negotiates for; `state`
-    /// writes its frames.
-    pub(crate) fn step(&mut self, neg: &Negotiator, state: impl FnOnce(&mut Canon)) {
+    /// writes its frames; `from` is its first frame's node when that frame
+    /// is the one running.
+    pub(crate) fn step(
+        &mut self,
+        neg: &Negotiator,
+        from: Option<&Arc<Linkage>>,
+        state: impl Fn(&mut Canon),
+    ) {
         if !neg.alone() {
-            self.saved = None;
+            *self = LoneLoop::new();
             return;
         }
         let mut c = Canon::new(&[]);
         c.raw = true;
         state(&mut c);
+        let now = (c.exact(), crate::sync::trace::writes());
+        assert!(
+            !self.frames.seen(now),
+            "an operation running alone is back at a state it was in, with nothing written \
+             in between: it loops for ever"
+        );
+        let Some(from) = from else { return };
+        let mut c = Canon::new(&[]);
+        c.grow = true;
+        c.tree_from(from);
+        state(&mut c);
+        c.negotiator(neg);
+        assert!(
+            !self.tree.seen(c.finish()),
+            "an operation running alone is back at its first frame with the tree and its \
+             frames as they were before: it loops for ever"
+        );
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Canon {
+    /// The fingerprint of the tokens as they are (no ranks).
+    fn exact(&self) -> u128 {
         let mut h1 = std::hash::DefaultHasher::new();
         let mut h2 = std::hash::DefaultHasher::new();
         0xC0FFEEu64.hash(&mut h2);
-        for t in &c.toks {
+        for t in &self.toks {
             let (kind, v) = match *t {
                 Tok::N(v) => (0u8, v),
                 Tok::Serial(s) => (1, s),
@@ -260,20 +341,36 @@ impl LoneLoop {
             (kind, v).hash(&mut h1);
             (kind, v).hash(&mut h2);
         }
-        let now = (
-            (u128::from(h1.finish()) << 64) | u128::from(h2.finish()),
-            crate::sync::trace::writes(),
-        );
-        assert!(
-            self.saved != Some(now),
-            "an operation running alone is back at a state it was in, with nothing written \
-             in between: it loops for ever"
-        );
-        self.steps += 1;
-        if self.steps == self.power {
-            self.saved = Some(now);
-            self.power *= 2;
-            self.steps = 0;
+        (u128::from(h1.finish()) << 64) | u128::from(h2.finish())
+    }
+
+    /// Every linkage reachable from `from` (children, `bundled_by`), in
+    /// the order met: its wrapper and its tag, read quietly.
+    fn tree_from(&mut self, from: &Arc<Linkage>) {
+        let mut queue = VecDeque::from([from.clone()]);
+        let mut seen = std::collections::HashSet::from([Arc::as_ptr(from) as usize]);
+        let mut meet = |l: &Arc<Linkage>, queue: &mut VecDeque<Arc<Linkage>>| {
+            if seen.insert(Arc::as_ptr(l) as usize) {
+                queue.push_back(l.clone());
+            }
+        };
+        while let Some(l) = queue.pop_front() {
+            self.link(&l);
+            let w = l.slot.load_quiet();
+            self.wrapper(&w);
+            self.stamp(l.tag.load_quiet());
+            if let Some(parent) = w.bundled_by.as_ref().and_then(std::sync::Weak::upgrade) {
+                meet(&parent, &mut queue);
+            }
+            let mut packets: Vec<&Arc<Packet>> = w.packet.iter().collect();
+            while let Some(p) = packets.pop() {
+                if let Some(ch) = &p.children {
+                    for (node, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+                        meet(node, &mut queue);
+                        packets.extend(slot.iter());
+                    }
+                }
+            }
         }
     }
 }

@@ -210,7 +210,7 @@ impl Operation {
                 Next::Stay =>
                 {
                     #[cfg(all(test, not(loom), debug_assertions))]
-                    lone.step(neg, |c| frame.canon(c))
+                    lone.step(neg, Some(frame.node()), |c| frame.canon(c))
                 }
                 Next::Blocked(link) => {
                     #[cfg(all(test, not(loom)))]
@@ -249,7 +249,11 @@ impl Operation {
                 Step::Running =>
                 {
                     #[cfg(all(test, not(loom), debug_assertions))]
-                    lone.step(neg, |c| self.canon_lone(c))
+                    lone.step(
+                        neg,
+                        (self.stack.len() == 1).then(|| self.stack[0].node()),
+                        |c| self.canon_lone(c),
+                    )
                 }
                 Step::Blocked(link) => {
                     #[cfg(all(test, not(loom)))]
@@ -356,6 +360,17 @@ impl Operation {
 
 #[cfg(all(test, not(loom)))]
 impl Frame {
+    /// The node the frame works on.
+    #[cfg(debug_assertions)]
+    pub(crate) fn node(&self) -> &Arc<Linkage> {
+        match self {
+            Frame::Snapshot(f) => &f.node,
+            Frame::Bundle(f) => &f.node,
+            Frame::Unbundle(f) => &f.target,
+            Frame::Commit(f) => &f.node,
+        }
+    }
+
     pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
         match self {
             Frame::Snapshot(f) => {
