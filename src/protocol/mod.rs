@@ -189,8 +189,11 @@ impl Operation {
     }
 
     /// Runs `frame` to completion. Steps it in place, without allocating an
-    /// operation stack, until it asks for a sub-operation (the common
-    /// uncontended paths never do).
+    /// operation stack, until it asks for a sub-operation other than an
+    /// unbundle (the common paths never do). An unbundle starts nothing
+    /// further, so it is stepped here too and its outcome handed back to
+    /// `frame`, as `Operation::step` would: the same steps in the same
+    /// order, without the stack (a snapshot or a commit of a bundled node).
     pub(crate) fn run_frame(mut frame: Frame, neg: &mut Negotiator) -> Outcome {
         #[cfg(all(test, not(loom)))]
         if crate::explore::validate::active() {
@@ -199,12 +202,13 @@ impl Operation {
         }
         #[cfg(all(test, not(loom), debug_assertions))]
         let mut lone = crate::explore::LoneLoop::new();
+        let mut returned = None;
         loop {
             let next = match &mut frame {
-                Frame::Snapshot(f) => f.step(None, neg),
-                Frame::Bundle(f) => f.step(None, neg),
-                Frame::Unbundle(f) => f.step(None, neg),
-                Frame::Commit(f) => f.step(None, neg),
+                Frame::Snapshot(f) => f.step(returned.take(), neg),
+                Frame::Bundle(f) => f.step(returned.take(), neg),
+                Frame::Unbundle(f) => f.step(returned.take(), neg),
+                Frame::Commit(f) => f.step(returned.take(), neg),
             };
             match next {
                 Next::Stay =>
@@ -221,6 +225,31 @@ impl Operation {
                     }
                 }
                 Next::Return(outcome) => return outcome,
+                Next::Call(Frame::Unbundle(mut sub)) => loop {
+                    match sub.step(None, neg) {
+                        Next::Stay =>
+                        {
+                            #[cfg(all(test, not(loom), debug_assertions))]
+                            lone.step(neg, None, |c| {
+                                frame.canon(c);
+                                sub.canon(c);
+                            })
+                        }
+                        Next::Blocked(link) => {
+                            #[cfg(all(test, not(loom)))]
+                            crate::explore::dynamic::body_blocked(&link);
+                            neg.wait(&link);
+                            if neg.expired {
+                                return Outcome::Expired;
+                            }
+                        }
+                        Next::Return(outcome) => {
+                            returned = Some(outcome);
+                            break;
+                        }
+                        Next::Call(_) => unreachable!("an unbundle starts no sub-operation"),
+                    }
+                },
                 Next::Call(sub) => return Operation::with_call(frame, sub).run(neg),
             }
         }
