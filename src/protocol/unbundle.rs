@@ -151,18 +151,19 @@ impl UnbundleFrame {
     /// `None` when a bundled level has no packet anywhere.
     fn locate(&self) -> Option<(SmallVec<[Arc<Packet>; 4]>, usize)> {
         let k = self.chain.len();
-        let mut packets: SmallVec<[Arc<Packet>; 4]> = SmallVec::new();
-        packets.resize(k + 1, self.chain[k - 1].1.own_packet().clone());
+        // Built top down (level k first), then turned round.
+        let mut packets: SmallVec<[Arc<Packet>; 4]> = SmallVec::with_capacity(k + 1);
+        packets.push(self.chain[k - 1].1.own_packet().clone());
         let mut inside = k;
         for j in (0..k).rev() {
-            let upper = packets[j + 1].clone();
+            let upper = packets.last().expect("level k is in");
             let w = self.level_wrapper(j);
             let link = self.level_link(j);
             let in_upper = upper
                 .children
                 .as_ref()
                 .and_then(|ch| ch.position(link, w.index).and_then(|i| ch.slots[i].clone()));
-            packets[j] = match (in_upper, &w.packet) {
+            let packet = match (in_upper, &w.packet) {
                 (Some(p), _) => p,
                 // Not (yet / any more) listed there: the carried packet of a
                 // limbo wrapper is the node's state.
@@ -172,7 +173,9 @@ impl UnbundleFrame {
                 }
                 (None, None) => return None,
             };
+            packets.push(packet);
         }
+        packets.reverse();
         Some((packets, inside))
     }
 
