@@ -208,20 +208,12 @@ impl Canon {
         stamps.sort_unstable();
         stamps.dedup();
         let rank = |v: &[u64], x: u64| v.binary_search(&x).expect("collected") as u64;
-        let mut h1 = std::hash::DefaultHasher::new();
-        let mut h2 = std::hash::DefaultHasher::new();
-        0xC0FFEEu64.hash(&mut h2);
-        for t in &self.toks {
-            let (kind, v) = match *t {
-                Tok::N(v) => (0u8, v),
-                Tok::Serial(s) => (1, rank(&serials, s)),
-                Tok::Stamp(0) => (2, u64::MAX),
-                Tok::Stamp(s) => (2, (rank(&stamps, s) << 16) | (s & serial::TID_MASK)),
-            };
-            (kind, v).hash(&mut h1);
-            (kind, v).hash(&mut h2);
-        }
-        (u128::from(h1.finish()) << 64) | u128::from(h2.finish())
+        fingerprint(self.toks.iter().map(|t| match *t {
+            Tok::N(v) => (0u8, v),
+            Tok::Serial(s) => (1, rank(&serials, s)),
+            Tok::Stamp(0) => (2, u64::MAX),
+            Tok::Stamp(s) => (2, (rank(&stamps, s) << 16) | (s & serial::TID_MASK)),
+        }))
     }
 }
 
@@ -329,19 +321,11 @@ impl LoneLoop {
 impl Canon {
     /// The fingerprint of the tokens as they are (no ranks).
     fn exact(&self) -> u128 {
-        let mut h1 = std::hash::DefaultHasher::new();
-        let mut h2 = std::hash::DefaultHasher::new();
-        0xC0FFEEu64.hash(&mut h2);
-        for t in &self.toks {
-            let (kind, v) = match *t {
-                Tok::N(v) => (0u8, v),
-                Tok::Serial(s) => (1, s),
-                Tok::Stamp(s) => (2, s),
-            };
-            (kind, v).hash(&mut h1);
-            (kind, v).hash(&mut h2);
-        }
-        (u128::from(h1.finish()) << 64) | u128::from(h2.finish())
+        fingerprint(self.toks.iter().map(|t| match *t {
+            Tok::N(v) => (0u8, v),
+            Tok::Serial(s) => (1, s),
+            Tok::Stamp(s) => (2, s),
+        }))
     }
 
     /// Every linkage reachable from `from` (children, `bundled_by`), in
@@ -373,6 +357,19 @@ impl Canon {
             }
         }
     }
+}
+
+/// 128 bits over (kind, value) tokens: two independent 64-bit hashes, so
+/// two different states of one search practically never collide.
+fn fingerprint(toks: impl Iterator<Item = (u8, u64)>) -> u128 {
+    let mut h1 = std::hash::DefaultHasher::new();
+    let mut h2 = std::hash::DefaultHasher::new();
+    0xC0FFEEu64.hash(&mut h2);
+    for t in toks {
+        t.hash(&mut h1);
+        t.hash(&mut h2);
+    }
+    (u128::from(h1.finish()) << 64) | u128::from(h2.finish())
 }
 
 fn payload(p: &Packet) -> Option<u32> {

@@ -217,10 +217,7 @@ impl Operation {
                     lone.step(neg, Some(frame.node()), |c| frame.canon(c))
                 }
                 Next::Blocked(link) => {
-                    #[cfg(all(test, not(loom)))]
-                    crate::explore::dynamic::body_blocked(&link);
-                    neg.wait(&link);
-                    if neg.expired {
+                    if !wait_for(&link, neg) {
                         return Outcome::Expired;
                     }
                 }
@@ -236,10 +233,7 @@ impl Operation {
                             })
                         }
                         Next::Blocked(link) => {
-                            #[cfg(all(test, not(loom)))]
-                            crate::explore::dynamic::body_blocked(&link);
-                            neg.wait(&link);
-                            if neg.expired {
+                            if !wait_for(&link, neg) {
                                 return Outcome::Expired;
                             }
                         }
@@ -285,10 +279,7 @@ impl Operation {
                     )
                 }
                 Step::Blocked(link) => {
-                    #[cfg(all(test, not(loom)))]
-                    crate::explore::dynamic::body_blocked(&link);
-                    neg.wait(&link);
-                    if neg.expired {
+                    if !wait_for(&link, neg) {
                         return Outcome::Expired;
                     }
                 }
@@ -364,6 +355,15 @@ impl Operation {
             },
         }
     }
+}
+
+/// A step was blocked by `link`'s tag: waits until it may go on. `false`
+/// when the wait budget ran out (the operation ends `Expired`).
+fn wait_for(link: &Arc<Linkage>, neg: &mut Negotiator) -> bool {
+    #[cfg(all(test, not(loom)))]
+    crate::explore::dynamic::body_blocked(link);
+    neg.wait(link);
+    !neg.expired
 }
 
 #[cfg(all(test, not(loom)))]
