@@ -106,7 +106,7 @@ impl Negotiator {
         crate::solo::check_wait(self.company, link, self.stamp);
         #[cfg(all(test, not(loom)))]
         crate::explore::validate::wait_enter();
-        let start = Instant::now();
+        let start = crate::clock::now();
         self.waits += 1;
         debug::waited();
         // A tag is a message from its owner (Lamport): after meeting it,
@@ -125,16 +125,25 @@ impl Negotiator {
         // The yielding-class tag we wait behind, and since when.
         let mut behind: Option<(u64, Instant)> = None;
         loop {
+            crate::clock::round();
             #[cfg(all(test, not(loom)))]
             crate::explore::validate::wait_round();
             let open = can_proceed(link, self);
             let took = !open && preempt_tag(link, self);
             #[cfg(all(test, not(loom)))]
-            crate::explore::validate::wait_result(match (open, took) {
-                (true, _) => "wait",
-                (false, true) => "preempt_tag",
-                (false, false) => "wait(blocked)",
-            });
+            crate::explore::validate::wait_result(
+                match (open, took) {
+                    (true, _) => "wait",
+                    (false, true) => "preempt_tag",
+                    (false, false) => "wait(blocked)",
+                },
+                // Whether a timer may end this wait with nothing else changing.
+                || {
+                    budget.is_some()
+                        || priority::class_of(link.tag.load(crate::sync::Ordering::Relaxed))
+                            .yields()
+                },
+            );
             if open || took {
                 break;
             }
@@ -146,9 +155,11 @@ impl Negotiator {
             if cur != 0 && priority::class_of(cur).yields() {
                 let since = match behind {
                     Some((tag, since)) if tag == cur => since,
-                    _ => behind.insert((cur, Instant::now())).1,
+                    _ => behind.insert((cur, crate::clock::now())).1,
                 };
-                if since.elapsed() >= priority::PRIVILEGE_EXPIRY {
+                if crate::clock::now().saturating_duration_since(since)
+                    >= priority::PRIVILEGE_EXPIRY
+                {
                     #[cfg(all(test, not(loom)))]
                     crate::explore::validate::wait_round();
                     let took = take_expired(link, self, cur);
@@ -164,7 +175,7 @@ impl Negotiator {
                 debug::waited_behind_lower();
             }
             if let Some(d) = budget {
-                if Instant::now() >= d {
+                if crate::clock::now() >= d {
                     self.expired = true;
                     tracing::debug!(stamp = self.stamp, "wait budget ran out");
                     break;
@@ -179,9 +190,12 @@ impl Negotiator {
                 park_on(link, budget, || !can_proceed(link, self));
             }
         }
+        // Its contract: the gate is open to it now, unless its budget ran out.
         #[cfg(all(test, not(loom)))]
-        crate::explore::validate::wait_exit();
-        let waited = start.elapsed();
+        crate::explore::validate::wait_exit(|| {
+            (budget.is_some() && self.expired) || can_proceed(link, self)
+        });
+        let waited = crate::clock::now().saturating_duration_since(start);
         self.waited += waited;
         tracing::debug!(stamp = self.stamp, ?waited, "waited on a priority tag");
     }
@@ -507,10 +521,14 @@ mod tests {
         (l, holder)
     }
 
-    /// Arms `neg`'s wait budget with a deadline already past.
-    fn spent(neg: &mut Negotiator) {
-        neg.deadline = Some(Instant::now());
+    /// Arms `neg`'s wait budget with a deadline already past, and sets
+    /// this thread a virtual clock (`crate::clock`) that fails a second
+    /// round: the wait must end at its first.
+    fn spent(neg: &mut Negotiator) -> crate::clock::Virtual {
+        let clock = crate::clock::Virtual::start(TICK, TICK);
+        neg.deadline = Some(crate::clock::now());
         neg.armed = true;
+        clock
     }
 
     #[test]
@@ -560,19 +578,49 @@ mod tests {
     fn an_expired_budget_ends_the_wait_without_barging() {
         let (l, holder) = tagged((1 << 16) | 1);
         let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
-        spent(&mut waiter);
+        let _clock = spent(&mut waiter);
         waiter.wait(&l);
         assert!(waiter.expired && !can_proceed(&l, &waiter));
         // The tag is the holder's still: the budget gave up, it did not barge.
         assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), holder.stamp);
     }
 
+    /// One round of a virtual clock (`crate::clock`): 16 make an expiry.
+    const TICK: Duration =
+        Duration::from_nanos((crate::priority::PRIVILEGE_EXPIRY.as_nanos() / 16) as u64);
+
+    /// A waiter behind a tag of a yielding class takes it over at the
+    /// first round at which it has waited `PRIVILEGE_EXPIRY`: not a round
+    /// earlier, and (the virtual clock fails the round after) not later.
+    #[test]
+    fn a_yielding_tag_is_taken_over_when_it_expires() {
+        use crate::priority::{PRIVILEGE_EXPIRY, with_class};
+        use Priority::{Background, Interactive};
+        for (holder_class, waiter_class) in [
+            (Background, Background),
+            (Interactive, Background),
+            (Interactive, Interactive),
+        ] {
+            let (l, holder) = tagged(with_class((1 << 16) | 1, holder_class));
+            let mut waiter = Negotiator::with_stamp(with_class((9 << 16) | 2, waiter_class));
+            assert!(!can_proceed(&l, &waiter), "the older tag holds it up");
+            let clock = crate::clock::Virtual::start(TICK, PRIVILEGE_EXPIRY + TICK);
+            waiter.wait(&l);
+            // Seen at the first round (one tick), expired 16 rounds later.
+            assert_eq!(clock.elapsed(), TICK + PRIVILEGE_EXPIRY);
+            assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), waiter.stamp);
+            assert!(!waiter.expired, "no budget was armed");
+            // The holder's clearing leaves the waiter's tag alone.
+            drop(holder);
+            assert!(can_proceed(&l, &waiter));
+        }
+    }
+
     /// The expiry of a yielding-class tag runs from when the waiter first
     /// saw *that* tag: a new holder gets its whole `PRIVILEGE_EXPIRY`, not
-    /// what its predecessor left of it. Only a lower bound on when the
-    /// waiter took the tag is asserted, which load can only make later;
-    /// when the machine is so loaded that the first holder's tag expired
-    /// before it could be replaced, there is nothing to check.
+    /// what its predecessor left of it. The first holder's tag is replaced
+    /// a third of the way through its expiry, at a round of the waiter's
+    /// virtual clock.
     #[test]
     fn an_expiry_restarts_when_the_holder_changes() {
         use crate::priority::{PRIVILEGE_EXPIRY, with_class};
@@ -582,27 +630,40 @@ mod tests {
         let second = with_class((2 << 16) | 2, Priority::Background);
         let mut waiter = Negotiator::with_stamp(with_class((9 << 16) | 3, Priority::Background));
         assert!(l.tag.compare_exchange(0, first, Relaxed, Relaxed).is_ok());
+        let change = TICK * 6; // past a third of the expiry
+        let clock = crate::clock::Virtual::start(TICK, change + PRIVILEGE_EXPIRY + TICK);
         let l2 = l.clone();
-        let h = std::thread::spawn(move || {
-            waiter.wait(&l2);
-            // Before the waiter's drop clears its tags.
-            (Instant::now(), l2.tag.load(Relaxed) == waiter.stamp)
+        clock.on_round(move |at| {
+            if at == change {
+                assert!(
+                    l2.tag
+                        .compare_exchange(first, second, Relaxed, Relaxed)
+                        .is_ok()
+                );
+            }
         });
-        std::thread::sleep(PRIVILEGE_EXPIRY / 3);
-        let changed = Instant::now();
-        let replaced = l
-            .tag
-            .compare_exchange(first, second, Relaxed, Relaxed)
-            .is_ok();
-        let (done, took) = h.join().expect("the waiter");
-        assert!(took, "the waiter took the tag");
-        if replaced {
-            assert!(
-                done >= changed + PRIVILEGE_EXPIRY,
-                "the second holder's tag was taken {:?} after it was set",
-                done - changed
-            );
-        }
+        waiter.wait(&l);
+        assert_eq!(l.tag.load(Relaxed), waiter.stamp, "the waiter took the tag");
+        assert_eq!(
+            clock.elapsed(),
+            change + PRIVILEGE_EXPIRY,
+            "the second holder's tag is taken a whole expiry after it was set"
+        );
+    }
+
+    /// A budget ends the wait at the first round at or past its deadline,
+    /// behind a tag of a class that never expires.
+    #[test]
+    fn a_budget_ends_the_wait_at_its_deadline() {
+        let (l, holder) = tagged((1 << 16) | 1);
+        let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
+        let clock = crate::clock::Virtual::start(TICK, TICK * 6);
+        waiter.deadline = Some(crate::clock::now() + TICK * 5);
+        waiter.armed = true;
+        waiter.wait(&l);
+        assert!(waiter.expired);
+        assert_eq!(clock.elapsed(), TICK * 5);
+        assert_eq!(l.tag.load(crate::sync::Ordering::Relaxed), holder.stamp);
     }
 
     /// Once the budget has run out, later waits (the closure's dynamic
@@ -612,7 +673,9 @@ mod tests {
     fn an_expired_negotiator_waits_for_the_tag_again() {
         let (l, mut holder) = tagged((1 << 16) | 1);
         let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
-        spent(&mut waiter);
+        // Spent on the real clock: the wait lasts as long as the holder.
+        waiter.deadline = Some(Instant::now());
+        waiter.armed = true;
         waiter.expired = true;
         let clearer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(5));
@@ -635,7 +698,7 @@ mod tests {
             let (l, _holder) = tagged(with_class((ahead << 16) | 1, Priority::Background));
             let mut waiter =
                 Negotiator::with_stamp(with_class(((ahead + 1) << 16) | 2, Priority::Background));
-            spent(&mut waiter);
+            let _clock = spent(&mut waiter);
             waiter.wait(&l);
             assert!(waiter.expired);
             assert_eq!(crate::serial::counter(crate::serial::clock()), ahead);
@@ -654,7 +717,7 @@ mod tests {
             let (l, _holder) = tagged(with_class((1 << 16) | 1, class));
             let mut waiter = Negotiator::with_stamp((9 << 16) | 2);
             let (_, before, waits) = debug::counts();
-            spent(&mut waiter);
+            let _clock = spent(&mut waiter);
             waiter.wait(&l);
             assert!(waiter.expired);
             assert_eq!(debug::counts().2, waits + 1, "one wait");

@@ -51,6 +51,23 @@ pub(crate) struct Recorded {
 
 static BATON: Mutex<()> = Mutex::new(());
 
+/// A recorded run's watch for a deadlock: the threads still running their
+/// programs, and those that have been blocked (a wait round, the
+/// structure lock, a limbo's owner) with no timer that could end it,
+/// since the last event of any thread that was not such a block. The
+/// baton makes every event atomic, so when every live thread is in that
+/// set, the shared state is the one each of them found blocked, and each
+/// one's next look finds it blocked again: nothing can ever move. The run
+/// fails then instead of hanging (a broken gate or preemption is a failing
+/// assertion, not a time-out: `docs/verification.md`).
+#[derive(Default)]
+struct Watch {
+    live: u64,
+    stalled: u64,
+    /// A thread found the deadlock: every thread of the run stops.
+    dead: bool,
+}
+
 struct ThreadRec {
     thread: u8,
     links: Vec<Arc<Linkage>>,
@@ -68,6 +85,10 @@ struct ThreadRec {
     /// Inside the commit's cycle check, part of the lock's step.
     quiet: bool,
     words: Vec<usize>,
+    watch: Arc<Mutex<Watch>>,
+    /// The wait running has had a round that ends it (`wait`,
+    /// `preempt_tag`): another round would break its contract.
+    wait_ended: bool,
 }
 
 impl ThreadRec {
@@ -76,9 +97,51 @@ impl ThreadRec {
         self.holding = None;
         std::thread::yield_now();
         self.holding = Some(BATON.lock().unwrap_or_else(PoisonError::into_inner));
+        let dead = self.watch().dead;
+        if dead {
+            self.holding = None;
+            panic!("another thread of this recorded run found it deadlocked");
+        }
     }
 
+    /// Fails the run: this thread panics, and every other thread of the
+    /// run at its next scheduling point.
+    fn fail(&mut self, msg: &str) -> ! {
+        self.watch().dead = true;
+        self.holding = None;
+        panic!("{msg}");
+    }
+
+    fn watch(&self) -> MutexGuard<'_, Watch> {
+        self.watch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An event that may have changed something.
     fn push(&self, name: &'static str, ops: Vec<Op>) {
+        self.watch().stalled = 0;
+        self.record(name, ops);
+    }
+
+    /// An event that changed nothing: this thread found itself blocked.
+    /// `timed`: a timer (an expiry, a budget) may end the block alone.
+    fn push_blocked(&mut self, name: &'static str, timed: bool) {
+        self.record(name, Vec::new());
+        if !timed {
+            let bit = 1 << self.thread;
+            let mut w = self.watch();
+            w.stalled |= bit;
+            if w.stalled & w.live == w.live {
+                drop(w);
+                self.fail(&format!(
+                    "deadlock: every thread of the recorded run is blocked and nothing has \
+                     changed since each of them found it so ({name} on thread {})",
+                    self.thread
+                ));
+            }
+        }
+    }
+
+    fn record(&self, name: &'static str, ops: Vec<Op>) {
         debug_assert!(self.holding.is_some());
         self.log
             .lock()
@@ -182,7 +245,7 @@ pub(crate) fn lock_structure(lock: &'static Mutex<()>) -> Option<MutexGuard<'sta
         }
         with(|rec| {
             if LOCK_RUN.load(std::sync::atomic::Ordering::SeqCst) == run {
-                rec.push("commit_locked(blocked)", Vec::new());
+                rec.push_blocked("commit_locked(blocked)", false);
             }
             rec.boundary();
         });
@@ -227,7 +290,7 @@ pub(crate) fn owner_wait(owner: &crate::limbo::LimboOwner) -> bool {
             return true;
         }
         with(|rec| {
-            rec.push("wait_owner(blocked)", Vec::new());
+            rec.push_blocked("wait_owner(blocked)", false);
             rec.holding = None;
         });
         std::thread::yield_now();
@@ -256,29 +319,55 @@ pub(crate) fn step<R>(name: &'static str, stamp: u64, f: impl FnOnce() -> R) -> 
 /// (the stamp it observes, the tag it re-reads, its park) are not
 /// scheduling points: the explorer's round is one.
 pub(crate) fn wait_enter() {
-    with(|rec| rec.in_round = rec.in_body);
+    with(|rec| {
+        rec.in_round = rec.in_body;
+        rec.wait_ended = false;
+    });
 }
 
-/// `Negotiator::wait` returns.
-pub(crate) fn wait_exit() {
-    with(|rec| rec.in_round = false);
+/// `Negotiator::wait` returns; `open` tells whether the gate lets it on
+/// (or its budget ran out). The baton is still held since the last round,
+/// so nothing has changed since that round's result: a wait that returns
+/// with its gate closed broke its contract.
+pub(crate) fn wait_exit(open: impl FnOnce() -> bool) {
+    // The look at the gate goes through the `sync` shim, which calls back
+    // here: not inside `with`.
+    let open = active() && open();
+    with(|rec| {
+        rec.in_round = false;
+        if !open {
+            rec.fail("a wait returned with its gate still closed");
+        }
+    });
 }
 
 /// A round of `Negotiator::wait` starts (a scheduling point).
 pub(crate) fn wait_round() {
-    with(ThreadRec::boundary);
+    with(|rec| {
+        if rec.wait_ended {
+            rec.fail("a wait went round again after a round that ends it");
+        }
+        rec.boundary();
+    });
 }
 
 /// The round's result: `wait` (the gate is open), `preempt_tag`, or
 /// `wait(blocked)`, after which the baton is given back while the thread
-/// spins or parks.
-pub(crate) fn wait_result(name: &'static str) {
+/// spins or parks. `timed`: whether a timer may end the wait (read only
+/// when recording).
+pub(crate) fn wait_result(name: &'static str, timed: impl FnOnce() -> bool) {
+    // Read outside `with`, as in `wait_exit`.
+    let timed = name == "wait(blocked)" && active() && timed();
     with(|rec| {
+        let blocked = name == "wait(blocked)";
         // In a body every round is the explorer's `body(wait)`.
         let name = if rec.in_body { "body(wait)" } else { name };
-        rec.push(name, Vec::new());
-        if name == "wait(blocked)" {
+        if blocked {
+            rec.push_blocked(name, timed);
             rec.holding = None;
+        } else {
+            rec.wait_ended = true;
+            rec.push(name, Vec::new());
         }
     });
 }
@@ -375,14 +464,23 @@ pub(crate) fn record(cfg: &Config) -> Recorded {
     let nodes = Arc::new((cfg.tree)());
     let links: Vec<Arc<Linkage>> = nodes.iter().map(|n| n.link.clone()).collect();
     let log = Arc::new(Mutex::new(Vec::new()));
+    let watch = Arc::new(Mutex::new(Watch {
+        live: (1u64 << cfg.programs.len()) - 1,
+        ..Watch::default()
+    }));
     let start = Arc::new(Barrier::new(cfg.programs.len()));
     let handles: Vec<_> = cfg
         .programs
         .iter()
         .enumerate()
         .map(|(i, prog)| {
-            let (nodes, links, log, start) =
-                (nodes.clone(), links.clone(), log.clone(), start.clone());
+            let (nodes, links, log, start, watch) = (
+                nodes.clone(),
+                links.clone(),
+                log.clone(),
+                start.clone(),
+                watch.clone(),
+            );
             let words = super::ops::words_of(&links)
                 .into_iter()
                 .flat_map(|(a, b)| [a, b])
@@ -401,6 +499,8 @@ pub(crate) fn record(cfg: &Config) -> Recorded {
                         in_round: false,
                         quiet: false,
                         words,
+                        watch,
+                        wait_ended: false,
                     });
                 });
                 start.wait();
@@ -408,6 +508,17 @@ pub(crate) fn record(cfg: &Config) -> Recorded {
                     run_op(&nodes, op);
                     idle();
                 }
+                // Its program is done: the others may be all that is left,
+                // all blocked.
+                with(|rec| {
+                    let mut w = rec.watch();
+                    w.live &= !(1 << rec.thread);
+                    if w.live != 0 && w.stalled & w.live == w.live {
+                        drop(w);
+                        rec.holding = Some(BATON.lock().unwrap_or_else(PoisonError::into_inner));
+                        rec.fail("deadlock: every thread left of the recorded run is blocked");
+                    }
+                });
                 REC.with(|r| r.borrow_mut().take())
                     .map(|rec| rec.stamps)
                     .unwrap_or_default()
