@@ -137,12 +137,8 @@ impl Negotiator {
                     (false, true) => "preempt_tag",
                     (false, false) => "wait(blocked)",
                 },
-                // Whether a timer may end this wait with nothing else changing.
-                || {
-                    budget.is_some()
-                        || priority::class_of(link.tag.load(crate::sync::Ordering::Relaxed))
-                            .yields()
-                },
+                link,
+                budget.is_some(),
             );
             if open || took {
                 break;

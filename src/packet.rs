@@ -244,34 +244,66 @@ pub(crate) fn find_path(
         return Some(path);
     }
     let t: *const Linkage = target;
-    // Depth-first with an explicit stack of (packet, next child index).
-    let mut stack: SmallVec<[(&Arc<Packet>, usize); 16]> = SmallVec::new();
-    stack.push((root, 0));
-    while let Some(top) = stack.last_mut() {
-        let (p, i) = (top.0, top.1);
-        let ch = match p.children.as_ref() {
-            Some(ch) if i < ch.nodes.len() => ch,
-            _ => {
-                stack.pop();
-                continue;
-            }
-        };
-        top.1 += 1;
+    let mut stack = Walk::new(root);
+    while let Some((ch, i)) = stack.next() {
         if let Some(s) = &ch.slots[i] {
             if Arc::as_ptr(&ch.nodes[i]) == t {
-                let mut path: SmallVec<[u32; 8]> =
-                    stack.iter().map(|(_, j)| (*j - 1) as u32).collect();
-                // The last entry's index already points past `i`.
+                let mut path = stack.path();
                 debug_assert_eq!(*path.last().unwrap(), i as u32);
                 path.shrink_to_fit();
                 return Some(path);
             }
-            if s.children.is_some() {
-                stack.push((s, 0));
-            }
+            stack.enter(s);
         }
     }
     None
+}
+
+/// A depth-first walk of a packet tree with an explicit stack (a chain
+/// 10 000 deep must not recurse): per level, the children and the indices
+/// still to visit. Ranges, not counters: the walk moves on by
+/// `Range::next` alone.
+struct Walk<'a> {
+    stack: SmallVec<[(&'a Children, std::ops::Range<usize>); 16]>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(root: &'a Packet) -> Self {
+        let mut w = Walk {
+            stack: SmallVec::new(),
+        };
+        w.enter(root);
+        w
+    }
+
+    /// The next child of the deepest level with one left: its level's
+    /// children and its index there.
+    fn next(&mut self) -> Option<(&'a Children, usize)> {
+        loop {
+            let top = self.stack.last_mut()?;
+            match top.1.next() {
+                Some(i) => return Some((top.0, i)),
+                None => {
+                    self.stack.pop();
+                }
+            }
+        }
+    }
+
+    /// Walks `p`'s children next (before the rest of the current level).
+    fn enter(&mut self, p: &'a Packet) {
+        if let Some(ch) = p.children.as_deref() {
+            self.stack.push((ch, 0..ch.nodes.len()));
+        }
+    }
+
+    /// The slot indices from the root to the child `next` returned last.
+    fn path(&self) -> SmallVec<[u32; 8]> {
+        self.stack
+            .iter()
+            .map(|(_, rest)| (rest.start - 1) as u32)
+            .collect()
+    }
 }
 
 /// Which slots [`find_slot`] may return.
@@ -290,18 +322,8 @@ pub(crate) fn find_slot(
     kind: SlotKind,
     mut want: impl FnMut(&Arc<Linkage>) -> bool,
 ) -> Option<(SmallVec<[u32; 8]>, Arc<Linkage>)> {
-    let mut stack: SmallVec<[(&Arc<Packet>, usize); 16]> = SmallVec::new();
-    stack.push((root, 0));
-    while let Some(top) = stack.last_mut() {
-        let (p, i) = (top.0, top.1);
-        let ch = match p.children.as_ref() {
-            Some(ch) if i < ch.nodes.len() => ch,
-            _ => {
-                stack.pop();
-                continue;
-            }
-        };
-        top.1 += 1;
+    let mut stack = Walk::new(root);
+    while let Some((ch, i)) = stack.next() {
         let slot = &ch.slots[i];
         let of_kind = match kind {
             SlotKind::Void => slot.is_none(),
@@ -309,13 +331,10 @@ pub(crate) fn find_slot(
             SlotKind::Either => true,
         };
         if of_kind && want(&ch.nodes[i]) {
-            let path = stack.iter().map(|(_, j)| (*j - 1) as u32).collect();
-            return Some((path, ch.nodes[i].clone()));
+            return Some((stack.path(), ch.nodes[i].clone()));
         }
         if let Some(s) = slot {
-            if s.children.is_some() {
-                stack.push((s, 0));
-            }
+            stack.enter(s);
         }
     }
     None

@@ -353,11 +353,15 @@ pub(crate) fn wait_round() {
 
 /// The round's result: `wait` (the gate is open), `preempt_tag`, or
 /// `wait(blocked)`, after which the baton is given back while the thread
-/// spins or parks. `timed`: whether a timer may end the wait (read only
-/// when recording).
-pub(crate) fn wait_result(name: &'static str, timed: impl FnOnce() -> bool) {
+/// spins or parks. A blocked wait on `link` is timed (a timer may end it
+/// with nothing else changing) when it has a budget or the tag is of a
+/// yielding class (its expiry).
+pub(crate) fn wait_result(name: &'static str, link: &Linkage, budget: bool) {
     // Read outside `with`, as in `wait_exit`.
-    let timed = name == "wait(blocked)" && active() && timed();
+    let timed = name == "wait(blocked)"
+        && active()
+        && (budget
+            || crate::priority::class_of(link.tag.load(crate::sync::Ordering::Relaxed)).yields());
     with(|rec| {
         let blocked = name == "wait(blocked)";
         // In a body every round is the explorer's `body(wait)`.

@@ -250,6 +250,7 @@ impl BundleFrame {
         }
         self.collected.push(Collected { packet, wrapper });
         self.idx += 1;
+        debug_assert_eq!(self.idx, self.collected.len(), "one entry per child met");
         if self.idx == self.children().nodes.len() {
             self.pc = BundlePc::Phase2;
         }
@@ -408,9 +409,10 @@ pub(crate) fn bundle_phase2(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
 /// bundle's serial.
 /// TLA+: BundlePhase3
 pub(crate) fn bundle_phase3(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
-    while f.idx < f.collected.len() && f.collected[f.idx].wrapper.is_none() {
-        f.idx += 1;
-    }
+    // Skip the children that need no CAS (no wrapper to replace).
+    f.idx = (f.idx..f.collected.len())
+        .find(|&i| f.collected[i].wrapper.is_some())
+        .unwrap_or(f.collected.len());
     if f.idx == f.collected.len() {
         f.pc = BundlePc::Phase4;
         return Next::Stay;

@@ -16,8 +16,8 @@ impl Transaction {
         if self.doomed {
             return false;
         }
-        let mut i = 0;
-        while i < self.moved.len() {
+        // Nothing in the loop adds or removes a move.
+        for i in 0..self.moved.len() {
             let m = &self.moved[i];
             let desired = self
                 .final_packet_of(&m.child)
@@ -28,7 +28,6 @@ impl Transaction {
                 .expect("not doomed: every release installed one");
             let carried = wrapper.packet.as_ref().expect("a limbo wrapper carries");
             if Arc::ptr_eq(carried, &desired) {
-                i += 1;
                 continue;
             }
             let (child, parent, expected) =
@@ -66,7 +65,6 @@ impl Transaction {
                     ChildCas::Blocked => self.neg.wait(&child),
                 }
             }
-            i += 1;
         }
         true
     }
