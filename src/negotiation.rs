@@ -188,8 +188,8 @@ impl Negotiator {
         }
         // Its contract: the gate is open to it now, unless its budget ran out.
         #[cfg(all(test, not(loom)))]
-        crate::explore::validate::wait_exit(|| {
-            (budget.is_some() && self.expired) || can_proceed(link, self)
+        crate::explore::validate::wait_exit(budget.is_some(), self.expired, || {
+            can_proceed(link, self)
         });
         let waited = crate::clock::now().saturating_duration_since(start);
         self.waited += waited;

@@ -24,6 +24,12 @@
 //! another's, which the explorer's one clock cannot show): the replay hands
 //! each simulated thread the stamps its real thread minted.
 //!
+//! Recording also checks: a run in which every thread still running is
+//! blocked with nothing changed since each found it so fails as a
+//! deadlock (`Watch`), and so does a wait that goes round again after a
+//! round that ended it, or returns with its gate closed (`wait_exit`).
+//! A broken gate then fails the test instead of hanging it.
+//!
 //! Under recording the driver runs every frame through `Operation::run`
 //! (not `Operation::run_frame`'s in-place loop), which steps the same frames
 //! in the same order.
@@ -325,14 +331,15 @@ pub(crate) fn wait_enter() {
     });
 }
 
-/// `Negotiator::wait` returns; `open` tells whether the gate lets it on
-/// (or its budget ran out). The baton is still held since the last round,
-/// so nothing has changed since that round's result: a wait that returns
-/// with its gate closed broke its contract.
-pub(crate) fn wait_exit(open: impl FnOnce() -> bool) {
+/// `Negotiator::wait` returns; `open` tells whether the gate lets it on.
+/// The baton is still held since the last round, so nothing has changed
+/// since that round's result: a wait that returns with its gate closed
+/// broke its contract, unless it had a budget and gave up (`expired`: a
+/// budget is only armed while the negotiator has not expired).
+pub(crate) fn wait_exit(budget: bool, expired: bool, open: impl FnOnce() -> bool) {
     // The look at the gate goes through the `sync` shim, which calls back
     // here: not inside `with`.
-    let open = active() && open();
+    let open = !active() || (budget && expired) || open();
     with(|rec| {
         rec.in_round = false;
         if !open {
