@@ -563,6 +563,7 @@ pub(crate) fn drive<E>(
         };
         if let Some((shot, wrote)) = committed {
             tr.committed = true;
+            tr.seal_inserts();
             after = Some((std::mem::take(&mut tr.marks), wrote));
             neg = tr.into_negotiator();
             if wrote {

@@ -315,6 +315,54 @@ impl<'c> World<'c> {
                 ops: Vec::new(),
             })),
             Pc::Lock => Ok(self.commit_lock(t)),
+            Pc::SealStart => {
+                let tr = th.tr.as_ref().expect("a committed transaction");
+                let stamp = tr.neg.stamp;
+                crate::sync::trace::start();
+                let op = tr.seal_start();
+                let events = crate::sync::trace::take();
+                crate::sync::trace::stop();
+                let ops = self.ops_of(&events, stamp);
+                let th = &mut self.threads[t];
+                match op {
+                    Some(op) => {
+                        th.op = Some(op);
+                        th.pc = Pc::Seal;
+                    }
+                    None => th.pc = Pc::SealEnd,
+                }
+                Ok(StepInfo {
+                    name: "seal_start",
+                    completed: false,
+                    ops,
+                })
+            }
+            Pc::SealEnd => {
+                let tr = th.tr.as_mut().expect("a sealing transaction");
+                let stamp = tr.neg.stamp;
+                if self.split {
+                    negotiation::split::start();
+                }
+                crate::sync::trace::start();
+                tr.seal_end();
+                let events = crate::sync::trace::take();
+                crate::sync::trace::stop();
+                let deferred = negotiation::split::take();
+                let ops = self.ops_of(&events, stamp);
+                let th = &mut self.threads[t];
+                let completed = if deferred.is_empty() {
+                    self.stepped(t, Step::Done)?
+                } else {
+                    th.deferred = deferred.into();
+                    th.after = Some(Step::Done);
+                    false
+                };
+                Ok(StepInfo {
+                    name: "seal_end",
+                    completed,
+                    ops,
+                })
+            }
             Pc::Dropping => Ok(self.body_op(t)),
             Pc::Owner => Ok(self.owner_wait(t)),
             Pc::Idle => {
@@ -364,7 +412,7 @@ impl<'c> World<'c> {
                     ops: Vec::new(),
                 })
             }
-            Pc::Promote | Pc::Snap | Pc::Commit | Pc::Rebase => {
+            Pc::Promote | Pc::Snap | Pc::Commit | Pc::Rebase | Pc::Seal => {
                 let op = th.op.as_mut().expect("an operation runs");
                 if self.split && th.gate.is_none() {
                     if let Some(link) = op.next_gate() {
@@ -419,6 +467,17 @@ impl<'c> World<'c> {
     fn stepped(&mut self, t: usize, stepped: Step) -> Result<bool, String> {
         match stepped {
             Step::Running => Ok(false),
+            Step::Blocked(_) | Step::Done if self.threads[t].pc == Pc::Seal => {
+                // `seal_inserts`: a blocked seal is given up, never waits.
+                let th = &mut self.threads[t];
+                th.op = None;
+                th.pc = Pc::SealEnd;
+                Ok(false)
+            }
+            Step::Done if self.threads[t].pc == Pc::SealEnd => {
+                self.end_seal(t);
+                Ok(true)
+            }
             Step::Blocked(link) => {
                 self.threads[t].blocked = Some(link);
                 self.unlock_blocked(t);
@@ -572,10 +631,16 @@ impl<'c> World<'c> {
                 match res {
                     CommitResult::Committed => {
                         tr.committed = true;
-                        drop(tr.into_negotiator());
                         for w in writes {
                             self.committed[w] += 1;
                         }
+                        if tr.may_seal() {
+                            // `Transaction::seal_inserts`, steps of its own.
+                            th.tr = Some(tr);
+                            th.pc = Pc::SealStart;
+                            return Ok(false);
+                        }
+                        drop(tr.into_negotiator());
                         if let Some((mut outer, attempt)) = th.outer.take() {
                             // The nested transaction committed: the
                             // enclosing body goes on, writes, commits.
@@ -636,6 +701,15 @@ impl<'c> World<'c> {
             Some((owner, _)) => self.await_owner(t, owner, promote),
             None => self.start_attempt(t, promote),
         }
+    }
+
+    /// The seal after a commit has ended (`seal_end` done): the
+    /// transaction is over, its negotiator dropped.
+    fn end_seal(&mut self, t: usize) {
+        let th = &mut self.threads[t];
+        let tr = th.tr.take().expect("the sealing transaction");
+        drop(tr.into_negotiator());
+        self.complete(t);
     }
 
     fn complete(&mut self, t: usize) {

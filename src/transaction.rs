@@ -11,8 +11,8 @@ use crate::packet::{self, Children, Packet, SlotKind};
 use crate::protocol::bundle::InProgress;
 use crate::protocol::dynamic::{self, ChildCas, InsertRead, Limbo};
 use crate::protocol::{
-    BundleFrame, BundleResult, Frame, Operation, Outcome, SnapResult, UnbundleFrame, UnbundleMode,
-    UnbundleResult,
+    BundleFrame, BundleResult, Frame, Operation, Outcome, SnapResult, Step, UnbundleFrame,
+    UnbundleMode, UnbundleResult,
 };
 use crate::serial::{self, Serial};
 use crate::snapshot::{Snapshot, children_of};

@@ -138,6 +138,16 @@ ReaderThreads == {}
 \* stop drops the negotiator without a commit: CommitDone's "ok" branch,
 \* as a reader's end. A definition, as ReaderThreads: `StopThreads = {1}`.
 StopThreads == {}
+\* The seal (Transaction::seal_inserts): after the commit of a plain insert
+\* of an outside node under the root, the inserting thread bundles the
+\* child in at once, from the wrapper its commit installed, collecting
+\* only the void slots (SealStart, SealPhase1, BundlePhase2-4, SealEnd).
+\* A definition, as ReaderThreads; `SealInserts = FALSE` is the code
+\* before it. `SealFromOwnCommit = FALSE` lets a seal start from any
+\* priority wrapper of the root (a bug kept as a regression: the
+\* unbundle of finding #1 then survives the seal).
+SealInserts == TRUE
+SealFromOwnCommit == TRUE
 
 ASSUME Levels \in {2, 3}
 ASSUME HardLink \in {"none", "diamond", "shortcut", "shortcut_rev"}
@@ -390,12 +400,16 @@ CasSucceeded(t, n) == priorityTag' = [priorityTag EXCEPT ![n] = TagAfterSuccess(
 (*             copies, casPos, rc (next level UnbundleRecheck loads)       *)
 
 Frame0 == [kind |-> Null, node |-> Null, w |-> Null, ser |-> Null, isRoot |-> FALSE,
-           coll |-> <<>>, incomplete |-> FALSE, idx |-> 0,
+           seal |-> FALSE, coll |-> <<>>, incomplete |-> FALSE, idx |-> 0,
            mode |-> Null, tw |-> Null, chain |-> <<>>, found |-> Null,
            copies |-> <<>>, casPos |-> 0, inprog |-> {}, rc |-> 0]
 
 BundleFrame(n, w, s, isRoot) ==
     [Frame0 EXCEPT !.kind = "bundle", !.node = n, !.w = w, !.ser = s, !.isRoot = isRoot]
+\* A seal's frame (BundleFrame::seal): a root bundle whose phase 1 is SealPhase1.
+SealFrame(n, w, s) == [BundleFrame(n, w, s, TRUE) EXCEPT !.seal = TRUE]
+\* The phase-1 step of a bundle frame.
+P1(f) == IF f.seal THEN "seal_phase1" ELSE "bundle_phase1"
 
 UnbundleFrame(n, tw, mode, s, inprog) ==
     [Frame0 EXCEPT !.kind = "unbundle", !.node = n, !.tw = tw, !.mode = mode, !.ser = s,
@@ -414,7 +428,7 @@ UnbundleFrame(n, tw, mode, s, inprog) ==
 \* (hard-link trees only, see BundleId).
 Local0 == [op |-> Null, job |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
            readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null,
-           bgen |-> 0, dynOp |-> Null, doomed |-> FALSE, rebased |-> FALSE]
+           bgen |-> 0, dynOp |-> Null, doomed |-> FALSE, rebased |-> FALSE, comW |-> Null]
 Retry(l) == [Local0 EXCEPT !.op = "snap", !.job = l.job]
 
 Top(l) == l.stack[Len(l.stack)]
@@ -426,9 +440,10 @@ PushL(l, f) == [l EXCEPT !.stack = Append(@, f)]
 \* passed down every frame to the snapshot frame, which retries).
 \* The snapshot of a rebase (op "rebase", below) starts again keeping the
 \* transaction: the snapshot frame retries, the attempt goes on.
-Disturbed(l) == [pc |-> "snap_check",
-                 l  |-> IF l.op = "rebase" THEN [l EXCEPT !.stack = <<>>, !.bgen = 0]
-                        ELSE Retry(l)]
+Disturbed(l) == IF l.op = "seal" THEN [pc |-> "seal_end", l |-> [l EXCEPT !.stack = <<>>]]
+                ELSE [pc |-> "snap_check",
+                      l  |-> IF l.op = "rebase" THEN [l EXCEPT !.stack = <<>>, !.bgen = 0]
+                             ELSE Retry(l)]
 
 \* Transaction::rebase's comparison (snapshot.rs same_state, strict voids):
 \* both packets hold the same state of the subtree.  A payload's identity
@@ -498,7 +513,7 @@ Collect(l, p, w) ==
     LET f  == Top(l)
         f2 == [f EXCEPT !.coll = Append(@, [pkt |-> p, w |-> w]),
                         !.incomplete = IF p = Null THEN TRUE ELSE @ \/ ~Complete(p)]
-    IN [pc |-> IF Len(f2.coll) = Len(ListOf(f2.w.pkt)) THEN "bundle_phase2" ELSE "bundle_phase1",
+    IN [pc |-> IF Len(f2.coll) = Len(ListOf(f2.w.pkt)) THEN "bundle_phase2" ELSE P1(f2),
         l  |-> SetTop(l, f2)]
 
 \* First phase-3 position at or after i that has a wrapper to CAS (0: none).
@@ -513,7 +528,8 @@ NextP3(coll, i) ==
 \* "changed", "disturbed".
 AfterReturn(l, r) ==
     IF l.stack = <<>> THEN
-        IF l.op \in {"snap", "rebase"} THEN                     \* snap_check
+        IF l.op = "seal" THEN [pc |-> "seal_end", l |-> l]     \* seal_inserts' loop ends
+        ELSE IF l.op \in {"snap", "rebase"} THEN                \* snap_check
             CASE r.kind = "success" -> SnapDone(l, r.w.pkt, r.w)
               [] r.kind = "found"   -> SnapDone(l, r.p, Null)
               [] OTHER -> [pc |-> "snap_check", l |-> l]
@@ -683,6 +699,41 @@ BundlePhase1(t) ==
                                              InProgress(l) \cup Collected(l) \cup Pending(l)))]
     /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
 
+\* Phase 1 of a seal: every present slot up to the next void one is taken
+\* as it is (no load: the wrapper is the one the thread's own commit
+\* installed on a complete base, see bundle.rs seal_phase1); the child of
+\* that void slot is loaded and collected if it has priority and a complete
+\* packet.  Anything else gives the seal up.
+SealPhase1(t) ==
+    /\ pc[t] = "seal_phase1"
+    /\ LET l    == local[t]
+           f    == Top(l)
+           L    == ListOf(f.w.pkt)
+           k    == Len(f.coll)
+           V    == {i \in (k + 1)..Len(L) : f.w.pkt.sub[L[i]] = Null}
+           v    == IF V = {} THEN Len(L) + 1 ELSE CHOOSE i \in V : \A j \in V : i <= j
+           kept == [i \in 1..(v - k - 1) |-> [pkt |-> f.w.pkt.sub[L[k + i]], w |-> Null]]
+           bad  == \E i \in (k + 1)..(v - 1) : ~Complete(f.w.pkt.sub[L[i]])
+           c    == L[v]
+       IN
+       IF bad THEN
+            LET r == Disturbed(l) IN
+            /\ pc' = [pc EXCEPT ![t] = r.pc]
+            /\ local' = [local EXCEPT ![t] = r.l]
+       ELSE IF v > Len(L) THEN
+            /\ pc' = [pc EXCEPT ![t] = "bundle_phase2"]
+            /\ local' = [local EXCEPT ![t] = SetTop(l, [f EXCEPT !.coll = @ \o kept])]
+       ELSE IF c = f.node \/ ~(HasPri(linkage[c]) /\ Complete(linkage[c].pkt)) THEN
+            LET r == Disturbed(l) IN
+            /\ pc' = [pc EXCEPT ![t] = r.pc]
+            /\ local' = [local EXCEPT ![t] = r.l]
+       ELSE
+            /\ pc' = [pc EXCEPT ![t] = IF v = Len(L) THEN "bundle_phase2" ELSE "seal_phase1"]
+            /\ local' = [local EXCEPT ![t] =
+                   SetTop(l, [f EXCEPT !.coll = @ \o kept
+                                        \o <<[pkt |-> linkage[c].pkt, w |-> linkage[c]]>>])]
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
+
 \* CAS the node to a packet holding the collected slots, still missing.
 BundlePhase2(t) ==
     /\ pc[t] = "bundle_phase2"
@@ -729,7 +780,7 @@ BundlePhase3(t) ==
                /\ UNCHANGED linkage
                /\ IF linkage[c].ser = f.ser THEN
                       \* changed by this very bundle through another path: collect again
-                      /\ pc' = [pc EXCEPT ![t] = "bundle_phase1"]
+                      /\ pc' = [pc EXCEPT ![t] = P1(f)]
                       /\ local' = [local EXCEPT ![t] =
                             SetTop(l, [f EXCEPT !.coll = <<>>, !.incomplete = FALSE, !.idx = 0])]
                   ELSE LET r == Disturbed(l) IN
@@ -954,6 +1005,23 @@ UnbundleCASChild(t) ==
 -----------------------------------------------------------------------------
 (* commit.rs *)
 
+\* The job is over (its negotiator dropped): the next one of the iteration.
+Finish(t) ==
+    LET q == queue[t] \ {target[t]} IN
+    /\ queue' = [queue EXCEPT ![t] = q]
+    /\ budget' = [budget EXCEPT ![t] = IF q = {} /\ t \notin Endless THEN @ - 1 ELSE @]
+    /\ pc' = [pc EXCEPT ![t] = "idle"]
+    /\ target' = [target EXCEPT ![t] = Null]
+    /\ local' = [local EXCEPT ![t] = Local0]
+    /\ stamp' = [stamp EXCEPT ![t] = Null]      \* the Negotiator is dropped
+
+\* Transaction::may_seal: a plain insert (no limbo) of a node from outside
+\* the tree, under the root.  ComW: the wrapper a commit installed, kept
+\* for SealStart only where a seal follows.
+SealJob(l) == SealInserts /\ l.job = "ins" /\ ~Online
+              /\ DynChild \notin PresentNodes(l.snapPkt) \cup VoidNodes(l.snapPkt)
+ComW(l, w) == IF SealJob(l) THEN w ELSE Null
+
 \* The closure has run (its effect is TxPkt); choose the first commit step.
 CommitStart(t) ==
     /\ pc[t] = "commit_start"
@@ -974,7 +1042,8 @@ CommitParent(t) ==
                /\ CasSucceeded(t, n)
                /\ credit' = Credited(t, l, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
-               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null, !.result = "ok"]]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null, !.result = "ok",
+                                                      !.comW = ComW(l, PW(TxPkt(t, l, n, s), s))]]
           ELSE
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]
@@ -1019,7 +1088,8 @@ CommitTryCAS(t) ==
                /\ CasSucceeded(t, n)
                /\ credit' = Credited(t, l, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
-               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null, !.result = "ok"]]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null, !.result = "ok",
+                                                      !.comW = ComW(l, PW(TxPkt(t, l, n, s), s))]]
           ELSE
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]
@@ -1039,15 +1109,14 @@ RebaseOK(l) == ~l.doomed /\ l.dynOp = Null
 \* are kept either way.
 CommitDone(t) ==
     /\ pc[t] = "commit_done"
-    /\ IF local[t].result = "ok" THEN
-            LET q == queue[t] \ {target[t]} IN
+    /\ IF local[t].result = "ok" /\ local[t].comW # Null THEN
+            \* committed a plain insert: the tags are cleared, the seal follows
             /\ priorityTag' = ClearMyTags(t)
-            /\ queue' = [queue EXCEPT ![t] = q]
-            /\ budget' = [budget EXCEPT ![t] = IF q = {} /\ t \notin Endless THEN @ - 1 ELSE @]
-            /\ pc' = [pc EXCEPT ![t] = "idle"]
-            /\ target' = [target EXCEPT ![t] = Null]
-            /\ local' = [local EXCEPT ![t] = Local0]
-            /\ stamp' = [stamp EXCEPT ![t] = Null]      \* the Negotiator is dropped
+            /\ pc' = [pc EXCEPT ![t] = "seal_start"]
+            /\ UNCHANGED <<local, queue, budget, target, stamp>>
+       ELSE IF local[t].result = "ok" THEN
+            /\ priorityTag' = ClearMyTags(t)
+            /\ Finish(t)
        ELSE IF ~local[t].rebased /\ RebaseOK(local[t]) THEN
             /\ pc' = [pc EXCEPT ![t] = "snap_check"]
             /\ local' = [local EXCEPT ![t] = [@ EXCEPT !.op = "rebase", !.rebased = TRUE,
@@ -1058,6 +1127,53 @@ CommitDone(t) ==
             /\ pc' = [pc EXCEPT ![t] = "snap_check"]
             /\ local' = [local EXCEPT ![t] = Retry(local[t])]
             /\ UNCHANGED <<priorityTag, queue, budget, target, stamp>>
+    /\ UNCHANGED <<linkage, serial, credit>>
+
+-----------------------------------------------------------------------------
+(* The seal after a plain insert (transaction/edit.rs seal_inserts).       *)
+
+\* Loads the root: the seal starts only from the wrapper this thread's
+\* commit installed (its packet: Transaction::seal_start), with a fresh
+\* bundle serial; else there is nothing to seal.
+SealStart(t) ==
+    /\ pc[t] = "seal_start"
+    /\ LET l == local[t]
+           n == JobNode(target[t])
+           w == linkage[n]
+       IN
+       IF HasPri(w) /\ (w.pkt = l.comW.pkt \/ ~SealFromOwnCommit) THEN
+            LET b == Gen(serial[t], w.ser) IN
+            /\ serial' = [serial EXCEPT ![t] = b]
+            /\ pc' = [pc EXCEPT ![t] = "seal_phase1"]
+            /\ local' = [local EXCEPT ![t] = PushL([l EXCEPT !.op = "seal", !.comW = Null],
+                                                   SealFrame(n, w, b))]
+       ELSE
+            /\ pc' = [pc EXCEPT ![t] = "seal_end"]
+            /\ local' = [local EXCEPT ![t] = [l EXCEPT !.comW = Null]]
+            /\ UNCHANGED serial
+    /\ UNCHANGED <<linkage, target, budget, queue, priorityTag, credit, stamp>>
+
+\* The node a bundle step's CAS gates on.
+BundleGate(t) ==
+    LET f == Top(local[t]) IN
+    IF pc[t] = "bundle_phase3" THEN ListOf(f.w.pkt)[f.idx] ELSE f.node
+
+\* A seal's gated step meets a foreign tag: the seal is given up (it never
+\* waits), as a disturbed one (seal_inserts' loop ends at Step::Blocked).
+SealBlocked(t) ==
+    /\ pc[t] \in {"bundle_phase2", "bundle_phase3", "bundle_phase4"}
+    /\ Top(local[t]).seal
+    /\ ~CanProceed(t, BundleGate(t))
+    /\ pc' = [pc EXCEPT ![t] = "seal_end"]
+    /\ local' = [local EXCEPT ![t] = [@ EXCEPT !.stack = <<>>]]
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
+
+\* The seal is over: the tags its lost races left are cleared, the
+\* transaction ends (the negotiator dropped).
+SealEnd(t) ==
+    /\ pc[t] = "seal_end"
+    /\ priorityTag' = ClearMyTags(t)
+    /\ Finish(t)
     /\ UNCHANGED <<linkage, serial, credit>>
 
 -----------------------------------------------------------------------------
@@ -1239,7 +1355,8 @@ BodyRetry(t) ==
 \* The node the thread's next step CASes (Null: its next step is no CAS).
 CasNode(t) ==
     LET l == local[t] IN
-    CASE pc[t] = "bundle_phase2"          -> Top(l).node
+    CASE pc[t] \in {"bundle_phase2", "bundle_phase3", "bundle_phase4"} /\ Top(l).seal -> Null
+      [] pc[t] = "bundle_phase2"          -> Top(l).node
       [] pc[t] = "bundle_phase3"          -> ListOf(Top(l).w.pkt)[Top(l).idx]
       [] pc[t] = "bundle_phase4"          -> Top(l).node
       [] pc[t] = "unbundle_cas_ancestors" -> Top(l).chain[Top(l).casPos].node
@@ -1326,6 +1443,7 @@ ThreadStep(t) ==
     /\ \/ SnapRead(t)
        \/ SnapCheck(t)
        \/ BundlePhase1(t)
+       \/ SealPhase1(t)
        \/ BundlePhase2(t)
        \/ BundlePhase3(t)
        \/ BundlePhase4(t)
@@ -1338,6 +1456,9 @@ ThreadStep(t) ==
        \/ CommitRead(t)
        \/ CommitTryCAS(t)
        \/ CommitDone(t)
+       \/ SealStart(t)
+       \/ SealBlocked(t)
+       \/ SealEnd(t)
        \/ InsertReadChild(t)
        \/ InsertCASChild(t)
        \/ ReleaseReadChild(t)
@@ -1352,6 +1473,7 @@ NextStep ==
         /\ \/ SnapRead(t)
            \/ SnapCheck(t)
            \/ BundlePhase1(t)
+           \/ SealPhase1(t)
            \/ BundlePhase2(t)
            \/ BundlePhase3(t)
            \/ BundlePhase4(t)
@@ -1364,6 +1486,9 @@ NextStep ==
            \/ CommitRead(t)
            \/ CommitTryCAS(t)
            \/ CommitDone(t)
+           \/ SealStart(t)
+           \/ SealBlocked(t)
+           \/ SealEnd(t)
            \/ InsertReadChild(t)
            \/ InsertCASChild(t)
            \/ ReleaseReadChild(t)
@@ -1415,7 +1540,8 @@ TypeOK ==
                            "commit_start", "commit_parent", "commit_read",
                            "commit_try_cas", "commit_done", "insert_read_child",
                            "insert_cas_child", "release_read_child", "release_cas_child",
-                           "tx_validate", "body_retry"}]
+                           "tx_validate", "body_retry", "seal_start", "seal_phase1",
+                           "seal_end"}]
 
 \* A published packet that is not missing has the packet of every node of
 \* its subtree (Packet::is_complete means what it says): every slot holds a
@@ -1536,7 +1662,7 @@ SerFrame(f) ==
     \cup UNION {SerW(f.chain[i].w) : i \in DOMAIN f.chain}
     \cup UNION {SerW(f.copies[i]) : i \in DOMAIN f.copies}
 SerL(l) ==
-    SerP(l.snapPkt) \cup SerW(l.snapW) \cup SerW(l.readW)
+    SerP(l.snapPkt) \cup SerW(l.snapW) \cup SerW(l.readW) \cup SerW(l.comW)
     \cup SerS(l.txSer) \cup SerW(l.dynW) \cup SerP(l.insSlot)
     \cup UNION {SerFrame(l.stack[i]) : i \in DOMAIN l.stack}
 AllSerials ==
@@ -1563,7 +1689,7 @@ NFrame(m, f) ==
               !.chain = [i \in DOMAIN @ |-> [node |-> @[i].node, w |-> NW(m, @[i].w)]],
               !.copies = [i \in DOMAIN @ |-> NW(m, @[i])]]
 NL(m, l) ==
-    [l EXCEPT !.snapPkt = NP(m, @), !.snapW = NW(m, @), !.readW = NW(m, @),
+    [l EXCEPT !.snapPkt = NP(m, @), !.snapW = NW(m, @), !.readW = NW(m, @), !.comW = NW(m, @),
               !.txSer = NS(m, @), !.dynW = NW(m, @), !.insSlot = NP(m, @),
               !.stack = [i \in DOMAIN @ |-> NFrame(m, @[i])]]
 

@@ -13,7 +13,7 @@ const C2: usize = 2;
 
 /// P -> {C2}, bundled, and C1 on its own: nodes [P, C1, C2]. TLC's dynamic
 /// configurations start so (`Detached = {"C1"}`).
-fn two_level_detached() -> Vec<Node<u32>> {
+pub(super) fn two_level_detached() -> Vec<Node<u32>> {
     let p = Node::new(0u32);
     let (c1, c2) = (Node::new(0u32), Node::new(0u32));
     p.insert(&c2).unwrap();
@@ -30,6 +30,17 @@ fn two_parents() -> Vec<Node<u32>> {
     g.insert(&q).unwrap();
     let _ = g.snapshot();
     vec![g, p, c1, q]
+}
+
+/// G -> P -> {C2}, bundled into G, and C1 on its own: nodes [G, P, C1,
+/// C2]. An insert at P then commits through an unbundle of P.
+fn three_level_detached() -> Vec<Node<u32>> {
+    let g = Node::new(0u32);
+    let (p, c1, c2) = (Node::new(0u32), Node::new(0u32), Node::new(0u32));
+    p.insert(&c2).unwrap();
+    g.insert(&p).unwrap();
+    let _ = g.snapshot();
+    vec![g, p, c1, c2]
 }
 
 /// Two separate nodes A and B: nodes [A, B].
@@ -128,6 +139,39 @@ pub(super) fn configs() -> Vec<Config> {
             "2L' insert(P, C1) vs leaf(C1)",
             two_level_detached,
             vec![vec![dyn_tx(P, &[Insert(P, C1)])], vec![tx(C1, &[C1])]],
+        ),
+        cfg(
+            "2L' insert(P, C1) vs leaf(C2) (the seal skips C2's stamp)",
+            two_level_detached,
+            vec![vec![dyn_tx(P, &[Insert(P, C1)])], vec![tx(C2, &[C2])]],
+        ),
+        cfg(
+            "3L' insert(P, C1) at P bundled in G vs leaf(C2) (the seal after an unbundle)",
+            three_level_detached,
+            vec![vec![dyn_tx(1, &[Insert(1, 2)])], vec![tx(3, &[3])]],
+        ),
+        cfg(
+            "3L' insert(P, C1) at P bundled in G vs snapshot(G) (the seal vs a bundle above)",
+            three_level_detached,
+            vec![vec![dyn_tx(1, &[Insert(1, 2)])], vec![OpKind::Snap(0)]],
+        ),
+        cfg(
+            "2L' insert(P, C1) vs snapshot(P) (the seal vs a bundle)",
+            two_level_detached,
+            vec![vec![dyn_tx(P, &[Insert(P, C1)])], vec![OpKind::Snap(P)]],
+        ),
+        cfg(
+            "2L' insert(P, C1) vs root tx(P) (the seal vs a commit)",
+            two_level_detached,
+            vec![vec![dyn_tx(P, &[Insert(P, C1)])], vec![tx(P, &[P, C2])]],
+        ),
+        cfg(
+            "2L' insert; release (TLC's dyn_offline jobs) vs leaf(C1)",
+            two_level_detached,
+            vec![
+                vec![dyn_tx(P, &[Insert(P, C1)]), rel()],
+                vec![tx(C1, &[C1])],
+            ],
         ),
         cfg(
             "2L' insert_online(P, C1) + write vs snapshot(P)",

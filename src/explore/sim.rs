@@ -16,6 +16,13 @@ pub(super) enum Pc {
     Body,
     /// Taking the structure lock for a commit with inserts.
     Lock,
+    /// After a committed attempt of plain inserts: the seal's load of the
+    /// root (`Transaction::seal_start`).
+    SealStart,
+    /// The seal's bundle steps; blocked, it is given up.
+    Seal,
+    /// `Transaction::seal_end`: the tags the seal left are cleared.
+    SealEnd,
     /// Waiting for the attempt that owns a limbo this one met.
     Owner,
     /// Split: dropping a node's last handle on a thread of its own.

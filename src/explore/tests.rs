@@ -614,6 +614,18 @@ fn step_ops_of_every_config() -> std::collections::BTreeMap<&'static str, StepOp
             all.entry(name).or_default().merge(&ops);
         }
     }
+    // The seal after a plain insert, against a leaf, a bundle and a commit:
+    // its own steps (the bodies' operations are not protocol steps).
+    for cfg in super::dynamic_tests::configs()
+        .into_iter()
+        .filter(|c| c.name.contains("(the seal"))
+    {
+        for (name, ops) in explore(&cfg, LIMIT).ops {
+            if name.starts_with("seal_") || name.starts_with("bundle_phase") {
+                all.entry(name).or_default().merge(&ops);
+            }
+        }
+    }
     all
 }
 

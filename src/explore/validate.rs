@@ -791,6 +791,33 @@ mod tests {
         assert!(validate(&cfg, 20) > 0);
     }
 
+    /// Plain inserts of C1 under P (each sealed at once) and its release,
+    /// while a leaf commits at C2 and a snapshot reads P.
+    #[test]
+    fn real_runs_replay_with_sealed_inserts() {
+        use super::super::dynamic::Edit::{Insert, Release};
+        let insert = OpKind::Dyn {
+            root: 0,
+            edits: vec![Insert(0, 1)],
+        };
+        let release = OpKind::Dyn {
+            root: 0,
+            edits: vec![Release(0, 1)],
+        };
+        let cfg = Config {
+            name: "2L' insert(P, C1); release(P, C1), 4 times, vs leaf(C2) vs snapshot(P), 8 ops each",
+            tree: super::super::dynamic_tests::two_level_detached,
+            programs: vec![
+                [insert, release].into_iter().cycle().take(8).collect(),
+                repeat(tx(2, &[2]), 8),
+                repeat(OpKind::Snap(0), 8),
+            ],
+            pairs: Vec::new(),
+            classes: Vec::new(),
+        };
+        assert!(validate(&cfg, 20) > 0);
+    }
+
     #[test]
     fn real_runs_replay_with_a_nested_transaction() {
         let cfg = Config {

@@ -12,6 +12,8 @@
 //! would be wrong: an unbundle of that child may have CASed this node to a
 //! missing copy *before* this bundle read it, with its final CAS on the
 //! child still to come; only a CAS on the child itself orders the two.
+//! The one exception is a *seal* (`seal_phase1`), which starts from the
+//! wrapper its own commit installed on a complete base.
 
 pub(crate) use super::in_progress::InProgress;
 use super::{
@@ -39,6 +41,9 @@ pub(crate) struct Collected {
     /// The child's wrapper as seen in phase 1, which phase 3 turns into a
     /// bundled reference; `None` for a void slot.
     wrapper: Option<Arc<PacketWrapper>>,
+    /// A seal's present slot: phase 2 keeps the node's own slot (a complete
+    /// packet), so it is neither copied here nor counted again.
+    kept: bool,
 }
 
 pub(crate) struct BundleFrame {
@@ -74,6 +79,9 @@ pub(crate) struct BundleFrame {
     base: InProgress,
     /// The children the enclosing frames have still to collect.
     pending: Pending,
+    /// A seal (`seal_phase1`): the node's wrapper is the one a commit of a
+    /// plain insert installed, and only its void slots are collected.
+    seal: bool,
 }
 
 /// The children that bundle frames of one operation have still to collect
@@ -218,11 +226,21 @@ impl BundleFrame {
             idx: 0,
             collected: SmallVec::new(),
             incomplete: false,
+            seal: false,
         }
+    }
+
+    /// A seal of `node` from `wrapper`, the wrapper the caller's own commit
+    /// installed (see `seal_phase1`).
+    pub(crate) fn seal(node: Arc<Linkage>, wrapper: Arc<PacketWrapper>, serial: Serial) -> Self {
+        let mut f = Self::new(node, wrapper, serial, true, &InProgress::default());
+        f.seal = true;
+        f
     }
 
     pub(crate) fn step(&mut self, returned: Option<Outcome>, neg: &mut Negotiator) -> Next {
         match self.pc {
+            BundlePc::Phase1 if self.seal => seal_phase1(self),
             BundlePc::Phase1 => bundle_phase1(self, returned),
             BundlePc::Phase2 => bundle_phase2(self, neg),
             BundlePc::Phase3 => bundle_phase3(self, neg),
@@ -248,9 +266,26 @@ impl BundleFrame {
             let child = self.children().nodes[self.idx].clone();
             self.inside = self.inside.with(&child);
         }
-        self.collected.push(Collected { packet, wrapper });
+        self.collected.push(Collected {
+            packet,
+            wrapper,
+            kept: false,
+        });
         self.idx += 1;
         debug_assert_eq!(self.idx, self.collected.len(), "one entry per child met");
+        if self.idx == self.children().nodes.len() {
+            self.pc = BundlePc::Phase2;
+        }
+    }
+
+    /// A seal keeps the node's own slot `idx` (present and complete).
+    fn keep(&mut self) {
+        self.collected.push(Collected {
+            packet: None,
+            wrapper: None,
+            kept: true,
+        });
+        self.idx += 1;
         if self.idx == self.children().nodes.len() {
             self.pc = BundlePc::Phase2;
         }
@@ -377,6 +412,50 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
     )))
 }
 
+/// Phase 1 of a seal: the bundle a transaction runs right after its commit
+/// of plain inserts under its root, from the wrapper that commit installed
+/// (missing only for the void slots of the inserted children). Every
+/// present slot is taken as it is, unloaded; the inserted child in the
+/// next void slot is collected as phase 1 would (priority and a complete
+/// packet, or the seal is given up: the next snapshot bundles as before).
+///
+/// Why the present slots need no re-stamp (which `bundle_phase1` must do,
+/// `tla/FINDINGS.md` #1): the commit's base was complete and current at
+/// the commit's CAS, and every complete wrapper installed after an
+/// unbundle's ancestor CAS comes from a bundle that re-stamped every child
+/// after that CAS. An unbundle still pending from before the base therefore
+/// fails its child CAS, and one that starts later must CAS this node first,
+/// which makes phases 2 and 4 of the seal fail. Without it, inserting n
+/// children one transaction each re-stamped every child n times.
+/// TLA+: SealPhase1
+pub(crate) fn seal_phase1(f: &mut BundleFrame) -> Next {
+    if f.children().nodes.is_empty() {
+        f.pc = BundlePc::Phase2;
+        return Next::Stay;
+    }
+    while f.pc == BundlePc::Phase1 {
+        match &f.children().slots[f.idx] {
+            Some(p) if p.is_complete() => f.keep(),
+            Some(_) => return disturbed(),
+            None => break,
+        }
+    }
+    if f.pc != BundlePc::Phase1 {
+        return Next::Stay;
+    }
+    let child = f.children().nodes[f.idx].clone();
+    if Arc::ptr_eq(&child, &f.node) {
+        return disturbed();
+    }
+    let cw = child.load();
+    if !cw.has_priority() || !cw.own_packet().is_complete() {
+        return disturbed();
+    }
+    let p = cw.own_packet().clone();
+    f.push(Some(p), Some(cw));
+    Next::Stay
+}
+
 /// Publishes the collected slots, still marked missing.
 /// TLA+: BundlePhase2
 pub(crate) fn bundle_phase2(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
@@ -386,7 +465,9 @@ pub(crate) fn bundle_phase2(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
     let old = f.wrapper.own_packet();
     let mut children: Children = (**f.children()).clone();
     for (slot, c) in children.slots.iter_mut().zip(f.collected.iter()) {
-        *slot = c.packet.clone();
+        if !c.kept {
+            *slot = c.packet.clone();
+        }
     }
     let packet = old.with_children(Arc::new(children), true);
     let next = PacketWrapper::priority(packet, f.serial);
@@ -471,6 +552,11 @@ pub(crate) fn bundle_phase4(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
 /// The frame's whole state for the explorer's visited set (`crate::explore`).
 #[cfg(all(test, not(loom)))]
 impl BundleFrame {
+    /// A seal's frame (its phase 1 is `seal_phase1`).
+    pub(crate) fn is_seal(&self) -> bool {
+        self.seal
+    }
+
     /// The linkage the next step gates on (`crate::explore`).
     pub(crate) fn next_gate(&self) -> Option<Arc<Linkage>> {
         match self.pc {
@@ -487,12 +573,14 @@ impl BundleFrame {
         c.wrapper(&self.wrapper);
         c.serial(self.serial);
         c.n(u64::from(self.is_root));
+        c.n(u64::from(self.seal));
         c.n(self.pc as u64);
         c.n(self.idx as u64);
         c.n(self.collected.len() as u64);
         for col in &self.collected {
             c.opt_packet(col.packet.as_ref());
             c.opt_wrapper(col.wrapper.as_ref());
+            c.n(u64::from(col.kept));
         }
         c.n(u64::from(self.incomplete));
         self.in_progress.canon(c);

@@ -335,6 +335,7 @@ impl Operation {
                 snapshot::SnapPc::Check => "snap_check",
             },
             Some(Frame::Bundle(f)) => match f.pc {
+                bundle::BundlePc::Phase1 if f.is_seal() => "seal_phase1",
                 bundle::BundlePc::Phase1 => "bundle_phase1",
                 bundle::BundlePc::Phase2 => "bundle_phase2",
                 bundle::BundlePc::Phase3 => "bundle_phase3",

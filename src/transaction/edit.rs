@@ -243,6 +243,69 @@ impl Transaction {
         }
     }
 
+    /// After this attempt's commit: when its only edits of the tree were
+    /// plain inserts of outside nodes directly under the root, bundles the
+    /// inserted children into the root's packet at once (a seal,
+    /// `seal_phase1`), so that the next snapshot finds it complete instead
+    /// of bundling, and re-stamping, every child again: inserting n
+    /// children one transaction each was quadratic. Best effort: a seal
+    /// that meets anything else (a wrapper changed since the commit, an
+    /// inserted child that is not a complete node of its own, a tag it may
+    /// not pass) is given up where it stands, as a disturbed bundle is,
+    /// and the next snapshot bundles as before.
+    /// TLA+: SealBlocked
+    pub(crate) fn seal_inserts(&mut self) {
+        if !self.may_seal() {
+            return;
+        }
+        #[cfg(all(test, not(loom)))]
+        let op = crate::explore::validate::step("seal_start", self.neg.stamp, || self.seal_start());
+        #[cfg(not(all(test, not(loom))))]
+        let op = self.seal_start();
+        if let Some(mut op) = op {
+            // Blocked: given up, the seal never waits.
+            while let Step::Running = op.step_traced(&mut self.neg) {}
+        }
+        #[cfg(all(test, not(loom)))]
+        let stamp = self.neg.stamp;
+        #[cfg(all(test, not(loom)))]
+        crate::explore::validate::step("seal_end", stamp, || self.seal_end());
+        #[cfg(not(all(test, not(loom))))]
+        self.seal_end();
+    }
+
+    /// Whether a committed attempt is one a seal is for (local: no load).
+    pub(crate) fn may_seal(&self) -> bool {
+        !self.inserts.is_empty()
+            && self.is_plain()
+            && self
+                .inserts
+                .iter()
+                .all(|i| i.external && Arc::ptr_eq(&i.parent, &self.root))
+    }
+
+    /// Loads the root: a seal starts only from the wrapper this attempt's
+    /// commit installed (its packet is the one committed), which that
+    /// commit made from a complete base (`seal_phase1`'s argument).
+    /// TLA+: SealStart
+    pub(crate) fn seal_start(&self) -> Option<Operation> {
+        let w = self.root.load();
+        if !w.has_priority() || !Arc::ptr_eq(w.own_packet(), &self.packet) {
+            return None;
+        }
+        let serial = serial::next(w.serial);
+        let frame = BundleFrame::seal(self.root.clone(), w, serial);
+        Some(Operation::new(Frame::from(frame)))
+    }
+
+    /// The seal is over: the tags its lost races left (the commit cleared
+    /// the transaction's own already) are cleared, before anyone waits on
+    /// them for long.
+    /// TLA+: SealEnd
+    pub(crate) fn seal_end(&mut self) {
+        negotiation::clear_my_tags(&mut self.neg);
+    }
+
     pub(super) fn insert_impl(
         &mut self,
         parent: &Arc<Linkage>,
