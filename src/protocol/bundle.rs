@@ -433,17 +433,26 @@ pub(crate) fn seal_phase1(f: &mut BundleFrame) -> Next {
         f.pc = BundlePc::Phase2;
         return Next::Stay;
     }
-    while f.pc == BundlePc::Phase1 {
-        match &f.children().slots[f.idx] {
-            Some(p) if p.is_complete() => f.keep(),
-            Some(_) => return disturbed(),
-            None => break,
+    let n = f.children().nodes.len();
+    let Some(void) = (f.idx..n).find(|&i| {
+        debug_assert_eq!(f.idx, i, "one collected entry per slot passed");
+        match &f.children().slots[i] {
+            Some(p) if p.is_complete() => {
+                f.keep();
+                false
+            }
+            Some(_) => true,
+            None => true,
         }
-    }
-    if f.pc != BundlePc::Phase1 {
+    }) else {
+        // Every slot from here on kept: `keep` moved on to phase 2.
         return Next::Stay;
+    };
+    if f.children().slots[void].is_some() {
+        // Present but missing: not what a seal is for.
+        return disturbed();
     }
-    let child = f.children().nodes[f.idx].clone();
+    let child = f.children().nodes[void].clone();
     if Arc::ptr_eq(&child, &f.node) {
         return disturbed();
     }

@@ -451,6 +451,69 @@ mod tests {
                 .is_some_and(|b| std::ptr::eq(b.as_ptr(), std::sync::Arc::as_ptr(&parent.link)))
     }
 
+    /// The node's own wrapper has priority and a complete packet.
+    fn complete(p: &Node<u32>) -> bool {
+        let w = p.link.load();
+        w.has_priority() && w.own_packet().is_complete()
+    }
+
+    /// A plain insert under the root is sealed by its own transaction: the
+    /// parent is complete and the child bundled into it right after the
+    /// insert, with no snapshot, and the children sealed before keep their
+    /// wrappers (a seal stamps only what was inserted).
+    #[test]
+    fn a_plain_insert_is_sealed_by_its_transaction() {
+        let p = Node::new(0u32);
+        let (a, b) = (Node::new(1u32), Node::new(2u32));
+        p.insert(&a).unwrap();
+        assert!(complete(&p) && bundled_into(&a, &p));
+        let wa = a.link.load();
+        p.insert(&b).unwrap();
+        assert!(complete(&p) && bundled_into(&b, &p));
+        assert!(
+            std::sync::Arc::ptr_eq(&wa, &a.link.load()),
+            "a was stamped again"
+        );
+        let shot = p.snapshot();
+        assert_eq!((shot[&a], shot[&b]), (1, 2));
+        // Many inserts in one transaction: one seal.
+        let kids: Vec<Node<u32>> = (0..70).map(Node::new).collect();
+        p.iterate_commit(|tr| {
+            for k in &kids {
+                tr.insert(&p, k).unwrap();
+            }
+        });
+        assert!(complete(&p) && kids.iter().all(|k| bundled_into(k, &p)));
+        assert!(std::sync::Arc::ptr_eq(&wa, &a.link.load()));
+        assert_eq!(p.snapshot()[&kids[69]], 69);
+    }
+
+    /// No seal where the commit leaves more than void slots of outside
+    /// nodes under the root (an insert below the root), and none that takes
+    /// a child out of another tree's bundle (it gives up): the next
+    /// snapshot bundles as before.
+    #[test]
+    fn a_seal_follows_only_plain_inserts_of_outside_nodes_under_the_root() {
+        let (root, mid, c) = (Node::new(0u32), Node::new(0u32), Node::new(5u32));
+        root.insert(&mid).unwrap();
+        assert!(complete(&root));
+        root.iterate_commit(|tr| tr.insert(&mid, &c).unwrap());
+        assert!(!complete(&root), "an insert below the root was sealed");
+        assert_eq!(root.snapshot()[&c], 5);
+        assert!(complete(&root) && bundled_into(&c, &mid));
+
+        let (q, p, d) = (Node::new(0u32), Node::new(0u32), Node::new(7u32));
+        q.insert(&d).unwrap();
+        assert!(bundled_into(&d, &q));
+        p.insert(&d).unwrap();
+        assert!(
+            !complete(&p) && bundled_into(&d, &q),
+            "a seal took d from q"
+        );
+        assert_eq!(p.snapshot()[&d], 7);
+        assert!(complete(&p) && bundled_into(&d, &p));
+    }
+
     fn tree() -> (Node<u32>, Node<u32>) {
         let (p, c) = (Node::new(0u32), Node::new(0u32));
         p.insert(&c).unwrap();
