@@ -699,11 +699,11 @@ BundlePhase1(t) ==
                                              InProgress(l) \cup Collected(l) \cup Pending(l)))]
     /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
 
-\* Phase 1 of a seal: every present slot up to the next void one is taken
-\* as it is (no load: the wrapper is the one the thread's own commit
-\* installed on a complete base, see bundle.rs seal_phase1); the child of
-\* that void slot is loaded and collected if it has priority and a complete
-\* packet.  Anything else gives the seal up.
+\* Phase 1 of a seal: every present slot up to the next void one is kept
+\* as it is, unread (the wrapper is the one the thread's own commit
+\* installed on a complete base, whose slots these are: bundle.rs
+\* seal_phase1); the child of that void slot is loaded and collected if it
+\* has priority and a complete packet.  Anything else gives the seal up.
 SealPhase1(t) ==
     /\ pc[t] = "seal_phase1"
     /\ LET l    == local[t]
@@ -713,14 +713,9 @@ SealPhase1(t) ==
            V    == {i \in (k + 1)..Len(L) : f.w.pkt.sub[L[i]] = Null}
            v    == IF V = {} THEN Len(L) + 1 ELSE CHOOSE i \in V : \A j \in V : i <= j
            kept == [i \in 1..(v - k - 1) |-> [pkt |-> f.w.pkt.sub[L[k + i]], w |-> Null]]
-           bad  == \E i \in (k + 1)..(v - 1) : ~Complete(f.w.pkt.sub[L[i]])
            c    == L[v]
        IN
-       IF bad THEN
-            LET r == Disturbed(l) IN
-            /\ pc' = [pc EXCEPT ![t] = r.pc]
-            /\ local' = [local EXCEPT ![t] = r.l]
-       ELSE IF v > Len(L) THEN
+       IF v > Len(L) THEN
             /\ pc' = [pc EXCEPT ![t] = "bundle_phase2"]
             /\ local' = [local EXCEPT ![t] = SetTop(l, [f EXCEPT !.coll = @ \o kept])]
        ELSE IF c = f.node \/ ~(HasPri(linkage[c]) /\ Complete(linkage[c].pkt)) THEN

@@ -43,6 +43,15 @@ fn three_level_detached() -> Vec<Node<u32>> {
     vec![g, p, c1, c2]
 }
 
+/// The diamond (G -> {P, Q}, P -> C, Q -> C, bundled: Q's packet inside
+/// G's stays missing, C's packet is under P) and X on its own: nodes
+/// [G, P, Q, C, X]. A seal at G keeps Q's missing slot as the base had it.
+fn diamond_and_one() -> Vec<Node<u32>> {
+    let mut nodes = diamond();
+    nodes.push(Node::new(0u32));
+    nodes
+}
+
 /// Two separate nodes A and B: nodes [A, B].
 fn two_roots() -> Vec<Node<u32>> {
     vec![Node::new(0u32), Node::new(0u32)]
@@ -154,6 +163,11 @@ pub(super) fn configs() -> Vec<Config> {
             "3L' insert(P, C1) at P bundled in G vs snapshot(G) (the seal vs a bundle above)",
             three_level_detached,
             vec![vec![dyn_tx(1, &[Insert(1, 2)])], vec![OpKind::Snap(0)]],
+        ),
+        cfg(
+            "diamond insert(G, X) vs leaf(C) (the seal keeps a missing slot of a hard link)",
+            diamond_and_one,
+            vec![vec![dyn_tx(0, &[Insert(0, 4)])], vec![tx(3, &[3])]],
         ),
         cfg(
             "2L' insert(P, C1) vs snapshot(P) (the seal vs a bundle)",

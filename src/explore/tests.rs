@@ -757,6 +757,12 @@ fn step_operations_match_their_actions() {
             )),
         }
     }
+    // And the steps of the seal under their own names.
+    for f in ["bundle_phase1", "seal_start", "seal_phase1", "seal_end"] {
+        if !all.contains_key(f) {
+            errors.push(format!("{f}: never ran"));
+        }
+    }
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 

@@ -41,8 +41,8 @@ pub(crate) struct Collected {
     /// The child's wrapper as seen in phase 1, which phase 3 turns into a
     /// bundled reference; `None` for a void slot.
     wrapper: Option<Arc<PacketWrapper>>,
-    /// A seal's present slot: phase 2 keeps the node's own slot (a complete
-    /// packet), so it is neither copied here nor counted again.
+    /// A seal's present slot: phase 2 keeps the node's own slot (the
+    /// base's), so it is neither copied here nor read.
     kept: bool,
 }
 
@@ -278,7 +278,7 @@ impl BundleFrame {
         }
     }
 
-    /// A seal keeps the node's own slot `idx` (present and complete).
+    /// A seal keeps the node's own slot `idx` (present: the base's).
     fn keep(&mut self) {
         self.collected.push(Collected {
             packet: None,
@@ -415,8 +415,8 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
 /// Phase 1 of a seal: the bundle a transaction runs right after its commit
 /// of plain inserts under its root, from the wrapper that commit installed
 /// (missing only for the void slots of the inserted children). Every
-/// present slot is taken as it is, unloaded; the inserted child in the
-/// next void slot is collected as phase 1 would (priority and a complete
+/// present slot is kept as it is, unread; the inserted child in the next
+/// void slot is collected as phase 1 would (priority and a complete
 /// packet, or the seal is given up: the next snapshot bundles as before).
 ///
 /// Why the present slots need no re-stamp (which `bundle_phase1` must do,
@@ -425,8 +425,13 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
 /// unbundle's ancestor CAS comes from a bundle that re-stamped every child
 /// after that CAS. An unbundle still pending from before the base therefore
 /// fails its child CAS, and one that starts later must CAS this node first,
-/// which makes phases 2 and 4 of the seal fail. Without it, inserting n
-/// children one transaction each re-stamped every child n times.
+/// which makes phases 2 and 4 of the seal fail. Why they need not be read
+/// either: they are the base's slots (the attempt only wrote below them,
+/// which keeps each packet's `missing` flag, or swapped them), and the
+/// base was published complete with them; filling void slots of nodes
+/// from outside the tree leaves it as complete as it was. Without the seal,
+/// inserting n children one transaction each re-stamped every child n
+/// times.
 /// TLA+: SealPhase1
 pub(crate) fn seal_phase1(f: &mut BundleFrame) -> Next {
     if f.children().nodes.is_empty() {
@@ -434,24 +439,18 @@ pub(crate) fn seal_phase1(f: &mut BundleFrame) -> Next {
         return Next::Stay;
     }
     let n = f.children().nodes.len();
-    let Some(void) = (f.idx..n).find(|&i| {
+    let void = f.children().slots[f.idx..]
+        .iter()
+        .position(Option::is_none)
+        .map(|k| f.idx + k);
+    for i in f.idx..void.unwrap_or(n) {
         debug_assert_eq!(f.idx, i, "one collected entry per slot passed");
-        match &f.children().slots[i] {
-            Some(p) if p.is_complete() => {
-                f.keep();
-                false
-            }
-            Some(_) => true,
-            None => true,
-        }
-    }) else {
+        f.keep();
+    }
+    let Some(void) = void else {
         // Every slot from here on kept: `keep` moved on to phase 2.
         return Next::Stay;
     };
-    if f.children().slots[void].is_some() {
-        // Present but missing: not what a seal is for.
-        return disturbed();
-    }
     let child = f.children().nodes[void].clone();
     if Arc::ptr_eq(&child, &f.node) {
         return disturbed();
