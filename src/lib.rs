@@ -71,6 +71,18 @@ pub mod __private {
         crate::sync::order::weaken(w);
     }
 
+    /// Loom only: runs `f` with the seal of plain inserts switched off
+    /// (`Transaction::seal_inserts`), so that a model can start from a
+    /// parent that the next snapshot has to bundle, as every insert left
+    /// it before the seal.
+    #[cfg(loom)]
+    pub fn without_seal<R>(f: impl FnOnce() -> R) -> R {
+        crate::transaction::SEAL_OFF.with(|s| s.set(true));
+        let r = f();
+        crate::transaction::SEAL_OFF.with(|s| s.set(false));
+        r
+    }
+
     /// The calling thread's id as embedded in its serials and tags.
     pub fn thread_id() -> u16 {
         crate::serial::thread_id()

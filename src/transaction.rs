@@ -27,6 +27,12 @@ mod moves;
 
 use edit::{copy_path, rebundle, unlimbo};
 
+#[cfg(loom)]
+std::thread_local! {
+    /// Loom only (`__private::without_seal`): no seal on this thread.
+    pub(crate) static SEAL_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A transaction on one node's subtree.
 ///
 /// Reads see the subtree as of the transaction's snapshot plus the

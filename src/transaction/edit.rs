@@ -276,6 +276,10 @@ impl Transaction {
 
     /// Whether a committed attempt is one a seal is for (local: no load).
     pub(crate) fn may_seal(&self) -> bool {
+        #[cfg(loom)]
+        if SEAL_OFF.with(std::cell::Cell::get) {
+            return false;
+        }
         !self.inserts.is_empty()
             && self.is_plain()
             && self
