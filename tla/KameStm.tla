@@ -425,7 +425,8 @@ UnbundleFrame(n, tw, mode, s, inprog) ==
 \* to: "rel" or "ins"), doomed (Validate = FALSE only: a release found the
 \* child changed, the body went on, the attempt will not commit).  bgen:
 \* wrappers and packets this bundle operation has created so far
-\* (hard-link trees only, see BundleId).
+\* (hard-link trees only, see BundleId).  comW: the wrapper a commit of a
+\* job that seals installed (SealJob; SealStart compares the root with it).
 Local0 == [op |-> Null, job |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
            readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null,
            bgen |-> 0, dynOp |-> Null, doomed |-> FALSE, rebased |-> FALSE, comW |-> Null]
