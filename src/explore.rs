@@ -349,14 +349,7 @@ impl<'c> World<'c> {
                 crate::sync::trace::stop();
                 let deferred = negotiation::split::take();
                 let ops = self.ops_of(&events, stamp);
-                let th = &mut self.threads[t];
-                let completed = if deferred.is_empty() {
-                    self.stepped(t, Step::Done)?
-                } else {
-                    th.deferred = deferred.into();
-                    th.after = Some(Step::Done);
-                    false
-                };
+                let completed = self.hand_on(t, Step::Done, deferred)?;
                 Ok(StepInfo {
                     name: "seal_end",
                     completed,
@@ -444,14 +437,7 @@ impl<'c> World<'c> {
                 crate::sync::trace::stop();
                 let deferred = negotiation::split::take();
                 let ops = self.ops_of(&events, stamp);
-                let th = &mut self.threads[t];
-                let completed = if deferred.is_empty() {
-                    self.stepped(t, stepped)?
-                } else {
-                    th.deferred = deferred.into();
-                    th.after = Some(stepped);
-                    false
-                };
+                let completed = self.hand_on(t, stepped, deferred)?;
                 Ok(StepInfo {
                     name,
                     completed,
@@ -459,6 +445,25 @@ impl<'c> World<'c> {
                 })
             }
         }
+    }
+
+    /// After a step of thread `t` that returned `stepped`: split, the tag
+    /// writes it queued (`deferred`) come first, one scheduling point each,
+    /// and `stepped` is handed on after them; else at once. Returns whether
+    /// an operation of the program completed.
+    fn hand_on(
+        &mut self,
+        t: usize,
+        stepped: Step,
+        deferred: Vec<negotiation::split::TagWrite>,
+    ) -> Result<bool, String> {
+        if deferred.is_empty() {
+            return self.stepped(t, stepped);
+        }
+        let th = &mut self.threads[t];
+        th.deferred = deferred.into();
+        th.after = Some(stepped);
+        Ok(false)
     }
 
     /// What follows a frame step of thread `t` that returned `stepped`

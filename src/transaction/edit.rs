@@ -267,9 +267,7 @@ impl Transaction {
             while let Step::Running = op.step_traced(&mut self.neg) {}
         }
         #[cfg(all(test, not(loom)))]
-        let stamp = self.neg.stamp;
-        #[cfg(all(test, not(loom)))]
-        crate::explore::validate::step("seal_end", stamp, || self.seal_end());
+        crate::explore::validate::step("seal_end", self.neg.stamp, || self.seal_end());
         #[cfg(not(all(test, not(loom))))]
         self.seal_end();
     }
