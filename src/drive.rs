@@ -487,7 +487,8 @@ pub(crate) fn drive<E>(
     mut body: impl FnMut(&mut Transaction) -> Flow<E>,
 ) -> Result<Option<Snapshot>, Ended<E>> {
     let (entered, stamp, bounds) = Entered::new(opts);
-    let mut neg = Negotiator::with_stamp(stamp);
+    let mut neg = Negotiator::for_transaction(stamp);
+    let soft0 = neg.soft;
     #[cfg(all(test, not(loom)))]
     crate::explore::validate::begin(stamp);
     neg.deadline = bounds.deadline;
@@ -522,6 +523,7 @@ pub(crate) fn drive<E>(
         // The closure's own waits (dynamic operations) are not clipped: the
         // budget is checked where the driver waits.
         neg.armed = false;
+        let soft = neg.soft;
         let mut tr = Transaction::new(root.clone(), snap, attempt, neg);
         attempt += 1;
         #[cfg(all(test, not(loom)))]
@@ -562,6 +564,9 @@ pub(crate) fn drive<E>(
             }
         };
         if let Some((shot, wrote)) = committed {
+            if tr.neg.soft == soft0 {
+                negotiation::committed_without_soft_loss();
+            }
             tr.committed = true;
             tr.seal_inserts();
             after = Some((std::mem::take(&mut tr.marks), wrote));
@@ -581,6 +586,11 @@ pub(crate) fn drive<E>(
         neg = tr.into_negotiator();
         if neg.expired {
             break Err(expired(root, &neg, &bounds, attempt));
+        }
+        if neg.soft < soft && !retried && wait_for.is_none() && negotiation::soft_loss_again() {
+            // This attempt lost softly (no tag), and so did one of this
+            // thread's last transaction: a hot spot. Let the winner go on.
+            negotiation::back_off(neg.stamp);
         }
         if let Some((owner, child)) = wait_for {
             if owner.thread == std::thread::current().id() {

@@ -85,6 +85,9 @@ pub(crate) struct World<'c> {
     /// Every shared-memory operation of a dynamic body is a scheduling
     /// point (`coroutine`); with `split`, and in trace validation.
     split_bodies: bool,
+    /// The last frame step ran in a soft attempt (`Negotiator::soft`): its
+    /// failed commit CAS may go untagged (the spec's `Soft(t)` branch).
+    pub(crate) last_soft: bool,
     nodes: Vec<Node<u32>>,
     links: Vec<Arc<Linkage>>,
     /// Each node's linkage by address (its id in the canonical state) and
@@ -160,6 +163,7 @@ impl<'c> World<'c> {
             cfg,
             split,
             split_bodies: split,
+            last_soft: false,
             dropped: vec![false; nodes.len()],
             nodes,
             links,
@@ -258,6 +262,7 @@ impl<'c> World<'c> {
     /// the step that finished it: local work, or tag clearing that follows
     /// the thread's last shared-memory operation.
     pub(crate) fn step(&mut self, t: usize) -> Result<StepInfo, String> {
+        self.last_soft = false;
         let th = &mut self.threads[t];
         if let Some(w) = th.deferred.pop_front() {
             // Split: one tag write the last step queued.
@@ -391,7 +396,11 @@ impl<'c> World<'c> {
                     });
                 }
                 let th = &mut self.threads[t];
-                th.neg = Some(Negotiator::with_stamp(stamp));
+                // `drive` (a transaction) or `take_snapshot` (a reader).
+                th.neg = Some(match th.kind() {
+                    OpKind::Snap(_) => Negotiator::with_stamp(stamp),
+                    _ => Negotiator::for_transaction(stamp),
+                });
                 th.attempt = 0;
                 match th.kind().clone() {
                     OpKind::Snap(node) => self.start_snapshot(t, node),
@@ -427,6 +436,7 @@ impl<'c> World<'c> {
                     None => th.neg.as_mut().expect("negotiator"),
                 };
                 let stamp = neg.stamp;
+                let soft = neg.soft > 0;
                 if self.split {
                     negotiation::split::start();
                 }
@@ -437,6 +447,7 @@ impl<'c> World<'c> {
                 crate::sync::trace::stop();
                 let deferred = negotiation::split::take();
                 let ops = self.ops_of(&events, stamp);
+                self.last_soft = soft;
                 let completed = self.hand_on(t, stepped, deferred)?;
                 Ok(StepInfo {
                     name,

@@ -83,6 +83,10 @@ pub mod __private {
         r
     }
 
+    /// How many lost attempts of a transaction (of any class but
+    /// Realtime) lose softly: no tag (`negotiation::SOFT_LOSSES`).
+    pub const SOFT_LOSSES: u32 = crate::negotiation::SOFT_LOSSES;
+
     /// The calling thread's id as embedded in its serials and tags.
     pub fn thread_id() -> u16 {
         crate::serial::thread_id()

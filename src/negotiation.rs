@@ -52,6 +52,11 @@ pub(crate) struct Negotiator {
     pub(crate) deadline: Option<Instant>,
     pub(crate) armed: bool,
     pub(crate) expired: bool,
+    /// Soft losses left ([`SOFT_LOSSES`] for a transaction of any class
+    /// but Realtime, 0 otherwise): while non-zero, a failed commit CAS
+    /// writes no tag and uses one up (`protocol::commit`). The spec's
+    /// `local[t].soft`.
+    pub(crate) soft: u32,
     /// Whether another negotiator has existed since this one was made: a
     /// wait alone can never end (`solo`).
     #[cfg(all(debug_assertions, not(loom)))]
@@ -71,9 +76,23 @@ impl Negotiator {
             deadline: None,
             armed: false,
             expired: false,
+            soft: 0,
             #[cfg(all(debug_assertions, not(loom)))]
             company: crate::solo::Company::join(),
         }
+    }
+
+    /// The negotiator of a transaction (`drive`): its first
+    /// [`SOFT_LOSSES`] lost attempts are soft, unless it is
+    /// [`Priority::Realtime`] (which must win at once, never back off).
+    /// The commit steps read `soft` (`protocol::commit`).
+    /// TLA+: Soft
+    pub(crate) fn for_transaction(stamp: Stamp) -> Self {
+        let mut neg = Negotiator::with_stamp(stamp);
+        if priority::class_of(stamp) != Priority::Realtime {
+            neg.soft = SOFT_LOSSES;
+        }
+        neg
     }
 
     fn record(&mut self, link: &Arc<Linkage>) {
@@ -338,6 +357,74 @@ pub(crate) fn take_expired(link: &Arc<Linkage>, neg: &mut Negotiator, cur: u64) 
     ok
 }
 
+/// How many failed commit CASes of a transaction are soft: they write no
+/// tag (nor does the conflict `commit_read` then finds), and the
+/// transaction backs off before its next attempt. Two threads
+/// committing at one scope node used to hand it back and forth with a
+/// wait and a lost attempt per commit (1.8 attempts per commit); a soft
+/// loss lets the winner go on committing while the loser backs off, and
+/// a transaction that loses again tags as before, so the oldest-wins
+/// argument for progress holds from its second loss on
+/// (`docs/negotiation.md`, "Soft losses").
+pub(crate) const SOFT_LOSSES: u32 = 1;
+
+/// How long a transaction backs off after a soft loss, before its next
+/// attempt (spinning: it holds no tag, and a park would cost more than
+/// the wait). Long enough for the winner to chain several commits.
+#[cfg_attr(any(test, loom), allow(dead_code))]
+pub(crate) const SOFT_BACKOFF: Duration = Duration::from_micros(40);
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// Soft losses of this thread since one of its transactions last
+    /// committed without any.
+    static SOFT_STREAK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A transaction of this thread lost an attempt softly: is it a hot spot,
+/// where it should back off ([`back_off`])? Yes from the second soft loss
+/// in a row, counted over the thread's transactions: two threads that
+/// keep committing at one node lose to each other every time, while a
+/// leaf commit that lost once to a scope commit will most likely not lose
+/// again, and a back-off would only make it late.
+pub(crate) fn soft_loss_again() -> bool {
+    #[cfg(not(loom))]
+    {
+        SOFT_STREAK.with(|s| {
+            s.set(s.get().saturating_add(1));
+            s.get() >= 2
+        })
+    }
+    #[cfg(loom)]
+    false
+}
+
+/// A transaction of this thread committed without a soft loss.
+pub(crate) fn committed_without_soft_loss() {
+    #[cfg(not(loom))]
+    SOFT_STREAK.with(|s| s.set(0));
+}
+
+/// Backs off after a soft loss: spins for about [`SOFT_BACKOFF`],
+/// stretched by up to a half from the stamp's bits so that two losers
+/// do not come back in step. Time only: the spec has no time, and a
+/// delay is a stutter. Nothing in test builds of the library (the
+/// explorer schedules steps, not time) nor under loom.
+pub(crate) fn back_off(stamp: Stamp) {
+    #[cfg(not(any(test, loom)))]
+    {
+        let jitter = SOFT_BACKOFF / 2 * ((stamp >> 16) as u32 & 7) / 7;
+        let until = Instant::now() + SOFT_BACKOFF + jitter;
+        while Instant::now() < until {
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    #[cfg(any(test, loom))]
+    let _ = stamp;
+}
+
 /// Releases every tag this transaction still owns (on commit, and when the
 /// transaction is dropped for any reason), and wakes its waiters.
 /// TLA+: ClearMyTags
@@ -507,6 +594,40 @@ mod tests {
 
     fn link() -> Arc<Linkage> {
         Node::new(0u8).link
+    }
+
+    /// The tag of `n` at the start of each attempt of a transaction on it
+    /// (at `class`) that loses its first `losses` attempts to commits of
+    /// another thread.
+    fn tags_seen_losing(class: Priority, losses: u32) -> Vec<u64> {
+        let n = crate::Node::new(0u64);
+        let other = n.clone();
+        let _c = priority::scope(class);
+        let mut seen = Vec::new();
+        n.iterate_commit(|tr| {
+            seen.push(n.link.tag.load(crate::sync::Ordering::Relaxed));
+            if tr.attempt() < losses {
+                std::thread::scope(|s| {
+                    s.spawn(|| other.iterate_commit(|t| t[&other] += 100));
+                });
+            }
+            tr[&n] += 1;
+        });
+        assert_eq!(n.read(), 100 * u64::from(losses) + 1);
+        seen
+    }
+
+    /// A transaction's first lost commit is soft: no tag. Its next loss
+    /// tags as before (a Realtime transaction's first one already).
+    #[test]
+    fn a_soft_loss_writes_no_tag_and_the_next_loss_does() {
+        assert_eq!(SOFT_LOSSES, 1);
+        let seen = tags_seen_losing(Priority::Normal, 2);
+        assert_eq!(seen[..2], [0, 0], "the first loss was soft: {seen:x?}");
+        assert!(same_thread(seen[2], crate::serial::clock()), "{seen:x?}");
+        let seen = tags_seen_losing(Priority::Realtime, 1);
+        assert_eq!(seen[0], 0);
+        assert!(same_thread(seen[1], crate::serial::clock()), "{seen:x?}");
     }
 
     /// A linkage whose tag is `stamp`'s (the holder returned with it).

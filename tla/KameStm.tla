@@ -56,6 +56,9 @@
 (* tags too (TagOnConflict), a dynamic child CAS is preceded by TxValidate *)
 (* (Validate), and a body that asks to retry runs BodyRetry, which clears  *)
 (* the transaction's tags (RetryClearsTags): tla/FINDINGS.md #4 - #6.      *)
+(* A transaction's first SoftLosses failed commit CASes are soft (Soft):   *)
+(* no tag.  A one-off loss to a peer that just committed costs no wait; a  *)
+(* transaction that keeps losing tags as before.                          *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences, FiniteSets, TLC
 
@@ -148,6 +151,14 @@ StopThreads == {}
 \* unbundle of finding #1 then survives the seal).
 SealInserts == TRUE
 SealFromOwnCommit == TRUE
+\* Soft losses (negotiation.rs Negotiator::soft): the first SoftLosses
+\* failed commit CASes of a transaction (CommitParent, CommitTryCAS) write
+\* no tag, each using up one, and the conflict CommitRead then finds is
+\* not tagged either; every other failure tags as before, and so do these
+\* once they are used up.  A Realtime transaction and a stand-alone
+\* snapshot are never soft.  The code's value is SOFT_LOSSES = 1.  A
+\* definition, as ReaderThreads; `SoftLosses <- 0` is the code before it.
+SoftLosses == 1
 
 ASSUME Levels \in {2, 3}
 ASSUME HardLink \in {"none", "diamond", "shortcut", "shortcut_rev"}
@@ -368,6 +379,10 @@ SameThread(a, t) == a % SerialBase = t
 CanProceed(t, n) ==
     IF ~Privilege \/ priorityTag[n] = Null THEN TRUE ELSE SameThread(priorityTag[n], t)
 
+\* Whether t's next failed commit CAS is soft: no tag (CommitParent,
+\* CommitTryCAS; CommitRead's conflict after it).
+Soft(t) == t \notin ReaderThreads /\ ThreadClass[t] # 0 /\ local[t].soft > 0
+
 TagAfterFail(t, n) ==
     IF ~Privilege THEN priorityTag[n]
     ELSE IF priorityTag[n] = Null THEN MyTag(t)
@@ -427,10 +442,14 @@ UnbundleFrame(n, tw, mode, s, inprog) ==
 \* wrappers and packets this bundle operation has created so far
 \* (hard-link trees only, see BundleId).  comW: the wrapper a commit of a
 \* job that seals installed (SealJob; SealStart compares the root with it).
+\* soft: the soft losses the job has left (Soft); sf: the commit's last CAS
+\* failed softly (CommitRead's conflict then tags nothing).
 Local0 == [op |-> Null, job |-> Null, stack |-> <<>>, snapPkt |-> Null, snapW |-> Null,
            readW |-> Null, result |-> Null, txSer |-> Null, dynW |-> Null, insSlot |-> Null,
-           bgen |-> 0, dynOp |-> Null, doomed |-> FALSE, rebased |-> FALSE, comW |-> Null]
-Retry(l) == [Local0 EXCEPT !.op = "snap", !.job = l.job]
+           bgen |-> 0, dynOp |-> Null, doomed |-> FALSE, rebased |-> FALSE, comW |-> Null,
+           soft |-> SoftLosses, sf |-> FALSE]
+\* A new attempt of the same job (soft: the soft losses left, kept).
+Retry(l) == [Local0 EXCEPT !.op = "snap", !.job = l.job, !.soft = l.soft]
 
 Top(l) == l.stack[Len(l.stack)]
 SetTop(l, f) == [l EXCEPT !.stack = [@ EXCEPT ![Len(@)] = f]]
@@ -1040,6 +1059,12 @@ CommitParent(t) ==
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null, !.result = "ok",
                                                       !.comW = ComW(l, PW(TxPkt(t, l, n, s), s))]]
+          ELSE IF Soft(t) THEN
+               \* a soft loss: no tag, one fewer left; read again
+               /\ pc' = [pc EXCEPT ![t] = "commit_read"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.snapW = Null, !.soft = @ - 1,
+                                                      !.sf = TRUE]]
+               /\ UNCHANGED <<linkage, credit, stamp, priorityTag>>
           ELSE
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]
@@ -1057,16 +1082,19 @@ CommitRead(t) ==
        IN
        IF HasPri(w) /\ w.pkt = l.snapPkt THEN
             /\ pc' = [pc EXCEPT ![t] = "commit_try_cas"]
-            /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = w]]
+            /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = w, !.sf = FALSE]]
             /\ UNCHANGED priorityTag
        ELSE IF HasPri(w) THEN
-            \* conflict; with TagOnConflict it tags the node
+            \* conflict; with TagOnConflict it tags the node, unless it is
+            \* what a soft CAS failure lost to
             /\ pc' = [pc EXCEPT ![t] = "commit_done"]
-            /\ local' = [local EXCEPT ![t] = [l EXCEPT !.result = "conflict"]]
-            /\ priorityTag' = IF TagOnConflict THEN ConflictTags(t, {n}) ELSE priorityTag
+            /\ local' = [local EXCEPT ![t] = [l EXCEPT !.result = "conflict", !.sf = FALSE]]
+            /\ priorityTag' = IF TagOnConflict /\ ~l.sf THEN ConflictTags(t, {n})
+                              ELSE priorityTag
        ELSE
             /\ pc' = [pc EXCEPT ![t] = "unbundle_walk"]
-            /\ local' = [local EXCEPT ![t] = PushL(l, UnbundleFrame(n, w, "commit", Null, {}))]
+            /\ local' = [local EXCEPT ![t] = PushL([l EXCEPT !.sf = FALSE],
+                                                   UnbundleFrame(n, w, "commit", Null, {}))]
             /\ UNCHANGED priorityTag
     /\ UNCHANGED <<linkage, serial, target, budget, queue, credit, stamp>>
 
@@ -1086,6 +1114,12 @@ CommitTryCAS(t) ==
                /\ pc' = [pc EXCEPT ![t] = "commit_done"]
                /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null, !.result = "ok",
                                                       !.comW = ComW(l, PW(TxPkt(t, l, n, s), s))]]
+          ELSE IF Soft(t) THEN
+               \* a soft loss: no tag, one fewer left; read again
+               /\ pc' = [pc EXCEPT ![t] = "commit_read"]
+               /\ local' = [local EXCEPT ![t] = [l EXCEPT !.readW = Null, !.soft = @ - 1,
+                                                      !.sf = TRUE]]
+               /\ UNCHANGED <<linkage, credit, stamp, priorityTag>>
           ELSE
                /\ CasFailed(t, n)
                /\ pc' = [pc EXCEPT ![t] = "commit_read"]

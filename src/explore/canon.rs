@@ -184,6 +184,7 @@ impl Canon {
 
     fn negotiator(&mut self, neg: &Negotiator) {
         self.stamp(neg.stamp);
+        self.n(u64::from(neg.soft));
         self.n(neg.ledger().len() as u64);
         for l in neg.ledger() {
             self.link(l);

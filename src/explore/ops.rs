@@ -52,6 +52,9 @@ pub(crate) struct StepOps {
     /// Failed slot CASes followed, in the same step, by a tag operation on
     /// that linkage (`tag_after_fail`).
     pub(crate) tagged_after_fail: usize,
+    /// Failed slot CASes of a soft attempt with no tag operation after
+    /// them (a soft loss: `Negotiator::soft`, the spec's `Soft(t)`).
+    pub(crate) soft_untagged: usize,
     /// Runs that ended blocked (a foreign tag and no CAS).
     pub(crate) blocked: usize,
     /// Runs with a tag operation after a wrapper operation (`tag_after_fail`
@@ -64,7 +67,7 @@ pub(crate) struct StepOps {
 }
 
 impl StepOps {
-    pub(super) fn add(&mut self, ops: &[Op]) {
+    pub(super) fn add(&mut self, ops: &[Op], soft: bool) {
         self.runs += 1;
         let slot = ops
             .iter()
@@ -88,6 +91,8 @@ impl StepOps {
                     .any(|a| matches!(*a, Op::TagLoad(x, _) | Op::TagCas(x, _) if x == l))
                 {
                     self.tagged_after_fail += 1;
+                } else if soft {
+                    self.soft_untagged += 1;
                 }
             }
         }
@@ -118,6 +123,7 @@ impl StepOps {
         self.cas_past_foreign_tag += o.cas_past_foreign_tag;
         self.failed_cas += o.failed_cas;
         self.tagged_after_fail += o.tagged_after_fail;
+        self.soft_untagged += o.soft_untagged;
         self.blocked += o.blocked;
         self.tagging += o.tagging;
         self.clearing += o.clearing;

@@ -151,7 +151,10 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
             info.name,
             "begin" | "wait" | "wait(blocked)" | "preempt_tag" | "can_proceed(gate load)"
         ) {
-            step_ops.entry(info.name).or_default().add(&info.ops);
+            step_ops
+                .entry(info.name)
+                .or_default()
+                .add(&info.ops, world.last_soft);
         }
         let h = world.canon();
         let (to, new) = match ids.get(&h) {

@@ -704,10 +704,17 @@ fn step_operations_match_their_actions() {
         if ops.cas_past_foreign_tag > 0 {
             errors.push(format!("{name}: CAS issued past a foreign tag"));
         }
-        if ops.tagged_after_fail != ops.failed_cas {
+        if ops.tagged_after_fail + ops.soft_untagged != ops.failed_cas {
             errors.push(format!(
                 "{name}: {} failed CASes not followed by tag_after_fail",
-                ops.failed_cas - ops.tagged_after_fail
+                ops.failed_cas - ops.tagged_after_fail - ops.soft_untagged
+            ));
+        }
+        // An untagged failure only where the action has a soft branch.
+        if ops.soft_untagged > 0 && !body.contains("Soft(t)") {
+            errors.push(format!(
+                "{name}: {} failed CASes of soft attempts left untagged, {action} has no Soft(t)",
+                ops.soft_untagged
             ));
         }
         if cas != (ops.slot_cas > 0) {
@@ -717,7 +724,9 @@ fn step_operations_match_their_actions() {
                 if cas { "writes" } else { "never writes" }
             ));
         }
-        if tags != (ops.tagging > 0) {
+        // Tagging must show wherever a failure was not a soft loss.
+        let hard_failures = ops.failed_cas > ops.soft_untagged;
+        if tags != (ops.tagging > 0) && (hard_failures || !tags) {
             errors.push(format!(
                 "{name}: tags a linkage after a lost race in {} runs, {action} {}",
                 ops.tagging,

@@ -32,6 +32,10 @@ pub(crate) struct CommitFrame {
     pub(crate) snap_wrapper: Option<Arc<PacketWrapper>>,
     /// Wrapper loaded by `commit_read` for `commit_try_cas`.
     read_wrapper: Option<Arc<PacketWrapper>>,
+    /// The last CAS failed softly (`Negotiator::soft`): the conflict
+    /// `commit_read` finds next is that loss, and tags nothing either.
+    /// The spec's `local[t].sf`.
+    soft_failed: bool,
     pub(crate) pc: CommitPc,
     result: CommitResult,
 }
@@ -49,6 +53,7 @@ impl CommitFrame {
             new,
             snap_wrapper,
             read_wrapper: None,
+            soft_failed: false,
             pc: CommitPc::Start,
             result: CommitResult::Conflict,
         }
@@ -87,13 +92,24 @@ pub(crate) fn commit_start(f: &mut CommitFrame) -> Next {
 }
 
 /// The one CAS both `commit_parent` and `commit_try_cas` perform: publish
-/// `new` in place of `expected`; on failure go back to `commit_read`.
+/// `new` in place of `expected`; on failure go back to `commit_read`,
+/// tagging the node unless the failure is soft (`Negotiator::soft`).
 fn publish(f: &mut CommitFrame, expected: Arc<PacketWrapper>, neg: &mut Negotiator) -> Next {
     let next = PacketWrapper::priority(f.new.clone(), serial::next(expected.serial));
     match f.node.slot.compare_exchange(&expected, next) {
         Ok(()) => {
             negotiation::tag_after_success(&f.node, neg);
             f.finish(CommitResult::Committed)
+        }
+        Err(_) if neg.soft > 0 => {
+            // A soft loss: most likely a peer has just committed here. No
+            // tag; read again (a conflict ends the attempt, and the driver
+            // backs off before the next: `negotiation::SOFT_LOSSES`).
+            neg.soft -= 1;
+            neg.cas_failures += 1;
+            f.soft_failed = true;
+            f.pc = CommitPc::Read;
+            Next::Stay
         }
         Err(_) => {
             negotiation::tag_after_fail(&f.node, neg);
@@ -132,13 +148,16 @@ pub(crate) fn commit_read(
         };
     }
     let w = f.node.load();
+    let soft_failed = std::mem::take(&mut f.soft_failed);
     if w.has_priority() {
         if Arc::ptr_eq(w.own_packet(), &f.old) {
             f.read_wrapper = Some(w);
             f.pc = CommitPc::TryCas;
             return Next::Stay;
         }
-        negotiation::tag_after_fail(&f.node, neg);
+        if !soft_failed {
+            negotiation::tag_after_fail(&f.node, neg);
+        }
         return f.finish(CommitResult::Conflict);
     }
     Next::Call(Frame::from(UnbundleFrame::new(
@@ -180,6 +199,7 @@ impl CommitFrame {
         c.packet(&self.new);
         c.opt_wrapper(self.snap_wrapper.as_ref());
         c.opt_wrapper(self.read_wrapper.as_ref());
+        c.n(u64::from(self.soft_failed));
         c.n(self.pc as u64);
         c.n(self.result as u64);
     }
