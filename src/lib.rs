@@ -83,8 +83,8 @@ pub mod __private {
         r
     }
 
-    /// How many lost attempts of a transaction (of any class but
-    /// Realtime) lose softly: no tag (`negotiation::SOFT_LOSSES`).
+    /// How many failed commit CASes of a transaction (of any class but
+    /// Realtime) are soft: no tag (`negotiation::SOFT_LOSSES`).
     pub const SOFT_LOSSES: u32 = crate::negotiation::SOFT_LOSSES;
 
     /// The calling thread's id as embedded in its serials and tags.

@@ -83,7 +83,7 @@ impl Negotiator {
     }
 
     /// The negotiator of a transaction (`drive`): its first
-    /// [`SOFT_LOSSES`] lost attempts are soft, unless it is
+    /// [`SOFT_LOSSES`] failed commit CASes are soft, unless it is
     /// [`Priority::Realtime`] (which must win at once, never back off).
     /// The commit steps read `soft` (`protocol::commit`).
     /// TLA+: Soft
