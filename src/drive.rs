@@ -588,8 +588,8 @@ pub(crate) fn drive<E>(
             break Err(expired(root, &neg, &bounds, attempt));
         }
         if neg.soft < soft && !retried && wait_for.is_none() && negotiation::soft_loss_again() {
-            // This attempt lost softly (no tag), and so did one of this
-            // thread's last transaction: a hot spot. Let the winner go on.
+            // This attempt lost softly (no tag), and so did this thread's
+            // last transaction: a hot spot. Let the winner go on.
             negotiation::back_off(neg.stamp);
         }
         if let Some((owner, child)) = wait_for {

@@ -87,7 +87,7 @@ pub(crate) struct World<'c> {
     split_bodies: bool,
     /// The last frame step ran in a soft attempt (`Negotiator::soft`): its
     /// failed commit CAS may go untagged (the spec's `Soft(t)` branch).
-    pub(crate) last_soft: bool,
+    last_soft: bool,
     nodes: Vec<Node<u32>>,
     links: Vec<Arc<Linkage>>,
     /// Each node's linkage by address (its id in the canonical state) and
