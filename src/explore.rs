@@ -125,6 +125,17 @@ impl<'c> World<'c> {
                 drops.then(|| Node::new(0u32))
             })
             .collect();
+        for prog in &cfg.programs {
+            if let Some(i) = prog.iter().position(|k| matches!(k, OpKind::Again)) {
+                let plain =
+                    |k: &OpKind| matches!(k, OpKind::Tx { until: None, .. } | OpKind::Snap(_));
+                assert!(
+                    i > 0 && i + 1 == prog.len() && prog[..i].iter().all(plain),
+                    "{}: `Again` ends a program of plain transactions and snapshots",
+                    cfg.name
+                );
+            }
+        }
         let threads = cfg
             .programs
             .iter()
@@ -407,6 +418,7 @@ impl<'c> World<'c> {
                     OpKind::Tx { .. } | OpKind::Dyn { .. } => self.start_attempt(t, false),
                     OpKind::Nested { .. } => unreachable!("kind() is one of its levels"),
                     OpKind::Drop(_) => unreachable!("handled above"),
+                    OpKind::Again => unreachable!("`complete` starts the program over"),
                 }
                 Ok(StepInfo {
                     name: "begin",
@@ -583,8 +595,9 @@ impl<'c> World<'c> {
                     Some(u @ Until::Retry(_)) if unwritten(u) => Flow::Retry,
                     Some(u @ Until::Stop(_)) if unwritten(u) => Flow::Stop,
                     _ => {
+                        let inc = th.increment();
                         for &w in &writes {
-                            tr[&nodes[w]] += 1;
+                            tr[&nodes[w]] += inc;
                         }
                         Flow::Commit
                     }
@@ -648,7 +661,7 @@ impl<'c> World<'c> {
                     CommitResult::Committed => {
                         tr.committed = true;
                         for w in writes {
-                            self.committed[w] += 1;
+                            self.committed[w] += th.increment();
                         }
                         if tr.may_seal() {
                             // `Transaction::seal_inserts`, steps of its own.
@@ -731,6 +744,9 @@ impl<'c> World<'c> {
     fn complete(&mut self, t: usize) {
         let th = &mut self.threads[t];
         th.next_op += 1;
+        if matches!(th.program.get(th.next_op), Some(OpKind::Again)) {
+            th.next_op = 0;
+        }
         th.pc = if th.next_op == th.program.len() {
             Pc::Finished
         } else {

@@ -27,9 +27,11 @@ mod moves;
 
 use edit::{copy_path, rebundle, unlimbo};
 
-#[cfg(loom)]
+#[cfg(any(loom, test))]
 std::thread_local! {
-    /// Loom only (`__private::without_seal`): no seal on this thread.
+    /// Loom (`__private::without_seal`) and the explorer's never-bundled
+    /// trees (`explore::config::two_level_unbundled`): no seal on this
+    /// thread.
     pub(crate) static SEAL_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 

@@ -566,10 +566,17 @@ AfterReturn(l, r) ==
                 \* BundleFrame::adopt: follow our own node's new wrapper if
                 \* the unbundle replaced exactly the one we hold (SafeAdopt)
                 \* (r.inst: node -> [old, new] wrappers the unbundle CASed).
-                LET f == Top(l) IN
-                IF f.node \in DOMAIN r.inst /\ (~SafeAdopt \/ r.inst[f.node].old = f.w)
-                THEN [pc |-> "bundle_phase1", l |-> SetTop(l, [f EXCEPT !.w = r.inst[f.node].new])]
-                ELSE [pc |-> "bundle_phase1", l |-> l]
+                \* Then go on from the child's wrapper the unbundle
+                \* installed (r.w), as from a first look that found priority
+                \* (collect_priority), without loading the child again
+                \* (FINDINGS #7).
+                LET f  == Top(l)
+                    l1 == IF f.node \in DOMAIN r.inst /\ (~SafeAdopt \/ r.inst[f.node].old = f.w)
+                          THEN SetTop(l, [f EXCEPT !.w = r.inst[f.node].new])
+                          ELSE l
+                    c  == ListOf(f.w.pkt)[Len(f.coll) + 1]
+                IN IF Complete(r.w.pkt) THEN Collect(l1, r.w.pkt, r.w)
+                   ELSE [pc |-> "bundle_phase1", l |-> PushL(l1, BundleFrame(c, r.w, f.ser, FALSE))]
           [] OTHER -> Disturbed(l)
 
 Outcome(kind) == [kind |-> kind, w |-> Null, p |-> Null, inst |-> <<>>]
@@ -1004,7 +1011,7 @@ UnbundleCASChild(t) ==
        /\ CanProceed(t, n)
        /\ serial' = [serial EXCEPT ![t] = s]
        /\ IF linkage[n] = f.tw THEN
-               LET r == AfterReturn(PopL(l), [Outcome("newsub") EXCEPT !.inst = inst]) IN
+               LET r == AfterReturn(PopL(l), [Outcome("newsub") EXCEPT !.inst = inst, !.w = nw]) IN
                /\ linkage' = [linkage EXCEPT ![n] = nw]
                /\ CasSucceeded(t, n)
                /\ pc' = [pc EXCEPT ![t] = r.pc]

@@ -14,7 +14,7 @@ impl World<'_> {
                     _ => continue,
                 };
                 for &w in writes {
-                    hi[w] += 1;
+                    hi[w] += t.increment();
                 }
             }
         }

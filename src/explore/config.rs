@@ -35,6 +35,11 @@ pub(crate) enum OpKind {
     /// packets of the children bundled into it back to them. No later
     /// operation may name the node.
     Drop(usize),
+    /// The program starts over: the thread never finishes (the spec's
+    /// `Endless`). Its transactions write every node of `writes` with the
+    /// value it has (a new packet each commit, values bounded). Only after
+    /// `Tx` and `Snap` operations.
+    Again,
 }
 
 impl OpKind {
@@ -42,7 +47,7 @@ impl OpKind {
     pub(crate) fn root(&self) -> usize {
         match self {
             OpKind::Tx { root, .. } | OpKind::Dyn { root, .. } => *root,
-            OpKind::Snap(_) | OpKind::Nested { .. } | OpKind::Drop(_) => {
+            OpKind::Snap(_) | OpKind::Nested { .. } | OpKind::Drop(_) | OpKind::Again => {
                 unreachable!("not a transaction")
             }
         }
@@ -96,11 +101,20 @@ pub(crate) fn two_level() -> Vec<Node<u32>> {
 
 /// P -> {C1, C2}, never bundled (P's packet is missing, its slots void,
 /// each child with priority): nodes [P, C1, C2]. TLC's initial state.
+/// The inserts run without their seal (`Transaction::seal_inserts`,
+/// which would bundle them at once).
 pub(crate) fn two_level_unbundled() -> Vec<Node<u32>> {
     let p = Node::new(0u32);
     let (c1, c2) = (Node::new(0u32), Node::new(0u32));
+    crate::transaction::SEAL_OFF.with(|s| s.set(true));
     p.insert(&c1).unwrap();
     p.insert(&c2).unwrap();
+    crate::transaction::SEAL_OFF.with(|s| s.set(false));
+    let w = p.link.load();
+    assert!(
+        w.has_priority() && !w.own_packet().is_complete(),
+        "P is never bundled"
+    );
     vec![p, c1, c2]
 }
 

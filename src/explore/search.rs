@@ -27,7 +27,12 @@ pub(crate) struct Report {
     pub(crate) cycles: usize,
     /// Those of them that admit a fair run: livelocks.
     pub(crate) livelocks: usize,
-    /// The first livelock as a lasso of step names.
+    /// With an endless thread (`OpKind::Again`): components where another
+    /// thread never completes (steps of endless threads may), that admit a
+    /// fair run in which that thread has not finished: starvation.
+    pub(crate) starvations: usize,
+    /// The first livelock (else the first starvation) as a lasso of step
+    /// names.
     pub(crate) lasso: Option<String>,
     /// Shared-memory operations per step function.
     #[cfg_attr(feature = "no-privilege", allow(dead_code))]
@@ -42,7 +47,7 @@ impl std::fmt::Display for Report {
         write!(
             f,
             "{}: {} distinct states, {} edges, depth {}, {} terminal, {} replays, \
-             {} non-completing cycles (SCCs), {} fair (livelocks)",
+             {} non-completing cycles (SCCs), {} fair (livelocks), {} starvations",
             self.name,
             self.states,
             self.edges,
@@ -50,7 +55,8 @@ impl std::fmt::Display for Report {
             self.terminal,
             self.replays,
             self.cycles,
-            self.livelocks
+            self.livelocks,
+            self.starvations
         )
     }
 }
@@ -211,14 +217,36 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
         .filter_map(|d| *d)
         .max()
         .unwrap_or(0);
-    let sccs = non_completing_sccs(&edges);
+    let sccs = sccs_without(&edges, |e| e.completing);
     let mut livelocks = 0;
     let mut lasso = None;
     for scc in &sccs {
-        if fair(scc, &edges, &enabled_of, nthreads) {
+        if fair(scc, &edges, &enabled_of, nthreads, |e| e.completing) {
             livelocks += 1;
             if lasso.is_none() {
-                lasso = Some(print_lasso(scc, &edges, &enabled_of, nthreads));
+                lasso = Some(print_lasso(scc, &edges, nthreads, |e| e.completing));
+            }
+        }
+    }
+    // Starvation: for each thread that finishes, a fair cycle in which it
+    // has not finished and never completes, while endless threads do.
+    let endless = |t: usize| matches!(cfg.programs[t].last(), Some(OpKind::Again));
+    let mut starvations = 0;
+    if (0..cfg.programs.len()).any(endless) {
+        for t in (0..nthreads).filter(|&t| !endless(usize::from(t))) {
+            let skip = |e: &Edge| e.completing && e.thread == t;
+            for scc in sccs_without(&edges, skip) {
+                let unfinished = enabled_of[scc[0] as usize] & (1 << t) != 0;
+                if unfinished && fair(&scc, &edges, &enabled_of, nthreads, skip) {
+                    starvations += 1;
+                    if lasso.is_none() {
+                        lasso = Some(format!(
+                            "  {} starves:\n{}",
+                            World::thread_name(t),
+                            print_lasso(&scc, &edges, nthreads, skip)
+                        ));
+                    }
+                }
             }
         }
     }
@@ -231,6 +259,7 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
         replays,
         cycles: sccs.len(),
         livelocks,
+        starvations,
         lasso,
         ops: step_ops,
         steps,
@@ -261,9 +290,10 @@ fn bfs(
     (dist, parent)
 }
 
-/// Tarjan's algorithm (iterative) over the non-completing edges; returns
-/// the components that contain a cycle.
-fn non_completing_sccs(edges: &[Vec<Edge>]) -> Vec<Vec<u32>> {
+/// Tarjan's algorithm (iterative) over the edges `skip` does not name
+/// (the completing ones, for a livelock); returns the components that
+/// contain a cycle.
+fn sccs_without(edges: &[Vec<Edge>], skip: impl Fn(&Edge) -> bool) -> Vec<Vec<u32>> {
     let n = edges.len();
     let mut index = vec![u32::MAX; n];
     let mut low = vec![0u32; n];
@@ -286,7 +316,7 @@ fn non_completing_sccs(edges: &[Vec<Edge>]) -> Vec<Vec<u32>> {
             if *ei < es.len() {
                 let e = es[*ei];
                 *ei += 1;
-                if e.completing {
+                if skip(&e) {
                     continue;
                 }
                 let w = e.to;
@@ -317,7 +347,7 @@ fn non_completing_sccs(edges: &[Vec<Edge>]) -> Vec<Vec<u32>> {
                     }
                 }
                 let cyclic =
-                    comp.len() > 1 || edges[v as usize].iter().any(|e| !e.completing && e.to == v);
+                    comp.len() > 1 || edges[v as usize].iter().any(|e| !skip(e) && e.to == v);
                 if cyclic {
                     out.push(comp);
                 }
@@ -338,21 +368,32 @@ fn in_scc(scc: &[u32], edges: &[Vec<Edge>]) -> Vec<bool> {
 /// Weak fairness per thread: a run that stays in `scc` forever, through
 /// all of it, is fair iff every thread either moves inside it or is
 /// disabled in one of its states.
-fn fair(scc: &[u32], edges: &[Vec<Edge>], enabled: &[u8], nthreads: u8) -> bool {
+fn fair(
+    scc: &[u32],
+    edges: &[Vec<Edge>],
+    enabled: &[u8],
+    nthreads: u8,
+    skip: impl Fn(&Edge) -> bool,
+) -> bool {
     let member = in_scc(scc, edges);
     (0..nthreads).all(|t| {
         scc.iter().any(|&s| {
             enabled[s as usize] & (1 << t) == 0
                 || edges[s as usize]
                     .iter()
-                    .any(|e| e.thread == t && !e.completing && member[e.to as usize])
+                    .any(|e| e.thread == t && !skip(e) && member[e.to as usize])
         })
     })
 }
 
 /// A lasso: the shortest path into `scc`, then a cycle through it that
 /// gives every thread that moves in it a step.
-fn print_lasso(scc: &[u32], edges: &[Vec<Edge>], enabled: &[u8], nthreads: u8) -> String {
+fn print_lasso(
+    scc: &[u32],
+    edges: &[Vec<Edge>],
+    nthreads: u8,
+    skip: impl Fn(&Edge) -> bool,
+) -> String {
     let member = in_scc(scc, edges);
     let (dist, parent) = bfs(edges, 0, |_| true);
     let entry = *scc
@@ -378,7 +419,7 @@ fn print_lasso(scc: &[u32], edges: &[Vec<Edge>], enabled: &[u8], nthreads: u8) -
     let prefix = path(&parent, 0, entry);
     let mut cycle: Vec<Edge> = Vec::new();
     let mut cur = entry;
-    let inside = |e: &Edge| !e.completing && member[e.to as usize];
+    let inside = |e: &Edge| !skip(e) && member[e.to as usize];
     for t in 0..nthreads {
         if cycle.iter().any(|e| e.thread == t) {
             continue;
@@ -400,7 +441,6 @@ fn print_lasso(scc: &[u32], edges: &[Vec<Edge>], enabled: &[u8], nthreads: u8) -
     }
     let (_, par) = bfs(edges, cur, |e| inside(e));
     cycle.extend(path(&par, cur, entry));
-    let _ = enabled;
     let mut out = String::new();
     out.push_str("  prefix:\n");
     for s in fmt(&prefix) {

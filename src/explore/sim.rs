@@ -100,6 +100,16 @@ impl Sim {
         }
     }
 
+    /// The program starts over (`OpKind::Again`): its writes keep values.
+    pub(super) fn endless(&self) -> bool {
+        matches!(self.program.last(), Some(OpKind::Again))
+    }
+
+    /// What each write of this thread adds: 0 for an endless thread.
+    pub(super) fn increment(&self) -> u32 {
+        u32::from(!self.endless())
+    }
+
     pub(super) fn nested(&self) -> bool {
         matches!(self.program[self.next_op], OpKind::Nested { .. })
     }

@@ -51,6 +51,55 @@ fn root_vs_leaf(ops: usize) -> Config {
     }
 }
 
+/// Thread 1 runs `endless` for ever (`OpKind::Again`: it rewrites what it
+/// writes with the value it has), thread 2 runs `other` once: TLC's
+/// `KameStm_2L_starve` family on the code (`tla/FINDINGS.md` #5 and #7).
+/// The tree is TLC's initial state, never bundled (`two_level_unbundled`).
+fn starve(name: &'static str, endless: OpKind, other: OpKind, pairs: &[(usize, usize)]) -> Config {
+    Config {
+        name,
+        tree: two_level_unbundled,
+        programs: vec![vec![endless, OpKind::Again], vec![other]],
+        pairs: pairs.to_vec(),
+        classes: vec![],
+    }
+}
+
+fn starve_configs() -> Vec<Config> {
+    vec![
+        starve(
+            "2L endless root tx(P) vs root tx(P)",
+            tx(P, &[C1]),
+            tx(P, &[P, C2]),
+            &[(P, C2)],
+        ),
+        starve(
+            "2L endless root tx(P) vs leaf(C1)",
+            tx(P, &[C1]),
+            tx(C1, &[C1]),
+            &[],
+        ),
+        starve(
+            "2L endless root tx(P) vs snapshot(P)",
+            tx(P, &[C1]),
+            OpKind::Snap(P),
+            &[],
+        ),
+        starve(
+            "2L endless leaf(C1) vs root tx(P)",
+            tx(C1, &[C1]),
+            tx(P, &[P, C2]),
+            &[(P, C2)],
+        ),
+        starve(
+            "2L endless leaf(C1) vs snapshot(P)",
+            tx(C1, &[C1]),
+            OpKind::Snap(P),
+            &[],
+        ),
+    ]
+}
+
 fn run(cfg: &Config) -> Report {
     run_with(cfg, LIMIT)
 }
@@ -425,6 +474,23 @@ mod privileged {
     #[ignore = "large: run in release with --ignored"]
     fn two_level_three_threads_two_leaves() {
         assert_live(run_with(&super::three_threads_two_leaves(), LARGE_LIMIT));
+    }
+
+    /// A thread that never finishes never starves another (weak fairness
+    /// per thread; TLC's `EventuallyOthersDone`).
+    #[test]
+    fn no_starvation_beside_an_endless_thread() {
+        for cfg in super::starve_configs() {
+            let r = run(&cfg);
+            assert_eq!(r.terminal, 0, "{}: the endless thread ended", r.name);
+            assert_eq!(
+                (r.livelocks, r.starvations),
+                (0, 0),
+                "{}: starvation\n{}",
+                r.name,
+                r.lasso.unwrap_or_default()
+            );
+        }
     }
 
     #[test]

@@ -421,6 +421,7 @@ fn run_op(nodes: &[Node<u32>], op: &OpKind) {
             std::hint::black_box(nodes[*n].snapshot());
         }
         OpKind::Drop(_) => unreachable!("real runs keep their nodes"),
+        OpKind::Again => unreachable!("real runs finish"),
         OpKind::Dyn { root, edits } => {
             with(|rec| rec.dynamic = true);
             let _ = nodes[*root].try_iterate_commit(|tr| {

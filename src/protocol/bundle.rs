@@ -333,9 +333,19 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
                 Next::Stay
             }
             Outcome::Unbundle(UnbundleResult::NewSubvalue(installed)) => {
-                // The child has priority now: look at it again.
+                // The child has priority now, in the wrapper our unbundle
+                // installed: go on from that wrapper, as from a first look
+                // that found priority. Not from a fresh load: another
+                // thread can bundle the child again before every load,
+                // and a frame that looks again and again never fails a
+                // CAS, so it never tags and starves (`tla/FINDINGS.md`
+                // #7). If the child changed since, phase 3's CAS fails.
                 f.adopt(&installed);
-                Next::Stay
+                let (child, _, cw) = installed
+                    .last()
+                    .cloned()
+                    .expect("an unbundle's last CAS is its target's");
+                return collect_priority(f, child, cw);
             }
             Outcome::Unbundle(UnbundleResult::Collided) => {
                 // Already inside this bundle by another path (hard link).
@@ -367,19 +377,7 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
         return Next::Stay;
     }
     if cw.has_priority() {
-        let p = cw.own_packet().clone();
-        if p.is_complete() {
-            f.push(Some(p), Some(cw));
-            return Next::Stay;
-        }
-        return Next::Call(Frame::from(BundleFrame::nested(
-            child,
-            cw,
-            f.serial,
-            false,
-            (&f.in_progress, &f.inside),
-            f.pending_after(),
-        )));
+        return collect_priority(f, child, cw);
     }
     if cw.is_bundled_by(&f.node) {
         let slot = f.children().slots[f.idx].clone();
@@ -409,6 +407,24 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
             in_progress: f.inside.clone(),
             pending: f.pending_after(),
         },
+    )))
+}
+
+/// A child with priority: collect its packet, or bundle it first (same
+/// serial) when its packet is missing.
+fn collect_priority(f: &mut BundleFrame, child: Arc<Linkage>, cw: Arc<PacketWrapper>) -> Next {
+    let p = cw.own_packet().clone();
+    if p.is_complete() {
+        f.push(Some(p), Some(cw));
+        return Next::Stay;
+    }
+    Next::Call(Frame::from(BundleFrame::nested(
+        child,
+        cw,
+        f.serial,
+        false,
+        (&f.in_progress, &f.inside),
+        f.pending_after(),
     )))
 }
 

@@ -274,7 +274,7 @@ impl Transaction {
 
     /// Whether a committed attempt is one a seal is for (local: no load).
     pub(crate) fn may_seal(&self) -> bool {
-        #[cfg(loom)]
+        #[cfg(any(loom, test))]
         if SEAL_OFF.with(std::cell::Cell::get) {
             return false;
         }
