@@ -56,13 +56,85 @@ fn root_vs_leaf(ops: usize) -> Config {
 /// `KameStm_2L_starve` family on the code (`tla/FINDINGS.md` #5 and #7).
 /// The tree is TLC's initial state, never bundled (`two_level_unbundled`).
 fn starve(name: &'static str, endless: OpKind, other: OpKind, pairs: &[(usize, usize)]) -> Config {
+    starve_on(name, two_level_unbundled, endless, other, pairs)
+}
+
+fn starve_on(
+    name: &'static str,
+    tree: fn() -> Vec<Node<u32>>,
+    endless: OpKind,
+    other: OpKind,
+    pairs: &[(usize, usize)],
+) -> Config {
     Config {
         name,
-        tree: two_level_unbundled,
+        tree,
         programs: vec![vec![endless, OpKind::Again], vec![other]],
         pairs: pairs.to_vec(),
         classes: vec![],
     }
+}
+
+/// Endless threads on 3 levels, on the hard link (a bundle that takes the
+/// shared child from the other parent: `UnbundleMode::Bundle`) and endless
+/// readers (each snapshot bundles again what the other undid).
+fn starve_configs_large() -> Vec<Config> {
+    vec![
+        starve(
+            "2L endless snapshot(P) vs leaf(C1)",
+            OpKind::Snap(P),
+            tx(C1, &[C1]),
+            &[],
+        ),
+        starve(
+            "2L endless snapshot(P) vs root tx(P)",
+            OpKind::Snap(P),
+            tx(P, &[P, C2]),
+            &[(P, C2)],
+        ),
+        starve_on(
+            "3L endless root tx(G) vs mid tx(M)",
+            three_level,
+            tx(G, &[L1]),
+            tx(M, &[M, L2]),
+            &[(M, L2)],
+        ),
+        starve_on(
+            "3L endless mid tx(M) vs root tx(G)",
+            three_level,
+            tx(M, &[L1]),
+            tx(G, &[G, L2]),
+            &[(G, L2)],
+        ),
+        starve_on(
+            "3L endless leaf(L1) vs snapshot(G)",
+            three_level,
+            tx(L1, &[L1]),
+            OpKind::Snap(G),
+            &[],
+        ),
+        starve_on(
+            "diamond endless snapshot(Q) vs snapshot(P)",
+            diamond,
+            OpKind::Snap(DQ),
+            OpKind::Snap(DP),
+            &[],
+        ),
+        starve_on(
+            "diamond endless tx(Q) vs tx(P)",
+            diamond,
+            tx(DQ, &[DC]),
+            tx(DP, &[DP]),
+            &[],
+        ),
+        starve_on(
+            "diamond endless tx(P) vs snapshot(G)",
+            diamond,
+            tx(DP, &[DC]),
+            OpKind::Snap(DG),
+            &[],
+        ),
+    ]
 }
 
 fn starve_configs() -> Vec<Config> {
@@ -278,6 +350,7 @@ fn stop_vs_leaf() -> Config {
 
 /// Nodes of `diamond`.
 const DG: usize = 0;
+const DP: usize = 1;
 const DQ: usize = 2;
 const DC: usize = 3;
 
@@ -481,15 +554,27 @@ mod privileged {
     #[test]
     fn no_starvation_beside_an_endless_thread() {
         for cfg in super::starve_configs() {
-            let r = run(&cfg);
-            assert_eq!(r.terminal, 0, "{}: the endless thread ended", r.name);
-            assert_eq!(
-                (r.livelocks, r.starvations),
-                (0, 0),
-                "{}: starvation\n{}",
-                r.name,
-                r.lasso.unwrap_or_default()
-            );
+            assert_no_starvation(run(&cfg));
+        }
+    }
+
+    fn assert_no_starvation(r: Report) {
+        assert_eq!(r.terminal, 0, "{}: the endless thread ended", r.name);
+        assert_eq!(
+            (r.livelocks, r.starvations),
+            (0, 0),
+            "{}: starvation\n{}",
+            r.name,
+            r.lasso.unwrap_or_default()
+        );
+    }
+
+    /// As above, on 3 levels, the hard link and with endless readers.
+    #[test]
+    #[ignore = "large: run in release with --ignored"]
+    fn no_starvation_beside_an_endless_thread_large() {
+        for cfg in super::starve_configs_large() {
+            assert_no_starvation(run(&cfg));
         }
     }
 
