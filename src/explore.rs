@@ -127,11 +127,20 @@ impl<'c> World<'c> {
             .collect();
         for prog in &cfg.programs {
             if let Some(i) = prog.iter().position(|k| matches!(k, OpKind::Again)) {
-                let plain =
-                    |k: &OpKind| matches!(k, OpKind::Tx { until: None, .. } | OpKind::Snap(_));
+                // Values stay bounded: plain transactions (rewriting what
+                // they write), snapshots, and dynamic bodies that write no
+                // payload.
+                let plain = |k: &OpKind| match k {
+                    OpKind::Tx { until, .. } => until.is_none(),
+                    OpKind::Snap(_) => true,
+                    OpKind::Dyn { edits, .. } => !edits
+                        .iter()
+                        .any(|e| matches!(e, dynamic::Edit::Write(_) | dynamic::Edit::Abort)),
+                    _ => false,
+                };
                 assert!(
                     i > 0 && i + 1 == prog.len() && prog[..i].iter().all(plain),
-                    "{}: `Again` ends a program of plain transactions and snapshots",
+                    "{}: `Again` ends a program of plain transactions, snapshots and edits",
                     cfg.name
                 );
             }

@@ -187,7 +187,7 @@ ASSUME "reins" \in DynJobs => "ins" \in DynJobs /\ Online /\ Levels = 2
 ASSUME DynThreads # {} /\ MaxCommits > 1 => "rel" \in DynJobs
 ASSUME CondThreads \subseteq Threads /\ (CondThreads # {} => Levels = 2 /\ DynThreads = {} /\ "C1" \notin Detached)
 ASSUME StopThreads \subseteq Threads /\ (StopThreads # {} => Levels = 2 /\ DynThreads = {} /\ "C1" \notin Detached)
-ASSUME Endless \subseteq RootThreads \cup MidThreads \cup LeafThreads
+ASSUME Endless \subseteq RootThreads \cup MidThreads \cup LeafThreads \cup DynThreads
 
 VARIABLES
     linkage,      \* [Nodes -> Wrapper]: the one atomic word of each node
@@ -936,7 +936,7 @@ UnbundleWalk(t) ==
 \* target's wrapper first, the priority ancestor's last.  Each level below
 \* the ancestor (level 0 = the target) is loaded again, one per step; all
 \* unchanged: they held when the ancestor was read, and the packet found is
-\* returned.  A changed one: a reader's lost race, no tag.  Without it a
+\* returned.  A changed one: a reader's lost race, which tags the target.  Without it a
 \* reader combined a limbo wrapper it had read before the limbo's attempt
 \* failed with the ancestors after another commit (tla/FINDINGS.md).
 UnbundleRecheck(t) ==
@@ -947,17 +947,21 @@ UnbundleRecheck(t) ==
            Ret(kind, p) == AfterReturn(PopL(l), [Outcome(kind) EXCEPT !.p = p])
        IN
        IF linkage[LevelNode(f, j)] # LevelW(f, j) THEN
+            \* a reader's lost race: with TagOnConflict the target is
+            \* tagged (FINDINGS #8)
             LET r == Ret("disturbed", Null) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
+            /\ priorityTag' = IF TagOnConflict THEN ConflictTags(t, {f.node}) ELSE priorityTag
        ELSE IF j + 1 >= Len(f.chain) THEN
             LET r == Ret("found", f.found) IN
             /\ pc' = [pc EXCEPT ![t] = r.pc]
             /\ local' = [local EXCEPT ![t] = r.l]
+            /\ UNCHANGED priorityTag
        ELSE
             /\ local' = [local EXCEPT ![t] = SetTop(l, [f EXCEPT !.rc = j + 1])]
-            /\ UNCHANGED pc
-    /\ UNCHANGED <<linkage, serial, target, budget, queue, priorityTag, credit, stamp>>
+            /\ UNCHANGED <<pc, priorityTag>>
+    /\ UNCHANGED <<linkage, serial, target, budget, queue, credit, stamp>>
 
 UnbundleCASAncestors(t) ==
     /\ pc[t] = "unbundle_cas_ancestors"

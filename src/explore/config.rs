@@ -38,7 +38,7 @@ pub(crate) enum OpKind {
     /// The program starts over: the thread never finishes (the spec's
     /// `Endless`). Its transactions write every node of `writes` with the
     /// value it has (a new packet each commit, values bounded). Only after
-    /// `Tx` and `Snap` operations.
+    /// `Tx` and `Snap` operations, and `Dyn` ones that write no payload.
     Again,
 }
 

@@ -95,6 +95,54 @@ fn reins() -> OpKind {
     dyn_tx(P, &[Release(P, C1), InsertOnline(P, C1), Write(C1)])
 }
 
+/// A thread that inserts C1 and releases it again for ever (no payload
+/// writes: `OpKind::Again`), against each kind of other thread: none
+/// starves (`explore::tests`, "endless threads").
+#[cfg(not(feature = "no-privilege"))]
+#[test]
+#[ignore = "large: run in release"]
+fn no_starvation_beside_an_endless_structure_editor() {
+    let online = || dyn_tx(P, &[InsertOnline(P, C1)]);
+    let plain = || dyn_tx(P, &[Insert(P, C1)]);
+    let configs = vec![
+        cfg(
+            "2L' endless insert_online; release vs leaf(C1)",
+            two_level_detached,
+            vec![vec![online(), rel(), OpKind::Again], vec![tx(C1, &[C1])]],
+        ),
+        cfg(
+            "2L' endless insert_online; release vs snapshot(P)",
+            two_level_detached,
+            vec![vec![online(), rel(), OpKind::Again], vec![OpKind::Snap(P)]],
+        ),
+        cfg(
+            "2L' endless insert_online; release vs root tx(P)",
+            two_level_detached,
+            vec![vec![online(), rel(), OpKind::Again], vec![tx(P, &[P, C2])]],
+        ),
+        cfg(
+            "2L' endless insert; release vs leaf(C1)",
+            two_level_detached,
+            vec![vec![plain(), rel(), OpKind::Again], vec![tx(C1, &[C1])]],
+        ),
+        cfg(
+            "2L' endless insert; release vs snapshot(P)",
+            two_level_detached,
+            vec![vec![plain(), rel(), OpKind::Again], vec![OpKind::Snap(P)]],
+        ),
+    ];
+    for r in run_all(configs) {
+        assert_eq!(r.terminal, 0, "{}: the endless thread ended", r.name);
+        assert_eq!(
+            (r.livelocks, r.starvations),
+            (0, 0),
+            "{}: starvation\n{}",
+            r.name,
+            r.lasso.unwrap_or_default()
+        );
+    }
+}
+
 /// Larger ones (`#[ignore]`d in the debug build).
 #[cfg_attr(feature = "no-privilege", allow(dead_code))]
 fn large_configs() -> Vec<Config> {

@@ -120,7 +120,7 @@ impl UnbundleFrame {
         debug_assert!(returned.is_none(), "unbundle starts no sub-operation");
         match self.pc {
             UnbundlePc::Walk => unbundle_walk(self, neg),
-            UnbundlePc::Recheck => unbundle_recheck(self),
+            UnbundlePc::Recheck => unbundle_recheck(self, neg),
             UnbundlePc::CasAncestors => unbundle_cas_ancestors(self, neg),
             UnbundlePc::CasChild => unbundle_cas_child(self, neg),
         }
@@ -317,12 +317,18 @@ fn read_only(f: &mut UnbundleFrame, found: &Arc<Packet>) -> Next {
 
 /// Loads one level below the priority ancestor again (the target first);
 /// when all are unchanged, returns the packet found. A changed one is a
-/// lost race of a reader: look again (no tag: nothing was written).
+/// lost race of a reader: look again, and tag the target as every lost
+/// race does. Untagged, a reader whose walk a writer keeps undoing (an
+/// endless insert and release of the node) looked again for ever
+/// (`tla/FINDINGS.md` #8).
 /// TLA+: UnbundleRecheck
-pub(crate) fn unbundle_recheck(f: &mut UnbundleFrame) -> Next {
+pub(crate) fn unbundle_recheck(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next {
     let j = f.recheck;
     let same = Arc::ptr_eq(&f.level_link(j).load(), f.level_wrapper(j));
     if !same {
+        if !matches!(f.mode, UnbundleMode::Peek) {
+            negotiation::tag_after_fail(&f.target, neg);
+        }
         return ret(UnbundleResult::Disturbed);
     }
     f.recheck += 1;
