@@ -617,6 +617,19 @@ mod tests {
         seen
     }
 
+    /// The back-off starts at a thread's second soft loss in a row, and a
+    /// commit without one starts the count over (the back-off itself is
+    /// time only, nothing in test builds: the streak is what decides).
+    #[test]
+    fn the_back_off_starts_at_the_second_soft_loss_in_a_row() {
+        assert!(!soft_loss_again(), "a first soft loss does not back off");
+        assert!(soft_loss_again(), "the second in a row does");
+        assert!(soft_loss_again(), "and so does the third");
+        committed_without_soft_loss();
+        assert!(!soft_loss_again(), "a commit without one starts over");
+        assert!(soft_loss_again());
+    }
+
     /// A transaction's first lost commit is soft: no tag. Its next loss
     /// tags as before (a Realtime transaction's first one already).
     #[test]
