@@ -175,6 +175,30 @@ mod tests {
         assert!(mid.is_complete(), "P's packet inside G's is still missing");
         assert!(shot.packet.is_complete());
     }
+
+    /// One edge of a hard link released at the common root: the path to
+    /// the other parent is marked missing, and the next snapshot bundles
+    /// the shared child back in there, with P left with no list at all.
+    #[test]
+    fn a_released_hard_link_is_bundled_under_its_other_parent() {
+        let (g, p, q, c) = (
+            Node::new(0u8),
+            Node::new(0u8),
+            Node::new(0u8),
+            Node::new(0u8),
+        );
+        p.insert(&c).unwrap();
+        q.insert(&c).unwrap();
+        g.insert(&p).unwrap();
+        g.insert(&q).unwrap();
+        let _ = g.snapshot();
+        g.try_iterate_commit(|tr| tr.release(&p, &c)).unwrap();
+        let shot = g.snapshot();
+        assert!(shot.packet.is_complete());
+        assert_eq!(shot.children(&p).unwrap().len(), 0);
+        assert_eq!(shot.children(&q).unwrap().len(), 1);
+        assert_eq!(shot.get(&c), Ok(&0));
+    }
 }
 
 impl Drop for PendingCell {
