@@ -599,12 +599,12 @@ mod tests {
     /// The tag of `n` at the start of each attempt of a transaction on it
     /// (at `class`) that loses its first `losses` attempts to commits of
     /// another thread.
-    fn tags_seen_losing(class: Priority, losses: u32) -> Vec<u64> {
+    fn tags_seen_losing(class: Priority, losses: u32) -> (Vec<u64>, crate::TxStats) {
         let n = crate::Node::new(0u64);
         let other = n.clone();
         let _c = priority::scope(class);
         let mut seen = Vec::new();
-        n.iterate_commit(|tr| {
+        let (_, stats) = n.iterate_commit_with_stats(|tr| {
             seen.push(n.link.tag.load(crate::sync::Ordering::Relaxed));
             if tr.attempt() < losses {
                 std::thread::scope(|s| {
@@ -614,7 +614,7 @@ mod tests {
             tr[&n] += 1;
         });
         assert_eq!(n.read(), 100 * u64::from(losses) + 1);
-        seen
+        (seen, stats)
     }
 
     /// The back-off starts at a thread's second soft loss in a row, and a
@@ -635,10 +635,14 @@ mod tests {
     #[test]
     fn a_soft_loss_writes_no_tag_and_the_next_loss_does() {
         assert_eq!(SOFT_LOSSES, 1);
-        let seen = tags_seen_losing(Priority::Normal, 2);
+        let (seen, stats) = tags_seen_losing(Priority::Normal, 2);
         assert_eq!(seen[..2], [0, 0], "the first loss was soft: {seen:x?}");
         assert!(same_thread(seen[2], crate::serial::clock()), "{seen:x?}");
-        let seen = tags_seen_losing(Priority::Realtime, 1);
+        // Lost races, soft ones too: the soft CAS (its conflict is not
+        // another one), then the tagging CAS and the conflict it tags.
+        assert_eq!(stats.cas_failures, 3, "{stats:?}");
+        assert_eq!(stats.retries, 2);
+        let (seen, _) = tags_seen_losing(Priority::Realtime, 1);
         assert_eq!(seen[0], 0);
         assert!(same_thread(seen[1], crate::serial::clock()), "{seen:x?}");
     }

@@ -124,7 +124,8 @@ pub struct TxStats {
     /// dynamic operations that lost a race, `iterate_commit_if` refusals).
     pub retries: u32,
     /// Races lost inside the protocol: failed CASes and conflicts found
-    /// without one (each tags its linkage).
+    /// without one (each tags its linkage, but a transaction's first
+    /// failed commit CAS: a soft loss).
     pub cas_failures: u32,
     /// Times the transaction waited on another transaction's priority tag.
     pub waits: u32,

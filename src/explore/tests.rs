@@ -576,6 +576,13 @@ mod privileged {
         for cfg in super::starve_configs_large() {
             assert_no_starvation(run(&cfg));
         }
+        // The five small ones with every shared-memory operation of a step
+        // a scheduling point of its own (the windows the spec merges).
+        for cfg in super::starve_configs() {
+            let r = explore_with(&cfg, LIMIT, true);
+            println!("split: {r}");
+            assert_no_starvation(r);
+        }
     }
 
     #[test]
