@@ -903,6 +903,15 @@ fn step_operations_match_their_actions() {
                 }
             ));
         }
+        // A conflict found by a load (no CAS to fail) that the action
+        // tags: the step must have tagged in some run (every configuration
+        // set together loses such races; the rule above only sees CASes).
+        if tags && !cas && ops.tagging == 0 {
+            errors.push(format!(
+                "{name}: {action} tags a conflict it finds by a load, the step never tagged in {} runs",
+                ops.runs
+            ));
+        }
         if clears != (ops.clearing > 0) {
             errors.push(format!(
                 "{name}: clears tags in {} runs, {action} {}",
