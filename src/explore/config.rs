@@ -42,6 +42,12 @@ pub(crate) enum OpKind {
     Again,
 }
 
+/// A program that starts over (`OpKind::Again` last): its thread never
+/// finishes.
+pub(crate) fn endless(program: &[OpKind]) -> bool {
+    matches!(program.last(), Some(OpKind::Again))
+}
+
 impl OpKind {
     /// The node a transaction runs at.
     pub(crate) fn root(&self) -> usize {

@@ -132,14 +132,7 @@ fn no_starvation_beside_an_endless_structure_editor() {
         ),
     ];
     for r in run_all(configs) {
-        assert_eq!(r.terminal, 0, "{}: the endless thread ended", r.name);
-        assert_eq!(
-            (r.livelocks, r.starvations),
-            (0, 0),
-            "{}: starvation\n{}",
-            r.name,
-            r.lasso.unwrap_or_default()
-        );
+        super::tests::assert_no_starvation(r);
     }
 }
 

@@ -230,7 +230,7 @@ pub(crate) fn explore_with(cfg: &Config, limit: usize, split: bool) -> Report {
     }
     // Starvation: for each thread that finishes, a fair cycle in which it
     // has not finished and never completes, while endless threads do.
-    let endless = |t: usize| matches!(cfg.programs[t].last(), Some(OpKind::Again));
+    let endless = |t: usize| config::endless(&cfg.programs[t]);
     let mut starvations = 0;
     if (0..cfg.programs.len()).any(endless) {
         for t in (0..nthreads).filter(|&t| !endless(usize::from(t))) {

@@ -102,7 +102,7 @@ impl Sim {
 
     /// The program starts over (`OpKind::Again`): its writes keep values.
     pub(super) fn endless(&self) -> bool {
-        matches!(self.program.last(), Some(OpKind::Again))
+        config::endless(&self.program)
     }
 
     /// What each write of this thread adds: 0 for an endless thread.

@@ -209,6 +209,19 @@ fn live_split(cfg: &Config) {
     assert_live(r);
 }
 
+/// With an endless thread: no run finishes, and none starves or livelocks.
+#[cfg(not(feature = "no-privilege"))]
+pub(super) fn assert_no_starvation(r: Report) {
+    assert_eq!(r.terminal, 0, "{}: the endless thread ended", r.name);
+    assert_eq!(
+        (r.livelocks, r.starvations),
+        (0, 0),
+        "{}: starvation\n{}",
+        r.name,
+        r.lasso.unwrap_or_default()
+    );
+}
+
 #[cfg(not(feature = "no-privilege"))]
 fn assert_live(r: Report) {
     assert!(r.terminal > 0, "{}: no run finishes", r.name);
@@ -556,17 +569,6 @@ mod privileged {
         for cfg in super::starve_configs() {
             assert_no_starvation(run(&cfg));
         }
-    }
-
-    fn assert_no_starvation(r: Report) {
-        assert_eq!(r.terminal, 0, "{}: the endless thread ended", r.name);
-        assert_eq!(
-            (r.livelocks, r.starvations),
-            (0, 0),
-            "{}: starvation\n{}",
-            r.name,
-            r.lasso.unwrap_or_default()
-        );
     }
 
     /// As above, on 3 levels, the hard link and with endless readers.

@@ -356,7 +356,7 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
                 f.push(Some(p), Some(w));
                 Next::Stay
             }
-            Outcome::Unbundle(UnbundleResult::NewSubvalue(installed)) => {
+            Outcome::Unbundle(UnbundleResult::NewSubvalue(mut installed)) => {
                 // The child has priority now, in the wrapper our unbundle
                 // installed: go on from that wrapper, as from a first look
                 // that found priority. Not from a fresh load: another
@@ -366,8 +366,7 @@ pub(crate) fn bundle_phase1(f: &mut BundleFrame, returned: Option<Outcome>) -> N
                 // #7). If the child changed since, phase 3's CAS fails.
                 f.adopt(&installed);
                 let (child, _, cw) = installed
-                    .last()
-                    .cloned()
+                    .pop()
                     .expect("an unbundle's last CAS is its target's");
                 return collect_priority(f, child, cw);
             }

@@ -127,6 +127,18 @@ impl UnbundleFrame {
     }
 
     /// Wrapper of chain level `j` (0 = the target itself).
+    /// A race lost without a CAS (the chain moved under the walk): tag
+    /// the target, as a failed CAS would, and look again. Every way of
+    /// losing must tag, or a thread that keeps losing so never gets the
+    /// older stamp's right of way (`tla/FINDINGS.md` #5, #8). `Peek` has
+    /// no negotiator to tag with.
+    fn lost_race(&self, neg: &mut Negotiator) -> Next {
+        if !matches!(self.mode, UnbundleMode::Peek) {
+            negotiation::tag_after_fail(&self.target, neg);
+        }
+        ret(UnbundleResult::Disturbed)
+    }
+
     fn level_wrapper(&self, j: usize) -> &Arc<PacketWrapper> {
         if j == 0 {
             &self.target_wrapper
@@ -251,10 +263,7 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next
         // child closes it with real edges, for as long as the transaction
         // that left it takes to clean it up (`Transaction`'s drop). Look
         // again; the lost race enters the negotiation like any other.
-        if !matches!(f.mode, UnbundleMode::Peek) {
-            negotiation::tag_after_fail(&f.target, neg);
-        }
-        return ret(UnbundleResult::Disturbed);
+        return f.lost_race(neg);
     }
     let pw = parent.load();
     let root = pw.has_priority();
@@ -267,10 +276,7 @@ pub(crate) fn unbundle_walk(f: &mut UnbundleFrame, neg: &mut Negotiator) -> Next
         Some((packets, _)) => decide(f, &packets, neg),
         None => {
             // Moved while we walked: the lost race enters the negotiation.
-            if !matches!(f.mode, UnbundleMode::Peek) {
-                negotiation::tag_after_fail(&f.target, neg);
-            }
-            ret(UnbundleResult::Disturbed)
+            f.lost_race(neg)
         }
     }
 }
@@ -326,10 +332,7 @@ pub(crate) fn unbundle_recheck(f: &mut UnbundleFrame, neg: &mut Negotiator) -> N
     let j = f.recheck;
     let same = Arc::ptr_eq(&f.level_link(j).load(), f.level_wrapper(j));
     if !same {
-        if !matches!(f.mode, UnbundleMode::Peek) {
-            negotiation::tag_after_fail(&f.target, neg);
-        }
-        return ret(UnbundleResult::Disturbed);
+        return f.lost_race(neg);
     }
     f.recheck += 1;
     // Levels 0..k-1 (the priority ancestor, level k, was loaded last).
