@@ -2,6 +2,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod chunked;
 mod clock;
 #[cfg(feature = "serde")]
 pub mod config;

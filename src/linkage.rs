@@ -22,6 +22,13 @@ pub struct Linkage {
     pub(crate) type_name: &'static str,
     /// The name given by `Node::named`, for `Debug`, errors and panics.
     pub(crate) name: Option<Arc<str>>,
+    /// Set once this node is put in any child list (a transaction's
+    /// working version included), never cleared. A node never listed is in
+    /// no tree: the lookups an insert of a fresh node makes (is it in this
+    /// tree already? under the parent?) answer without a walk. Not part of
+    /// the protocol: a hint whose only use is to skip a search that would
+    /// find nothing.
+    listed: std::sync::atomic::AtomicBool,
 }
 
 impl Linkage {
@@ -38,7 +45,26 @@ impl Linkage {
             payload_type,
             type_name,
             name,
+            listed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Called before this node enters a child list. Relaxed suffices: the
+    /// list reaches another thread only through a wrapper CAS (release)
+    /// and load (acquire), which order this store before that thread's
+    /// reads of the flag.
+    #[inline]
+    pub(crate) fn mark_listed(&self) {
+        if !self.listed.load(std::sync::atomic::Ordering::Relaxed) {
+            self.listed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this node has ever been put in a child list.
+    #[inline]
+    pub(crate) fn is_listed(&self) -> bool {
+        self.listed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One load of the current wrapper.

@@ -8,14 +8,18 @@
 //! itself once the list has been scanned a few times. Ski rental: after
 //! `REBUILD_SCANS` full scans' worth of comparisons, the list builds an
 //! address → position map (about what those scans cost), and every later
-//! lookup is O(1). A copy (a new version of the list) keeps the index and
-//! a push keeps it (children inserted one by one, in one transaction or
-//! one each, stay indexed); every other change drops it.
+//! lookup is O(1). A push keeps the index (children inserted in one
+//! transaction stay indexed); a copy (a new version of the list) starts
+//! without one, since copying it is linear (the list itself is shared in
+//! chunks, `chunked`). A node that was never listed anywhere is found in
+//! no list without a scan (`Linkage::is_listed`): the lookups an insert of
+//! a fresh node makes cost nothing.
 
+use crate::chunked::{Chunked, Iter};
 use crate::linkage::Linkage;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::ops::{Deref, DerefMut};
+use std::ops::Index as IndexOp;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -48,7 +52,7 @@ type Index = HashMap<usize, u32, BuildHasherDefault<AddrHasher>>;
 /// The children of a node, in list order (strong references).
 #[derive(Default)]
 pub(crate) struct NodeList {
-    list: Vec<Arc<Linkage>>,
+    list: Chunked<Arc<Linkage>, Vec<Arc<Linkage>>>,
     index: OnceLock<Index>,
     /// Comparisons spent scanning this list so far (long lists only).
     scanned: AtomicUsize,
@@ -60,6 +64,7 @@ impl NodeList {
     /// indexed instead of being scanned again from scratch).
     pub(crate) fn push(&mut self, node: Arc<Linkage>) {
         let at = u32::try_from(self.list.len()).expect("fewer than 2^32 children");
+        node.mark_listed();
         if let Some(index) = self.index.get_mut() {
             // A node listed twice: the first position, as a scan.
             index.entry(Arc::as_ptr(&node) as usize).or_insert(at);
@@ -67,18 +72,73 @@ impl NodeList {
         self.list.push(node);
     }
 
-    /// Position of `child` in the list.
+    /// Removes the child at `i`; positions change, so the index goes.
+    pub(crate) fn remove(&mut self, i: usize) -> Arc<Linkage> {
+        self.forget_index();
+        self.list.remove(i)
+    }
+
+    /// Swaps two children; positions change, so the index goes.
+    pub(crate) fn swap(&mut self, i: usize, j: usize) {
+        self.forget_index();
+        self.list.swap(i, j);
+    }
+
+    fn forget_index(&mut self) {
+        self.index = OnceLock::new();
+        *self.scanned.get_mut() = 0;
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&Arc<Linkage>> {
+        self.list.get(i)
+    }
+
+    /// The list as stored.
+    #[inline]
+    pub(crate) fn list(&self) -> &Chunked<Arc<Linkage>, Vec<Arc<Linkage>>> {
+        &self.list
+    }
+
+    /// The children in list order.
+    #[inline]
+    pub(crate) fn iter(&self) -> Iter<'_, Arc<Linkage>> {
+        self.list.iter()
+    }
+
+    /// The children from position `from` on.
+    #[inline]
+    pub(crate) fn iter_from(&self, from: usize) -> Iter<'_, Arc<Linkage>> {
+        self.list.iter_from(from)
+    }
+
+    /// Position of `child` in the list. A node never listed anywhere (a
+    /// fresh one, about to be inserted) is in no list: no scan.
     #[inline]
     pub(crate) fn find(&self, child: &Linkage) -> Option<usize> {
         let p: *const Linkage = child;
-        if self.list.len() < INDEX_MIN {
-            return self.list.iter().position(|n| Arc::as_ptr(n) == p);
+        match &self.list {
+            Chunked::Flat(v) if v.len() < INDEX_MIN => v.iter().position(|n| Arc::as_ptr(n) == p),
+            _ => self.find_long(child),
         }
-        self.find_long(p as usize)
     }
 
     #[cold]
-    fn find_long(&self, addr: usize) -> Option<usize> {
+    fn find_long(&self, child: &Linkage) -> Option<usize> {
+        if !child.is_listed() {
+            return None;
+        }
+        let addr = child as *const Linkage as usize;
         if let Some(index) = self.index.get() {
             return index.get(&addr).map(|&i| i as usize);
         }
@@ -95,48 +155,49 @@ impl NodeList {
             return index.get(&addr).map(|&i| i as usize);
         }
         self.list
-            .iter()
-            .position(|n| Arc::as_ptr(n) as usize == addr)
+            .position_from(0, |n| Arc::as_ptr(n) as usize == addr)
     }
 }
 
 impl From<Vec<Arc<Linkage>>> for NodeList {
     fn from(list: Vec<Arc<Linkage>>) -> Self {
+        for n in &list {
+            n.mark_listed();
+        }
         NodeList {
-            list,
+            list: list.into_iter().collect(),
             ..NodeList::default()
         }
     }
 }
 
 impl Clone for NodeList {
-    /// A copy keeps the index and the scan count: it is made to be
-    /// changed, and the change that copies a long list is nearly always a
-    /// push (an insert), which keeps the index. Rebuilding it for every
-    /// version made inserting n children one transaction each hash the
-    /// whole list every time. (Any other change drops it, as before.)
+    /// A copy shares the list's chunks (`Chunked`) but not its index:
+    /// copying an index is linear in the list, and the copy is made to be
+    /// changed. Lookups in the copy are scans until it has paid for an
+    /// index of its own, as a fresh list does.
     fn clone(&self) -> Self {
         NodeList {
             list: self.list.clone(),
-            index: self.index.clone(),
-            scanned: AtomicUsize::new(self.scanned.load(Ordering::Relaxed)),
+            index: OnceLock::new(),
+            scanned: AtomicUsize::new(0),
         }
     }
 }
 
-impl Deref for NodeList {
-    type Target = Vec<Arc<Linkage>>;
-    fn deref(&self) -> &Self::Target {
-        &self.list
+impl IndexOp<usize> for NodeList {
+    type Output = Arc<Linkage>;
+    #[inline]
+    fn index(&self, i: usize) -> &Arc<Linkage> {
+        &self.list[i]
     }
 }
 
-impl DerefMut for NodeList {
-    /// Changing the list drops its index.
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.index = OnceLock::new();
-        *self.scanned.get_mut() = 0;
-        &mut self.list
+impl<'a> IntoIterator for &'a NodeList {
+    type Item = &'a Arc<Linkage>;
+    type IntoIter = Iter<'a, Arc<Linkage>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
     }
 }
 
@@ -156,6 +217,7 @@ mod tests {
         for len in [1, INDEX_MIN - 1, INDEX_MIN, 300] {
             let nodes = links(len);
             let outsider = Node::new(0u8).link.clone();
+            outsider.mark_listed();
             let mut list = NodeList::from(nodes.clone());
             for round in 0..REBUILD_SCANS + 2 {
                 for (i, n) in nodes.iter().enumerate() {
@@ -173,8 +235,8 @@ mod tests {
     }
 
     /// The index is built after `REBUILD_SCANS` lookups' worth of
-    /// scanning, not before; a copy keeps it and lists the same, and a
-    /// push to the copy keeps it up to date.
+    /// scanning, not before; a copy lists the same without it, and pays
+    /// for its own after as many scans.
     #[test]
     fn the_index_comes_after_a_few_scans() {
         let nodes = links(100);
@@ -192,12 +254,15 @@ mod tests {
         let mut copy = list.clone();
         assert_eq!(copy.len(), 100);
         assert!(copy.iter().zip(&nodes).all(|(a, b)| Arc::ptr_eq(a, b)));
-        assert!(copy.index.get().is_some());
+        assert!(copy.index.get().is_none(), "a copy starts unindexed");
         let extra = links(1).pop().expect("one");
         copy.push(extra.clone());
+        for _ in 0..REBUILD_SCANS {
+            assert_eq!(copy.find(&extra), Some(100));
+        }
         assert!(copy.index.get().is_some());
-        assert_eq!(copy.find(&extra), Some(100));
         assert_eq!(list.find(&extra), None);
+        assert_eq!(copy.find(&nodes[42]), Some(42));
     }
 
     /// `push` keeps an index it finds (and a list without one stays

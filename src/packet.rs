@@ -11,6 +11,7 @@
 //! shared with anyone else and mutates in place one that only the
 //! transaction can see, which is exactly copy-on-write.
 
+use crate::chunked::Chunked;
 use crate::linkage::Linkage;
 use crate::node_list::NodeList;
 use smallvec::SmallVec;
@@ -87,8 +88,9 @@ impl<T: Clone + Send + Sync + 'static> PayloadObj for Shared<T> {
     }
 }
 
-/// One child slot per listed child; inline for small fan-outs.
-pub(crate) type Slots = SmallVec<[Option<Arc<Packet>>; 8]>;
+/// One child slot per listed child; inline for small fan-outs, in shared
+/// chunks for large ones (`chunked`).
+pub(crate) type Slots = Chunked<Option<Arc<Packet>>>;
 
 /// The children of a node: who they are, and their bundled packets.
 #[derive(Clone)]
@@ -101,6 +103,13 @@ pub(crate) struct Children {
 }
 
 impl Children {
+    /// The (children, slots) pairs, slice by slice: walks over every slot
+    /// run at slice speed however the list is stored.
+    #[inline]
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&[Arc<Linkage>], &[Option<Arc<Packet>>])> {
+        crate::chunked::zip_slices(self.nodes.list(), &self.slots)
+    }
+
     /// Position of `child` in this list, trying `hint` first.
     pub(crate) fn position(&self, child: &Linkage, hint: usize) -> Option<usize> {
         let p: *const Linkage = child;
@@ -189,6 +198,10 @@ pub(crate) fn find<'a>(
     if let Some(i) = direct_child(root, target) {
         return root.children.as_ref().and_then(|c| c.slots[i].as_ref());
     }
+    if !target.is_listed() {
+        // In no child list, so in no tree but its own: no walk.
+        return None;
+    }
     let t: *const Linkage = target;
     let mut stack: SmallVec<[&'a Arc<Packet>; 16]> = SmallVec::new();
     stack.push(root);
@@ -196,13 +209,15 @@ pub(crate) fn find<'a>(
         let Some(ch) = p.children.as_ref() else {
             continue;
         };
-        for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
-            if let Some(s) = slot {
-                if Arc::as_ptr(n) == t {
-                    return Some(s);
-                }
-                if s.children.is_some() {
-                    stack.push(s);
+        for (ns, ss) in ch.pairs() {
+            for (n, slot) in ns.iter().zip(ss) {
+                if let Some(s) = slot {
+                    if Arc::as_ptr(n) == t {
+                        return Some(s);
+                    }
+                    if s.children.is_some() {
+                        stack.push(s);
+                    }
                 }
             }
         }
@@ -219,14 +234,22 @@ fn direct_child(p: &Packet, target: &Linkage) -> Option<usize> {
     if ch.slots[i].is_some() {
         return Some(i);
     }
-    // Listed twice (a node may be), the first time with a void slot.
+    present_duplicate(ch, target, i + 1)
+}
+
+/// A node listed twice (a node may be), the first time with a void slot:
+/// its first present slot from `from` on.
+#[cold]
+fn present_duplicate(ch: &Children, target: &Linkage, from: usize) -> Option<usize> {
     let t: *const Linkage = target;
-    ch.nodes
-        .iter()
-        .zip(ch.slots.iter())
-        .skip(i + 1)
-        .position(|(n, s)| Arc::as_ptr(n) == t && s.is_some())
-        .map(|j| i + 1 + j)
+    let mut j = from;
+    while let Some(k) = ch.nodes.list().position_from(j, |n| Arc::as_ptr(n) == t) {
+        if ch.slots[k].is_some() {
+            return Some(k);
+        }
+        j = k + 1;
+    }
+    None
 }
 
 /// Slot indices leading from `root` to `target` (empty for the root).

@@ -74,9 +74,8 @@ impl Snapshot {
 pub(crate) fn children_of(p: &Packet) -> impl ExactSizeIterator<Item = NodeRef> + '_ {
     p.children
         .as_ref()
-        .map(|c| c.nodes.as_slice())
-        .unwrap_or(&[])
-        .iter()
+        .map(|c| c.nodes.iter())
+        .unwrap_or_default()
         .map(|l| NodeRef { link: l.clone() })
 }
 

@@ -205,3 +205,80 @@ fn a_transaction_debugs_its_root_attempt_and_writes() {
         assert!(after.contains("written: true"), "{after}");
     });
 }
+
+/// A node with more children than a short list holds (long lists are kept
+/// in shared chunks): inserts one transaction each and in one transaction,
+/// online inserts, leaf commits that unbundle a child out of the middle of
+/// a chunk, root transactions writing every child, swaps across chunks,
+/// releases from the middle, a hard link and a second parent; every
+/// snapshot lists the children in order with their values, and an older
+/// snapshot keeps what it saw.
+#[test]
+fn a_wide_node_keeps_its_children_in_order() {
+    let p = Node::new(0u32);
+    let kids: Vec<Node<u32>> = (0..300).map(Node::new).collect();
+    for k in &kids[..150] {
+        p.insert(k).unwrap();
+    }
+    p.iterate_commit(|tr| {
+        for k in &kids[150..250] {
+            tr.insert(&p, k).unwrap();
+        }
+        for k in &kids[250..] {
+            tr.insert_online(&p, k).unwrap();
+            tr[k] += 1000;
+        }
+    });
+    let mut order: Vec<usize> = (0..300).collect();
+    let mut vals: Vec<u32> = (0..300)
+        .map(|i| if i >= 250 { i + 1000 } else { i })
+        .collect();
+    let check = |order: &[usize], vals: &[u32]| {
+        let s = p.snapshot();
+        let listed: Vec<_> = s.children(&p).unwrap().collect();
+        assert_eq!(listed.len(), order.len());
+        for (got, &i) in listed.iter().zip(order) {
+            assert!(*got == kids[i], "child {i} out of place");
+            assert_eq!(s[&kids[i]], vals[i], "child {i}");
+        }
+        s
+    };
+    let before = check(&order, &vals);
+    assert_eq!(p.insert(&kids[7]), Err(TreeError::AlreadyChild));
+    for i in [0, 63, 64, 65, 130, 299] {
+        kids[i].iterate_commit(|tr| tr[&kids[i]] += 1);
+        vals[i] += 1;
+    }
+    check(&order, &vals);
+    p.iterate_commit(|tr| {
+        for k in &kids {
+            tr[k] += 2;
+        }
+        tr.swap(&p, &kids[3], &kids[200]).unwrap();
+    });
+    vals.iter_mut().for_each(|v| *v += 2);
+    order.swap(3, 200);
+    check(&order, &vals);
+    for i in [100, 64, 5] {
+        p.release(&kids[i]).unwrap();
+        order.retain(|&j| j != i);
+    }
+    check(&order, &vals);
+    let q = Node::new(0u32);
+    q.insert(&kids[150]).unwrap();
+    kids[150].iterate_commit(|tr| tr[&kids[150]] += 10);
+    vals[150] += 10;
+    check(&order, &vals);
+    assert_eq!(q.snapshot()[&kids[150]], vals[150]);
+    p.insert(&kids[100]).unwrap();
+    order.push(100);
+    check(&order, &vals);
+    assert_eq!(before.children(&p).unwrap().len(), 300);
+    assert_eq!(before[&kids[299]], 1299);
+    while order.len() > 10 {
+        let i = order[order.len() / 2];
+        p.release(&kids[i]).unwrap();
+        order.retain(|&j| j != i);
+    }
+    check(&order, &vals);
+}

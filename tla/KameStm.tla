@@ -731,6 +731,8 @@ BundlePhase1(t) ==
 \* installed on a complete base, whose slots these are: bundle.rs
 \* seal_phase1); the child of that void slot is loaded and collected if it
 \* has priority and a complete packet.  Anything else gives the seal up.
+\* (`kept` stands for the code's slots left as they are: it collects no
+\* entry for them, and BundlePhase2 here writes their own packet back.)
 SealPhase1(t) ==
     /\ pc[t] = "seal_phase1"
     /\ LET l    == local[t]

@@ -41,9 +41,10 @@ pub(crate) struct Collected {
     /// The child's wrapper as seen in phase 1, which phase 3 turns into a
     /// bundled reference; `None` for a void slot.
     wrapper: Option<Arc<PacketWrapper>>,
-    /// A seal's present slot: phase 2 keeps the node's own slot (the
-    /// base's), so it is neither copied here nor read.
-    kept: bool,
+    /// The slot this was collected for. A bundle collects every slot in
+    /// order; a seal only the void ones (it keeps the others as they are,
+    /// unread and uncopied: `seal_phase1`).
+    at: usize,
 }
 
 pub(crate) struct BundleFrame {
@@ -53,7 +54,8 @@ pub(crate) struct BundleFrame {
     pub(crate) serial: Serial,
     pub(crate) is_root: bool,
     pub(crate) pc: BundlePc,
-    /// Child index phase 1 / phase 3 works on.
+    /// Phase 1: the child (slot) it works on; phase 3: the entry of
+    /// `collected`.
     pub(crate) idx: usize,
     collected: SmallVec<[Collected; 8]>,
     /// Some slot is void or some collected packet is missing.
@@ -113,8 +115,10 @@ impl Pending {
     pub(crate) fn contains(&self, node: &Linkage) -> bool {
         let mut cur = &self.0;
         while let Some(cell) = cur {
-            if cell.children.nodes[cell.from..]
-                .iter()
+            if cell
+                .children
+                .nodes
+                .iter_from(cell.from)
                 .any(|n| std::ptr::eq(Arc::as_ptr(n), node))
             {
                 return true;
@@ -293,23 +297,22 @@ impl BundleFrame {
         self.collected.push(Collected {
             packet,
             wrapper,
-            kept: false,
+            at: self.idx,
         });
         self.idx += 1;
-        debug_assert_eq!(self.idx, self.collected.len(), "one entry per child met");
+        debug_assert!(
+            self.seal || self.idx == self.collected.len(),
+            "a bundle collects one entry per child met"
+        );
         if self.idx == self.children().nodes.len() {
             self.pc = BundlePc::Phase2;
         }
     }
 
-    /// A seal keeps the node's own slot `idx` (present: the base's).
-    fn keep(&mut self) {
-        self.collected.push(Collected {
-            packet: None,
-            wrapper: None,
-            kept: true,
-        });
-        self.idx += 1;
+    /// A seal keeps the node's own slots `idx..to` (present: the base's):
+    /// nothing is collected for them.
+    fn keep(&mut self, to: usize) {
+        self.idx = to;
         if self.idx == self.children().nodes.len() {
             self.pc = BundlePc::Phase2;
         }
@@ -478,14 +481,8 @@ pub(crate) fn seal_phase1(f: &mut BundleFrame) -> Next {
         return Next::Stay;
     }
     let n = f.children().nodes.len();
-    let void = f.children().slots[f.idx..]
-        .iter()
-        .position(Option::is_none)
-        .map(|k| f.idx + k);
-    for i in f.idx..void.unwrap_or(n) {
-        debug_assert_eq!(f.idx, i, "one collected entry per slot passed");
-        f.keep();
-    }
+    let void = f.children().slots.position_from(f.idx, Option::is_none);
+    f.keep(void.unwrap_or(n));
     let Some(void) = void else {
         // Every slot from here on kept: `keep` moved on to phase 2.
         return Next::Stay;
@@ -511,9 +508,16 @@ pub(crate) fn bundle_phase2(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
     }
     let old = f.wrapper.own_packet();
     let mut children: Children = (**f.children()).clone();
-    for (slot, c) in children.slots.iter_mut().zip(f.collected.iter()) {
-        if !c.kept {
-            *slot = c.packet.clone();
+    for c in &f.collected {
+        let slot = &children.slots[c.at];
+        let same = match (slot, &c.packet) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        // Written only where it differs: a write copies the slot's chunk.
+        if !same {
+            children.slots[c.at] = c.packet.clone();
         }
     }
     let packet = old.with_children(Arc::new(children), true);
@@ -545,13 +549,13 @@ pub(crate) fn bundle_phase3(f: &mut BundleFrame, neg: &mut Negotiator) -> Next {
         f.pc = BundlePc::Phase4;
         return Next::Stay;
     }
-    let i = f.idx;
-    let child = f.children().nodes[i].clone();
+    let at = f.collected[f.idx].at;
+    let child = f.children().nodes[at].clone();
     if !negotiation::can_proceed(&child, neg) {
         return Next::Blocked(child);
     }
-    let expected = f.collected[i].wrapper.take().expect("checked above");
-    let next = PacketWrapper::bundled(&f.node, i, f.serial);
+    let expected = f.collected[f.idx].wrapper.take().expect("checked above");
+    let next = PacketWrapper::bundled(&f.node, at, f.serial);
     match child.slot.compare_exchange(&expected, next) {
         Ok(()) => {
             negotiation::tag_after_success(&child, neg);
@@ -610,7 +614,7 @@ impl BundleFrame {
             BundlePc::Phase2 | BundlePc::Phase4 => Some(self.node.clone()),
             BundlePc::Phase3 => (self.idx..self.collected.len())
                 .find(|&i| self.collected[i].wrapper.is_some())
-                .map(|i| self.children().nodes[i].clone()),
+                .map(|i| self.children().nodes[self.collected[i].at].clone()),
             BundlePc::Phase1 => None,
         }
     }
@@ -625,9 +629,9 @@ impl BundleFrame {
         c.n(self.idx as u64);
         c.n(self.collected.len() as u64);
         for col in &self.collected {
+            c.n(col.at as u64);
             c.opt_packet(col.packet.as_ref());
             c.opt_wrapper(col.wrapper.as_ref());
-            c.n(u64::from(col.kept));
         }
         c.n(u64::from(self.incomplete));
         self.in_progress.canon(c);
@@ -641,7 +645,7 @@ impl Pending {
     pub(crate) fn canon(&self, c: &mut crate::explore::Canon) {
         let mut cur = &self.0;
         while let Some(cell) = cur {
-            for n in &cell.children.nodes[cell.from..] {
+            for n in cell.children.nodes.iter_from(cell.from) {
                 c.link(n);
             }
             c.n(u64::MAX - 1);
