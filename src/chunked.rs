@@ -364,14 +364,6 @@ impl<'a, T> Iterator for Iter<'a, T> {
 
 impl<T> ExactSizeIterator for Iter<'_, T> {}
 
-impl<'a, T: Clone, F: Flat<T>> IntoIterator for &'a Chunked<T, F> {
-    type Item = &'a T;
-    type IntoIter = Iter<'a, T>;
-    fn into_iter(self) -> Iter<'a, T> {
-        self.iter()
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -397,6 +389,9 @@ mod tests {
             assert_eq!(list.get(i), Some(x));
         }
         assert_eq!(list.get(model.len()), None);
+        let mut copy = list.clone();
+        assert!(copy.get_mut(model.len()).is_none());
+        assert!(copy.get_mut(model.len() + CHUNK).is_none());
         for from in [0, 3, CHUNK + 1, model.len()] {
             let flat: Vec<u32> = list.slices_from(from).flatten().copied().collect();
             assert_eq!(flat, model.get(from..).unwrap_or(&[]));
@@ -412,6 +407,11 @@ mod tests {
             .flat_map(|(a, b)| a.iter().copied().zip(b.iter().copied()))
             .collect();
         assert_eq!(pairs, model.iter().map(|&x| (x, x + 1)).collect::<Vec<_>>());
+        assert_eq!(
+            matches!(list, Chunked::Flat(_)),
+            model.len() <= FLAT_MAX,
+            "flat exactly when short (the shape is a function of the length)"
+        );
         if let Chunked::Long { chunks, .. } = list {
             let (last, full) = chunks.split_last().expect("a long list has chunks");
             assert!(full.iter().all(|c| c.len() == CHUNK));
@@ -445,11 +445,14 @@ mod tests {
         check(&copy, &frozen);
         while model.len() > 3 {
             assert_eq!(list.remove(1), model.remove(1));
+            check(&list, &model);
         }
         check(&list, &model);
         assert!(matches!(list, Chunked::Flat(_)), "short again: flat");
-        let collected: Chunked<u32> = (0..200).collect();
-        check(&collected, &(0..200).collect::<Vec<_>>());
+        for n in [0, 1, FLAT_MAX - 1, FLAT_MAX, FLAT_MAX + 1, 200] {
+            let collected: Chunked<u32> = (0..n as u32).collect();
+            check(&collected, &(0..n as u32).collect::<Vec<_>>());
+        }
     }
 
     /// A copy of a long list shares its chunks, and a write copies only the

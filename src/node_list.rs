@@ -193,14 +193,6 @@ impl IndexOp<usize> for NodeList {
     }
 }
 
-impl<'a> IntoIterator for &'a NodeList {
-    type Item = &'a Arc<Linkage>;
-    type IntoIter = Iter<'a, Arc<Linkage>>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -287,6 +279,38 @@ mod tests {
         assert_eq!(list.find(&nodes[3]), Some(3));
         assert_eq!(list.find(&nodes[0]), Some(0));
         assert_eq!(list.len(), INDEX_MIN + 10);
+    }
+
+    /// A node is listed from its first push (or list) on, for good; one
+    /// never listed is in no list, without a scan.
+    #[test]
+    fn a_node_is_listed_once_it_enters_a_list() {
+        let nodes = links(INDEX_MIN + 1);
+        assert!(nodes.iter().all(|n| !n.is_listed()));
+        let mut list = NodeList::from(nodes[..INDEX_MIN].to_vec());
+        assert!(nodes[..INDEX_MIN].iter().all(|n| n.is_listed()));
+        assert!(!nodes[INDEX_MIN].is_listed());
+        assert_eq!(list.find(&nodes[INDEX_MIN]), None);
+        list.push(nodes[INDEX_MIN].clone());
+        assert!(nodes[INDEX_MIN].is_listed());
+        assert_eq!(list.find(&nodes[INDEX_MIN]), Some(INDEX_MIN));
+        list.remove(INDEX_MIN);
+        assert!(nodes[INDEX_MIN].is_listed(), "never cleared");
+    }
+
+    /// The index hashes distinct addresses apart (a constant hash would
+    /// still find every child, one probe chain for all of them).
+    #[test]
+    fn the_hasher_spreads_addresses() {
+        let hash = |a: usize| {
+            let mut h = AddrHasher::default();
+            h.write_usize(a);
+            h.finish()
+        };
+        let hashes: std::collections::HashSet<u64> =
+            (0..64).map(|i| hash(0x1000 + 64 * i)).collect();
+        assert_eq!(hashes.len(), 64);
+        assert!(hashes.iter().all(|&h| h > 1));
     }
 
     /// A node listed twice is found at its first position, as a scan would.

@@ -536,6 +536,14 @@ mod tests {
         assert_eq!(direct_child(&p1, &q), None);
         assert!(same(find(&r, &p1, &a), &pa));
         assert_eq!(find_path(&r, &p1, &a), path(&[2]));
+        // A hint names the very slot (a bundled reference's index).
+        let ch1 = p1.children.as_ref().unwrap();
+        assert_eq!(ch1.position(&a, 2), Some(2));
+        assert_eq!(ch1.position(&a, 1), Some(0));
+        // Listed three times, twice void before the present slot.
+        let p5 = inner(&[(&a, None), (&b, Some(&pb)), (&a, None), (&a, Some(&pa))]);
+        assert_eq!(direct_child(&p5, &a), Some(3));
+        assert!(same(find(&r, &p5, &a), &pa));
         let p2 = inner(&[(&b, Some(&pb)), (&a, None), (&q, None), (&a, Some(&pa))]);
         assert_eq!(direct_child(&p2, &a), Some(3));
         assert_eq!(direct_child(&p2, &b), Some(0));

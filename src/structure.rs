@@ -64,34 +64,122 @@ pub(crate) fn reaches(
     from: &Arc<Linkage>,
     to: &Linkage,
 ) -> bool {
-    if std::ptr::eq(&**from, to) {
-        return true;
-    }
-    if edgeless(root, working, released, from) {
-        return false;
-    }
-    // Nodes whose packet the working version holds (it wins over anything
-    // read from the current state: it has this transaction's own edges).
-    let mut local: HashMap<*const Linkage, Arc<Packet>> = HashMap::new();
-    let roots = std::iter::once((root as *const Linkage, working))
-        .chain(released.iter().map(|(l, p)| (Arc::as_ptr(l), p)));
-    for (link, top) in roots {
-        if local.contains_key(&link) {
-            continue;
+    Reach::new(root, working, released).reaches(from, to)
+}
+
+/// Walks (`packet::find`) after which a check of many inserts against one
+/// working version maps that version once instead: hashing a node costs
+/// about as much as walking past it this many times.
+const MAP_AFTER_WALKS: usize = 16;
+
+/// The cycle check of one working version (`reaches`), for one insert or
+/// for all of a commit's: the map of the nodes whose packets the working
+/// version and the released subtrees hold is built once, when a node has
+/// edges there or after `MAP_AFTER_WALKS` nodes had none (a transaction
+/// inserting n fresh children checked each with a walk of the whole
+/// tree, O(n²) at its commit).
+pub(crate) struct Reach<'a> {
+    root: &'a Linkage,
+    working: &'a Arc<Packet>,
+    released: &'a [(Arc<Linkage>, Arc<Packet>)],
+    /// Nodes whose packet the working version holds (it wins over anything
+    /// read from the current state: it has this transaction's own edges).
+    local: Option<HashMap<*const Linkage, Arc<Packet>>>,
+    walks: usize,
+}
+
+impl<'a> Reach<'a> {
+    pub(crate) fn new(
+        root: &'a Linkage,
+        working: &'a Arc<Packet>,
+        released: &'a [(Arc<Linkage>, Arc<Packet>)],
+    ) -> Self {
+        Reach {
+            root,
+            working,
+            released,
+            local: None,
+            walks: 0,
         }
-        local.insert(link, top.clone());
-        let mut walk: Vec<&Arc<Packet>> = vec![top];
-        while let Some(p) = walk.pop() {
-            if let Some(ch) = p.children.as_ref() {
-                for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
-                    if let Some(sp) = slot {
-                        local.entry(Arc::as_ptr(n)).or_insert_with(|| sp.clone());
-                        walk.push(sp);
+    }
+
+    /// Whether `to` is `from` or below it (see the free function).
+    pub(crate) fn reaches(&mut self, from: &Arc<Linkage>, to: &Linkage) -> bool {
+        if std::ptr::eq(&**from, to) {
+            return true;
+        }
+        if self.local.is_none() && self.walks >= MAP_AFTER_WALKS {
+            self.local = Some(self.map());
+        }
+        if self.edgeless(from) {
+            return false;
+        }
+        if self.local.is_none() {
+            self.local = Some(self.map());
+        }
+        let local = self.local.as_ref().expect("mapped above");
+        walk_from(local, from, to)
+    }
+
+    /// Whether `from` has no edges for the check: no packet in the working
+    /// version or in a released subtree, and a leaf with priority in the
+    /// current state (a fresh node: what nearly every insert inserts). The
+    /// walk would read exactly that and stop; this spares it the map of
+    /// the whole working tree, which made inserting n children one by one
+    /// cost O(n) hashing each.
+    fn edgeless(&mut self, from: &Arc<Linkage>) -> bool {
+        let absent = match &self.local {
+            Some(local) => !local.contains_key(&Arc::as_ptr(from)),
+            None => {
+                self.walks += 1;
+                crate::packet::find(self.root, self.working, from).is_none()
+                    && self
+                        .released
+                        .iter()
+                        .all(|(l, p)| crate::packet::find(l, p, from).is_none())
+            }
+        };
+        absent && {
+            let w = from.load();
+            w.has_priority() && w.own_packet().children.is_none()
+        }
+    }
+
+    /// Every node with a packet in the working version or a released
+    /// subtree, the first such packet (as `packet::find` finds it first).
+    fn map(&self) -> HashMap<*const Linkage, Arc<Packet>> {
+        let mut local: HashMap<*const Linkage, Arc<Packet>> = HashMap::new();
+        let roots = std::iter::once((self.root as *const Linkage, self.working))
+            .chain(self.released.iter().map(|(l, p)| (Arc::as_ptr(l), p)));
+        for (link, top) in roots {
+            if local.contains_key(&link) {
+                continue;
+            }
+            local.insert(link, top.clone());
+            let mut walk: Vec<&Arc<Packet>> = vec![top];
+            while let Some(p) = walk.pop() {
+                if let Some(ch) = p.children.as_ref() {
+                    for (n, slot) in ch.nodes.iter().zip(ch.slots.iter()) {
+                        if let Some(sp) = slot {
+                            local.entry(Arc::as_ptr(n)).or_insert_with(|| sp.clone());
+                            walk.push(sp);
+                        }
                     }
                 }
             }
         }
+        local
     }
+}
+
+/// The walk of `reaches` from `from`, with the working version's packets
+/// `local`: child lists from there where it has them, from the current
+/// state elsewhere.
+fn walk_from(
+    local: &HashMap<*const Linkage, Arc<Packet>>,
+    from: &Arc<Linkage>,
+    to: &Linkage,
+) -> bool {
     enum Item {
         /// A node whose list must be looked up.
         Node(Arc<Linkage>),
@@ -140,28 +228,6 @@ pub(crate) fn reaches(
     false
 }
 
-/// Whether `from` has no edges for the check: no packet in the working
-/// version or in a released subtree, and a leaf with priority in the
-/// current state (a fresh node: what nearly every insert inserts). The
-/// walk would read exactly that and stop; this spares it the map of the
-/// whole working tree, which made inserting n children one by one cost
-/// O(n) hashing each.
-fn edgeless(
-    root: &Linkage,
-    working: &Arc<Packet>,
-    released: &[(Arc<Linkage>, Arc<Packet>)],
-    from: &Arc<Linkage>,
-) -> bool {
-    crate::packet::find(root, working, from).is_none()
-        && released
-            .iter()
-            .all(|(l, p)| crate::packet::find(l, p, from).is_none())
-        && {
-            let w = from.load();
-            w.has_priority() && w.own_packet().children.is_none()
-        }
-}
-
 /// The current packet of a node (complete or not), read without any CAS (a
 /// snapshot here could steal nodes shared with the calling transaction's
 /// tree and make it retry forever).
@@ -189,9 +255,8 @@ pub(crate) fn inserts_acyclic(
     released: &[(Arc<Linkage>, Arc<Packet>)],
     inserts: &[PendingInsert],
 ) -> bool {
-    inserts
-        .iter()
-        .all(|i| !reaches(root, working, released, &i.child, &i.parent))
+    let mut reach = Reach::new(root, working, released);
+    inserts.iter().all(|i| !reach.reaches(&i.child, &i.parent))
 }
 
 /// Runs a commit operation under the structure lock, checking `acyclic`
@@ -260,4 +325,59 @@ pub(crate) fn commit_locked(
     }
     unlock(guard);
     outcome
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::error::TreeError;
+    use crate::node::Node;
+
+    fn insert(parent: &Node<u32>, child: &Node<u32>) -> PendingInsert {
+        PendingInsert {
+            parent: parent.link.clone(),
+            child: child.link.clone(),
+            external: true,
+        }
+    }
+
+    /// A commit's check of many inserts: fresh children are answered by
+    /// walks, then by one map of the working version; a cycle through
+    /// the current state (X lists R, and R is to list X) is found whether
+    /// it is checked first, among the walks, or after the map.
+    #[test]
+    fn many_inserts_are_checked_walk_then_map() {
+        let (r, x) = (Node::new(0u32), Node::new(0u32));
+        x.insert(&r).unwrap();
+        let kids: Vec<Node<u32>> = (0..2 * MAP_AFTER_WALKS as u32).map(Node::new).collect();
+        let mut ran = false;
+        r.try_iterate_commit(|tr| {
+            for k in &kids {
+                tr.insert(&r, k)?;
+            }
+            let fresh: Vec<PendingInsert> = kids.iter().map(|k| insert(&r, k)).collect();
+            let acyclic =
+                |inserts: &[PendingInsert]| inserts_acyclic(&tr.root, &tr.packet, &[], inserts);
+            assert!(acyclic(&fresh));
+            for at in [0, 1, MAP_AFTER_WALKS, fresh.len()] {
+                let mut all: Vec<PendingInsert> = kids.iter().map(|k| insert(&r, k)).collect();
+                all.insert(at, insert(&r, &x));
+                assert!(!acyclic(&all), "the cycle checked at {at}");
+            }
+            let mut reach = Reach::new(&tr.root, &tr.packet, &[]);
+            for k in &kids[..MAP_AFTER_WALKS] {
+                assert!(!reach.reaches(&k.link, &r.link));
+            }
+            assert!(reach.local.is_none(), "walks first");
+            assert!(!reach.reaches(&kids[MAP_AFTER_WALKS].link, &r.link));
+            assert!(reach.local.is_some(), "then one map");
+            assert!(reach.reaches(&x.link, &r.link));
+            assert!(!reach.reaches(&r.link, &x.link));
+            ran = true;
+            Ok::<(), TreeError>(())
+        })
+        .unwrap();
+        assert!(ran);
+        assert_eq!(r.snapshot().children(&r).unwrap().len(), kids.len());
+    }
 }
