@@ -242,14 +242,11 @@ fn direct_child(p: &Packet, target: &Linkage) -> Option<usize> {
 #[cold]
 fn present_duplicate(ch: &Children, target: &Linkage, from: usize) -> Option<usize> {
     let t: *const Linkage = target;
-    let mut j = from;
-    while let Some(k) = ch.nodes.list().position_from(j, |n| Arc::as_ptr(n) == t) {
-        if ch.slots[k].is_some() {
-            return Some(k);
-        }
-        j = k + 1;
-    }
-    None
+    ch.nodes
+        .iter_from(from)
+        .zip(ch.slots.iter_from(from))
+        .position(|(n, s)| Arc::as_ptr(n) == t && s.is_some())
+        .map(|k| from + k)
 }
 
 /// Slot indices leading from `root` to `target` (empty for the root).
@@ -409,7 +406,12 @@ pub(crate) fn all_sub_reachable(root: &Packet) -> bool {
             }
         }
     }
-    void.iter().all(|v| present.contains(v))
+    if void.is_empty() {
+        return true;
+    }
+    // Sorted once: a wide node with many hard links is not quadratic.
+    present.sort_unstable();
+    void.iter().all(|v| present.binary_search(v).is_ok())
 }
 
 impl Packet {

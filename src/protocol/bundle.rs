@@ -178,6 +178,13 @@ mod tests {
         let mid = packet::find(&g.link, &shot.packet, &p.link).expect("P in G's packet");
         assert!(mid.is_complete(), "P's packet inside G's is still missing");
         assert!(shot.packet.is_complete());
+        // A leaf commit takes C1 out (P and G missing); the next snapshot
+        // of G bundles P again inside its own bundle, complete.
+        c1.iterate_commit(|tr| tr[&c1] += 1);
+        let shot = g.snapshot();
+        let mid = packet::find(&g.link, &shot.packet, &p.link).expect("P in G's packet");
+        assert!(mid.is_complete(), "P bundled again inside G, still missing");
+        assert_eq!(shot[&c1], 1);
     }
 
     /// One edge of a hard link released at the common root: the path to
