@@ -232,12 +232,14 @@ impl<T: Clone, F: Flat<T>> Chunked<T, F> {
         }
     }
 
-    /// Entry `i` of a long list, out of line (see `position_long`).
-    #[inline(never)]
+    /// Entry `i` of a long list; the panic is out of line, so this stays
+    /// small where it is inlined.
+    #[inline]
     fn long_at(&self, i: usize) -> &T {
-        let len = self.len();
-        self.get(i)
-            .unwrap_or_else(|| panic!("index {i} out of a list of {len}"))
+        match self {
+            Chunked::Long { len, chunks } if i < *len => &chunks[i / CHUNK][i % CHUNK],
+            _ => out_of_range(i, self.len()),
+        }
     }
 
     fn long_from(items: impl Iterator<Item = T>) -> Self {
@@ -290,6 +292,12 @@ impl<T: Clone, F: Flat<T>> IndexMut<usize> for Chunked<T, F> {
         self.get_mut(i)
             .unwrap_or_else(|| panic!("index {i} out of a list of {len}"))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_range(i: usize, len: usize) -> ! {
+    panic!("index {i} out of a list of {len}")
 }
 
 /// The pairs of two lists of one length (a node list and its slots),
