@@ -215,20 +215,10 @@ impl<T: Clone, F: Flat<T>> Chunked<T, F> {
 
     /// The entries from position `from` on.
     pub(crate) fn iter_from(&self, from: usize) -> Iter<'_, T> {
-        match self {
-            Chunked::Flat(v) => Iter {
-                cur: v.get(from..).unwrap_or(&[]).iter(),
-                rest: [].iter(),
-            },
-            Chunked::Long { len, chunks } => {
-                if from >= *len {
-                    return Iter::default();
-                }
-                Iter {
-                    cur: chunks[from / CHUNK][from % CHUNK..].iter(),
-                    rest: chunks[from / CHUNK + 1..].iter(),
-                }
-            }
+        let Slices { first, rest } = self.slices_from(from);
+        Iter {
+            cur: first.unwrap_or(&[]).iter(),
+            rest,
         }
     }
 

@@ -108,17 +108,21 @@ impl<'a> Reach<'a> {
         if std::ptr::eq(&**from, to) {
             return true;
         }
-        if self.local.is_none() && self.walks >= MAP_AFTER_WALKS {
-            self.local = Some(self.map());
+        if self.walks >= MAP_AFTER_WALKS {
+            self.mapped();
         }
         if self.edgeless(from) {
             return false;
         }
+        walk_from(self.mapped(), from, to)
+    }
+
+    /// The map, built on first use.
+    fn mapped(&mut self) -> &HashMap<*const Linkage, Arc<Packet>> {
         if self.local.is_none() {
             self.local = Some(self.map());
         }
-        let local = self.local.as_ref().expect("mapped above");
-        walk_from(local, from, to)
+        self.local.as_ref().expect("built above")
     }
 
     /// Whether `from` has no edges for the check: no packet in the working
